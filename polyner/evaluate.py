@@ -1,0 +1,107 @@
+"""Word-level NER evaluation with seqeval (strict IOB2), per language, and the results table writer."""
+from __future__ import annotations
+
+import logging
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from seqeval.metrics import f1_score, precision_score, recall_score
+from seqeval.scheme import IOB2
+
+from polyner.data.iob2 import Sentence
+from polyner.labels import repair_iob2
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Scores:
+    """Precision, recall and F1 (0..100) on one set of sentences."""
+
+    precision: float
+    recall: float
+    f1: float
+    sentences: int
+    entities: int
+
+
+def score_tags(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> Scores:
+    """seqeval strict IOB2 scores; predicted orphan I-X are read as B-X, as the decoder reads them."""
+    gold = [repair_iob2(g) for g in gold]
+    predicted = [repair_iob2(p) for p in predicted]
+    kwargs = dict(mode="strict", scheme=IOB2, zero_division=0)
+    entities = sum(t.startswith("B-") for g in gold for t in g)
+    return Scores(100 * precision_score(gold, predicted, **kwargs), 100 * recall_score(gold, predicted, **kwargs),
+                  100 * f1_score(gold, predicted, **kwargs), len(gold), entities)
+
+
+def evaluate_by_language(tag_words: Callable[[list[list[str]]], list[list[str]]],
+                         sentences: Iterable[Sentence]) -> dict[str, Scores]:
+    """Score a word tagger on sentences grouped by language."""
+    by_lang: dict[str, list[Sentence]] = defaultdict(list)
+    for sentence in sentences:
+        by_lang[sentence.lang].append(sentence)
+    results = {}
+    for lang in sorted(by_lang):
+        group = by_lang[lang]
+        predicted = tag_words([s.words for s in group])
+        results[lang] = score_tags([s.tags for s in group], predicted)
+        logger.info("%s: F1 %.2f on %d sentences", lang, results[lang].f1, len(group))
+    return results
+
+
+def macro(scores: dict[str, Scores]) -> Scores:
+    """The unweighted mean over languages."""
+    n = max(len(scores), 1)
+    return Scores(sum(s.precision for s in scores.values()) / n, sum(s.recall for s in scores.values()) / n,
+                  sum(s.f1 for s in scores.values()) / n, sum(s.sentences for s in scores.values()),
+                  sum(s.entities for s in scores.values()))
+
+
+@dataclass
+class ResultTable:
+    """Per-language scores of one or more models on one split, as a markdown table."""
+
+    split: str
+    models: list[str]
+    scores: list[dict[str, Scores]] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        """Rows per language: P/R/F1 for each model (F1 only when several), then the macro average."""
+        langs = sorted({lang for s in self.scores for lang in s})
+        several = len(self.models) > 1
+        head = ["lang", "sentences", "entities"]
+        for name in self.models:
+            head += [f"F1 {name}"] if several else ["P", "R", "F1"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+        def row(label: str, per_model: list[Scores | None]) -> str:
+            ref = next(s for s in per_model if s is not None)
+            cells = [label, str(ref.sentences), str(ref.entities)]
+            for s in per_model:
+                if s is None:
+                    cells += ["-"] if several else ["-", "-", "-"]
+                else:
+                    cells += [f"{s.f1:.2f}"] if several else [f"{s.precision:.2f}", f"{s.recall:.2f}", f"{s.f1:.2f}"]
+            return "| " + " | ".join(cells) + " |"
+
+        for lang in langs:
+            lines.append(row(lang, [s.get(lang) for s in self.scores]))
+        lines.append(row("**macro**", [macro(s) for s in self.scores]))
+        return "\n".join(lines)
+
+
+def write_section(path: str | Path, name: str, body: str) -> Path:
+    """Replace (or append) the section ``name`` of a markdown results file, keeping the others."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    begin, end = f"<!-- polyner:{name} -->", f"<!-- /polyner:{name} -->"
+    block = f"{begin}\n{body.rstrip()}\n{end}"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Results\n\nWritten by `polyner evaluate`.\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text, encoding="utf-8")
+    return path

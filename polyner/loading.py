@@ -1,0 +1,62 @@
+"""``polyner.load``: find a model by path, cache name or hub name, and wrap it for its task."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from polyner.home import polyner_home
+from polyner.models.io import ModelDirectoryError
+
+logger = logging.getLogger(__name__)
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
+
+
+def resolve_model(path_or_name: str | Path | None) -> Path | str:
+    """The directory (or hub name) that ``path_or_name`` refers to; None is the shipped default."""
+    if path_or_name is None:
+        if not (DEFAULT_MODEL_DIR / "config.json").exists():
+            raise ModelDirectoryError(
+                f"no default model is shipped in this installation ({DEFAULT_MODEL_DIR}); "
+                "pass a model directory to polyner.load(PATH)")
+        return DEFAULT_MODEL_DIR
+    if not isinstance(path_or_name, (str, Path)):
+        raise TypeError(f"path_or_name must be a str or Path, not {type(path_or_name).__name__}")
+    path = Path(path_or_name).expanduser()
+    if path.exists() or str(path_or_name).startswith((".", "/", "~")) or isinstance(path_or_name, Path):
+        return path
+    for folder in (polyner_home() / "models", polyner_home() / "teachers"):
+        candidate = folder / str(path_or_name).replace("/", "--")
+        if candidate.exists():
+            return candidate
+    return str(path_or_name)  # a hub name, loaded by transformers
+
+
+def load(path_or_name: str | Path | None = None, task: str = "ner", **options):
+    """Load a polyner model. ``task="ner"`` returns a :class:`~polyner.pipelines.ner.Tagger`.
+
+    ``path_or_name`` is a model directory, a name under ``$POLYNER_HOME/models``, or a Hugging Face
+    hub name; None loads the default student shipped inside the package, offline.
+    Extra keyword options go to :class:`~polyner.pipelines.ner.TaggerConfig`.
+    """
+    target = resolve_model(path_or_name)
+    if task == "ner":
+        from polyner.models.io import load_token_classifier
+        from polyner.pipelines.ner import Tagger, TaggerConfig
+
+        if isinstance(target, Path):
+            model, tokenizer = load_token_classifier(target)
+        else:
+            model, tokenizer = _load_hub_token_classifier(target)
+        return Tagger(model, tokenizer, TaggerConfig(**options), name=str(path_or_name or "default"))
+    raise ValueError(f"unknown task {task!r}: expected 'ner'")
+
+
+def _load_hub_token_classifier(name: str):
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    try:
+        model = AutoModelForTokenClassification.from_pretrained(name, use_safetensors=True)
+        return model.eval(), AutoTokenizer.from_pretrained(name)
+    except Exception as exc:
+        raise ModelDirectoryError(f"cannot load model {name!r}: not a local directory, not under "
+                                  f"{polyner_home() / 'models'}, and not loadable from the hub ({exc})") from exc

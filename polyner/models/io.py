@@ -1,0 +1,76 @@
+"""Load and save token-classification models in the Hugging Face layout, with clear errors."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from polyner.labels import ID2LABEL, LABEL2ID
+
+logger = logging.getLogger(__name__)
+WEIGHT_FILES = ("model.safetensors", "model.onnx")
+
+
+class ModelDirectoryError(ValueError):
+    """A model directory is missing, incomplete or corrupt; the message names the path."""
+
+
+def check_model_dir(path: str | Path) -> Path:
+    """Check that ``path`` holds a readable model: config.json, weights and tokenizer files."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ModelDirectoryError(f"model directory not found: {path}")
+    if not path.is_dir():
+        raise ModelDirectoryError(f"not a model directory (it is a file): {path}")
+    config = path / "config.json"
+    if not config.exists():
+        raise ModelDirectoryError(f"no config.json in {path}: not a polyner / Hugging Face model directory")
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelDirectoryError(f"corrupt config.json in {path}: {exc}") from exc
+    if not any((path / name).exists() for name in WEIGHT_FILES):
+        raise ModelDirectoryError(f"no model weights (model.safetensors) in {path}")
+    if not ((path / "tokenizer.json").exists() or (path / "sentencepiece.bpe.model").exists()):
+        raise ModelDirectoryError(f"no tokenizer files (tokenizer.json) in {path}")
+    return path
+
+
+def load_tokenizer(path: str | Path):
+    """The fast tokenizer saved in ``path``."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except Exception as exc:  # corrupt tokenizer.json and friends
+        raise ModelDirectoryError(f"cannot load the tokenizer in {path}: {exc}") from exc
+
+
+def load_token_classifier(path: str | Path, dtype: torch.dtype = torch.float32):
+    """Load ``(model, tokenizer)`` for NER from a checked directory, weights read with safetensors."""
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    path = check_model_dir(path)
+    quiet_transformers()
+    try:
+        config = AutoConfig.from_pretrained(str(path))
+        model = AutoModelForTokenClassification.from_pretrained(str(path), config=config, dtype=dtype,
+                                                                use_safetensors=True)
+    except Exception as exc:
+        raise ModelDirectoryError(f"cannot load the model in {path}: {exc}") from exc
+    return model.float().eval(), load_tokenizer(path)
+
+
+def quiet_transformers() -> None:
+    """Keep transformers' weight-loading progress bars and load reports out of user output."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def ner_config_kwargs() -> dict:
+    """The label maps every polyner NER model carries in its config.json."""
+    return {"num_labels": len(ID2LABEL), "id2label": dict(ID2LABEL), "label2id": dict(LABEL2ID)}

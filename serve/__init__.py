@@ -1,0 +1,1 @@
+"""HTTP tagging service on FastAPI."""

@@ -1,0 +1,169 @@
+"""The tagging core: offsets into the original text, word boundaries, stride seams, batching, bad input."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from polyner.pipelines.ner import Tagger, TaggerConfig, choose_windows, plan_windows
+from polyner.pipelines.words import segment_words, tokenizer_run_splitter
+from tests.conftest import SAMPLE_TEXTS, CapitalRuleModel
+
+TRICKY = SAMPLE_TEXTS[:16] + [
+    "  Leading and trailing spaces  ",
+    "Multiple   spaces\u00a0and\u2003odd\u3000whitespace Berlin",
+    "Zero\u200bwidth and soft\u00adhyphen in Hamburg",
+    "Combining e\u0301 accents in Zu\u0308rich",
+    "Mixed 東京Tower and Москва-City 2024",
+    "\x00\x01 control \x1b[31m characters Rome \x7f",
+    "👨‍👩‍👧 family emoji next to Oslo",
+]
+
+
+
+
+def test_offsets_index_the_original_text(rule_tagger):
+    for text, entities in zip(TRICKY, rule_tagger(TRICKY)):
+        for entity in entities:
+            assert text[entity["start"]:entity["end"]] == entity["text"]
+            assert entity["label"] in {"PER", "ORG", "LOC"}
+            assert 0.0 <= entity["score"] <= 1.0
+
+
+def test_entities_never_split_a_word(rule_tagger, tokenizer):
+    splitter = tokenizer_run_splitter(tokenizer)
+    for text, entities in zip(TRICKY, rule_tagger(TRICKY)):
+        words = segment_words(text, splitter)
+        starts, ends = {s for s, _ in words}, {e for _, e in words}
+        for entity in entities:
+            assert entity["start"] in starts and entity["end"] in ends, (text, entity)
+
+
+def test_capitalised_run_is_one_entity(rule_tagger):
+    entities = rule_tagger("yesterday Angela Merkel met them in the city")
+    assert [(e["text"], e["label"]) for e in entities] == [("Angela Merkel", "PER")]
+
+
+def test_single_text_and_list(rule_tagger):
+    one = rule_tagger("we saw Berlin")
+    many = rule_tagger(["we saw Berlin", "nothing here"])
+    assert one == many[0] and many[1] == []
+
+
+@pytest.mark.parametrize("max_length,stride", [(8, 2), (16, 4), (32, 15), (64, 8)])
+def test_stride_windows_lose_and_duplicate_nothing(tokenizer, max_length, stride):
+    words = []
+    for i in range(600):
+        words += ["Anna Maria" if i % 7 == 0 else "word", "and", "Paris" if i % 5 == 0 else "the", str(i % 10)]
+    text = " ".join(words)
+    wide = Tagger(CapitalRuleModel(tokenizer), tokenizer, TaggerConfig(max_length=4096, stride=0))
+    narrow = Tagger(CapitalRuleModel(tokenizer), tokenizer, TaggerConfig(max_length=max_length, stride=stride))
+    reference = wide(text)
+    assert len(reference) > 200
+    assert narrow(text) == reference
+    spans = [(e["start"], e["end"]) for e in reference]
+    assert spans == sorted(set(spans))
+
+
+def test_plan_windows_cover_every_word_with_overlap():
+    counts = [1, 3, 2, 5, 1, 1, 4, 2, 2, 6, 1]
+    windows = plan_windows(counts, content=8, stride=3)
+    covered = set()
+    for start, end in windows:
+        assert sum(counts[start:end]) <= 8
+        covered.update(range(start, end))
+    assert covered == set(range(len(counts)))
+    for (a, b), (c, d) in zip(windows, windows[1:]):
+        assert a < c <= b  # progress, and the next window starts inside the previous one or right after it
+    owner = choose_windows(windows, counts)
+    assert set(owner) == set(range(len(counts)))
+
+
+def test_oversized_word_gets_its_own_window():
+    windows = plan_windows([2, 50, 1], content=8, stride=2)
+    assert (1, 2) in windows
+
+
+def test_batches_are_sorted_by_length(tokenizer):
+    model = CapitalRuleModel(tokenizer)
+    tagger = Tagger(model, tokenizer, TaggerConfig(max_length=64, batch_size=3))
+    texts = ["a " * n + "Berlin" for n in (30, 1, 12, 5, 25, 2, 8)]
+    tagger(texts)
+    widths = [max(batch) for batch in model.batches]
+    assert widths == sorted(widths)
+    assert all(len(batch) <= 3 for batch in model.batches)
+
+
+@pytest.mark.parametrize("text", ["", " ", "\n\t  \r\n", "\u3000\u00a0"])
+def test_empty_and_whitespace_give_no_entities(rule_tagger, text):
+    assert rule_tagger(text) == []
+    assert rule_tagger([text, text]) == [[], []]
+
+
+def test_empty_list(rule_tagger):
+    assert rule_tagger([]) == []
+
+
+@pytest.mark.parametrize("bad,message", [(123, "int"), (None, "NoneType"), (b"bytes", "bytes"),
+                                         ({"text": "x"}, "dict")])
+def test_wrong_types_raise_type_error(rule_tagger, bad, message):
+    with pytest.raises(TypeError, match=message):
+        rule_tagger(bad)
+
+
+def test_wrong_item_type_names_its_index(rule_tagger):
+    with pytest.raises(TypeError, match=r"texts\[1\] must be str, not int"):
+        rule_tagger(["fine", 7])
+
+
+def test_huge_text_does_not_crash(rule_tagger):
+    text = ("Lorem ipsum Dolor sit amet, 😀 中文字符 \x07 " * 3000)[:100_000]
+    entities = rule_tagger(text)
+    assert len(text) == 100_000
+    assert all(text[e["start"]:e["end"]] == e["text"] for e in entities)
+
+
+def test_huge_single_word_does_not_crash(rule_tagger):
+    text = "A" + "x" * 99_999
+    entities = rule_tagger(text)
+    assert all(text[e["start"]:e["end"]] == e["text"] for e in entities)
+
+
+def test_max_text_chars_limit(tokenizer):
+    tagger = Tagger(CapitalRuleModel(tokenizer), tokenizer, TaggerConfig(max_text_chars=10))
+    with pytest.raises(ValueError, match="max_text_chars=10"):
+        tagger(["short", "this one is far too long"])
+
+
+def test_words_of_scripts_without_spaces(tokenizer):
+    words = [w for w in segment_words("習近平在北京", None)]
+    assert len(words) == 6  # one word per Han character
+    kana = segment_words("東京タワーはTokyoにある")
+    assert "Tokyo" in ["東京タワーはTokyoにある"[s:e] for s, e in kana]
+    thai = "ฉันรักกรุงเทพมหานครและเชียงใหม่"
+    split = segment_words(thai, tokenizer_run_splitter(tokenizer))
+    assert len(split) > 1 and "".join(thai[s:e] for s, e in split) == thai
+
+
+def test_words_keep_marks_and_hyphens():
+    text = "नरेंद्र मोदी Baden-Württemberg e\u0301t\u00e9 l'Italia"
+    words = [text[s:e] for s, e in segment_words(text)]
+    assert words == ["नरेंद्र", "मोदी", "Baden-Württemberg", "e\u0301t\u00e9", "l", "'", "Italia"]
+
+
+def test_labels_outside_the_scheme_are_refused(tokenizer):
+    model = CapitalRuleModel(tokenizer)
+    model.config = type("C", (), {"id2label": {0: "O", 1: "B-MISC"}})()
+    with pytest.raises(ValueError, match="B-MISC"):
+        Tagger(model, tokenizer)
+
+
+def test_real_tiny_model_round_trip(tiny_model_dir, tokenizer):
+    import polyner
+    from tests.conftest import build_tiny_model
+
+    loaded = polyner.load(tiny_model_dir, max_length=32)
+    in_memory = Tagger(build_tiny_model(tokenizer), tokenizer, TaggerConfig(max_length=32))
+    texts = SAMPLE_TEXTS[:8]
+    assert loaded(texts) == in_memory(texts)
+    assert loaded.tag_words([["Angela", "Merkel"]]) == in_memory.tag_words([["Angela", "Merkel"]])
