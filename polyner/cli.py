@@ -117,6 +117,67 @@ def evaluate(models: List[str] = typer.Argument(..., help="Model directories (se
         _fail(str(exc))
 
 
+@app.command()
+def distill(
+        teacher: Optional[str] = typer.Option(None, help="Fine-tuned teacher directory (polyner train-teacher)."),
+        out: Optional[Path] = typer.Option(None, help="Output directory of the student (resumes if present)."),
+        languages: Optional[str] = typer.Option(None, help="Comma-separated languages, e.g. de,fr,sw (default: all 41)."),
+        unlabeled: List[str] = typer.Option([], help="Unlabeled text: LANG.txt files, folders of them, or LANG=PATH."),
+        gold: Optional[Path] = typer.Option(None, help="Gold root SOURCE/LANG/SPLIT.iob2 (train text, dev, labels)."),
+        preset: Optional[str] = typer.Option(None, help="Student size: xs, s or m."),
+        config: Optional[Path] = typer.Option(None, help="A YAML or JSON DistillConfig; options given here win."),
+        exclude_source: List[str] = typer.Option([], help="Gold sources to leave out (e.g. NonCommercial ones)."),
+        representation_steps: Optional[int] = typer.Option(None, help="Stage-1 steps."),
+        logit_steps: Optional[int] = typer.Option(None, help="Steps of each logit sub-stage (2, 3.x)."),
+        gold_steps: Optional[int] = typer.Option(None, help="Steps of each gold sub-stage (4.x)."),
+        stage1: bool = typer.Option(True, "--stage1/--no-stage1", help="Representation transfer (ablation: off)."),
+        factorize: bool = typer.Option(True, "--factorize/--random-embeddings", help="PCA embeddings (ablation: random)."),
+        augment: bool = typer.Option(True, "--augment/--no-augment", help="Augmented transfer text (ablation: off)."),
+        seed: Optional[int] = typer.Option(None), threads: Optional[int] = typer.Option(None),
+        evaluate_test: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Closing table on gold test."),
+        verbose: bool = typer.Option(True, "--verbose/--quiet")) -> None:
+    """Distil a compact student from the fine-tuned teacher for any set of languages."""
+    from polyner.distill.config import DistillConfig, StageBudget
+    from polyner.distill.trainer import distill as run_distill
+    from polyner.distill.transfer import MissingLanguageError
+    from polyner.languages import parse_languages
+
+    _logging(verbose)
+    overrides: dict = {"teacher": teacher, "out": str(out) if out else None, "preset": preset,
+                       "gold": str(gold) if gold else None, "seed": seed, "threads": threads,
+                       "languages": parse_languages(languages) if languages else None,
+                       "unlabeled": list(unlabeled) or None, "exclude_sources": list(exclude_source) or None}
+    if not stage1:
+        overrides["use_representation_stage"] = False
+    if not factorize:
+        overrides["factorize_embeddings"] = False
+    if not augment:
+        overrides["use_augmented"] = False
+    try:
+        if config is not None:
+            settings = DistillConfig.from_file(config, **overrides)
+        else:
+            if not teacher or not out:
+                _fail("--teacher and --out are required (or give them in --config)")
+            settings = DistillConfig(**{k: v for k, v in overrides.items() if v is not None})
+        for name, steps in (("representation", representation_steps), ("logits", logit_steps),
+                            ("gold_labels", gold_steps)):
+            if steps is not None:
+                budget: StageBudget = getattr(settings, name)
+                budget.steps = steps
+                budget.eval_every = min(budget.eval_every, steps)
+        folder = run_distill(settings)
+    except (MissingLanguageError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    typer.echo(f"student saved to {folder}")
+    if evaluate_test and settings.gold:
+        from polyner.evaluation_run import EvaluationRequest, run_evaluation
+
+        typer.echo(run_evaluation(EvaluationRequest(
+            models=[str(folder)], data=settings.gold, splits=["test"], langs=settings.languages,
+            results=str(folder / "results.md"), section="closing-evaluation")))
+
+
 def main() -> None:
     """Entry point of the ``polyner`` console script."""
     app()

@@ -52,6 +52,8 @@ def load_token_classifier(path: str | Path, dtype: torch.dtype = torch.float32):
     """Load ``(model, tokenizer)`` for NER from a checked directory, weights read with safetensors."""
     from transformers import AutoConfig, AutoModelForTokenClassification
 
+    import polyner.models.student  # noqa: F401  (registers the student architecture with Auto*)
+
     path = check_model_dir(path)
     quiet_transformers()
     try:

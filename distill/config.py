@@ -1,0 +1,104 @@
+"""Distillation configuration: student presets and the settings of one ``polyner distill`` run.
+
+A :class:`DistillConfig` is plain data; it loads from a YAML or JSON file so a recipe can be
+kept next to its results (``DistillConfig.from_file``).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from polyner.languages import TARGET_LANGUAGES
+
+
+@dataclass(frozen=True)
+class StudentPreset:
+    """Geometry of a student encoder."""
+
+    layers: int
+    hidden: int
+    heads: int
+    ffn: int
+    rank: int  # word-embedding rank (0: unfactorized)
+
+
+PRESETS: dict[str, StudentPreset] = {
+    "xs": StudentPreset(layers=4, hidden=256, heads=4, ffn=1024, rank=128),
+    "s": StudentPreset(layers=6, hidden=256, heads=4, ffn=1024, rank=128),
+    "m": StudentPreset(layers=6, hidden=384, heads=6, ffn=1536, rank=128),
+}
+
+
+@dataclass
+class StageBudget:
+    """Steps and early stopping of one training stage (a sub-stage per unfrozen layer)."""
+
+    steps: int
+    eval_every: int = 200
+    patience: int = 3
+    lr: float = 5e-4
+
+
+@dataclass
+class DistillConfig:
+    """Everything one distillation run needs; the defaults are the recipe of the shipped student."""
+
+    teacher: str
+    out: str
+    languages: list[str] = field(default_factory=lambda: list(TARGET_LANGUAGES))
+    preset: str = "s"
+    unlabeled: list[str] = field(default_factory=list)  # files or directories of LANG.txt, one sentence a line
+    gold: str | None = None  # gold root (SOURCE/LANG/SPLIT.iob2): train text, dev selection, stage-4 labels
+    exclude_sources: list[str] = field(default_factory=list)
+    unlabeled_per_language: int = 1500
+    gold_text_per_language: int = 500
+    augmented_per_language: int = 300
+    use_augmented: bool = True
+    use_representation_stage: bool = True  # stage 1
+    factorize_embeddings: bool = True  # False: random word embeddings (ablation)
+    init_layers_from_teacher: bool = True  # only where the widths match
+    min_piece_count: int = 2
+    max_vocab: int | None = 60000
+    max_length: int = 64
+    batch_size: int = 32
+    representation: StageBudget = field(default_factory=lambda: StageBudget(steps=3000, eval_every=300, lr=5e-4))
+    logits: StageBudget = field(default_factory=lambda: StageBudget(steps=600, eval_every=200, lr=3e-4))
+    gold_labels: StageBudget = field(default_factory=lambda: StageBudget(steps=400, eval_every=200, lr=1e-4))
+    heldout_fraction: float = 0.02  # transfer sentences kept aside for stage-1 validation
+    dev_per_language: int = 100
+    seed: int = 13
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        for name in ("representation", "logits", "gold_labels"):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                setattr(self, name, StageBudget(**value))
+
+    @property
+    def student(self) -> StudentPreset:
+        return PRESETS[self.preset]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides) -> "DistillConfig":
+        """Load from YAML (.yaml/.yml) or JSON; keyword overrides win over the file."""
+        path = Path(path)
+        text = path.read_text(encoding="utf-8")
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown distillation settings {sorted(unknown)}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**data)

@@ -1,0 +1,107 @@
+"""Progressive knowledge transfer as data: the stage plan, which parameters each stage trains, and the losses.
+
+Stage 1 matches every student hidden state (embeddings and each layer) to the teacher's topmost
+hidden states through learned per-layer projections (MSE). Stage 2 matches the teacher's logits
+with the encoder frozen; stage 3 goes on with logits while unfreezing one layer per sub-stage,
+top first; stage 4 trains on gold labels with cross-entropy, unfreezing again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from polyner.distill.config import DistillConfig, StageBudget
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One resumable training step of the schedule."""
+
+    name: str
+    loss: str  # "representation" | "logits" | "gold"
+    trainable: tuple[str, ...]  # parameter groups: "embeddings", "layer{i}", "classifier", "projections"
+    budget: StageBudget
+
+
+def parameter_groups(num_layers: int) -> list[str]:
+    """Encoder groups from the top down: the order in which they are unfrozen."""
+    return [f"layer{i}" for i in reversed(range(num_layers))] + ["embeddings"]
+
+
+def plan_stages(config: DistillConfig) -> list[Stage]:
+    """The full schedule for a config (stage 1 is left out for the no-stage-1 ablation)."""
+    groups = parameter_groups(config.student.layers)
+    stages: list[Stage] = []
+    if config.use_representation_stage:
+        stages.append(Stage("1-representation", "representation", tuple(groups) + ("projections",),
+                            config.representation))
+    stages.append(Stage("2-logits", "logits", ("classifier",), config.logits))
+    for j in range(1, len(groups) + 1):
+        stages.append(Stage(f"3-logits-unfreeze-{j}", "logits", ("classifier",) + tuple(groups[:j]), config.logits))
+    stages.append(Stage("4-gold", "gold", ("classifier",), config.gold_labels))
+    for j in range(1, len(groups) + 1):
+        stages.append(Stage(f"4-gold-unfreeze-{j}", "gold", ("classifier",) + tuple(groups[:j]), config.gold_labels))
+    return stages
+
+
+def group_of(name: str) -> str:
+    """The parameter group of a parameter name of :class:`DistillationModel`."""
+    if name.startswith("projections."):
+        return "projections"
+    if name.startswith("student.classifier."):
+        return "classifier"
+    if name.startswith("student.student.embeddings."):
+        return "embeddings"
+    if name.startswith("student.student.layers."):
+        return "layer" + name.split(".")[3]
+    raise ValueError(f"parameter {name} belongs to no group")
+
+
+class DistillationModel(nn.Module):
+    """The student plus the stage-1 projections from student width to teacher width, one per hidden state."""
+
+    def __init__(self, student: nn.Module, teacher_width: int) -> None:
+        super().__init__()
+        self.student = student
+        states = student.config.num_hidden_layers + 1
+        self.projections = nn.ModuleList(nn.Linear(student.config.hidden_size, teacher_width) for _ in range(states))
+
+    def set_trainable(self, groups: tuple[str, ...]) -> list[nn.Parameter]:
+        """Freeze everything but ``groups``; return the trainable parameters."""
+        trainable = []
+        for name, param in self.named_parameters():
+            param.requires_grad_(group_of(name) in groups)
+            if param.requires_grad:
+                trainable.append(param)
+        return trainable
+
+
+def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the positions where ``mask`` is 1."""
+    weights = mask.to(prediction.dtype).unsqueeze(-1)
+    return ((prediction - target) ** 2 * weights).sum() / (weights.sum() * prediction.shape[-1]).clamp(min=1.0)
+
+
+def representation_loss(model: DistillationModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Stage 1: mean over hidden states of MSE(projection_i(student_i), teacher top state i)."""
+    out = model.student.student(batch["input_ids"], batch["attention_mask"], output_hidden_states=True)
+    teacher = batch["teacher_hidden"]  # [B, L, states, width], bottom to top
+    losses = [masked_mse(projection(state), teacher[:, :, i], batch["attention_mask"])
+              for i, (projection, state) in enumerate(zip(model.projections, out.hidden_states))]
+    return torch.stack(losses).mean()
+
+
+def logit_loss(model: DistillationModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Stages 2-3: MSE between student and teacher token logits."""
+    logits = model.student(batch["input_ids"], batch["attention_mask"]).logits
+    return masked_mse(logits, batch["teacher_logits"], batch["attention_mask"])
+
+
+def gold_loss(model: DistillationModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Stage 4: cross-entropy on gold labels (first subword of each word)."""
+    return model.student(batch["input_ids"], batch["attention_mask"], labels=batch["labels"]).loss
+
+
+LOSSES = {"representation": representation_loss, "logits": logit_loss, "gold": gold_loss}

@@ -1,0 +1,144 @@
+"""Teacher outputs on the transfer set, computed once and kept on disk as fp16 memory maps.
+
+For every token of every transfer sentence the cache holds the teacher's top ``n_states``
+hidden states (stage 1 targets) and its logits (stage 2-3 targets). Building is resumable: the
+work is done in length-sorted batches and progress is recorded after each chunk.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TeacherCache:
+    """Read access to a built cache: per-sentence student ids, teacher hidden states and logits."""
+
+    folder: Path
+    ids: np.ndarray
+    offsets: np.ndarray
+    langs: list[str]
+    hidden: np.ndarray | None  # [tokens, n_states, width] fp16 memmap, states ordered bottom to top
+    logits: np.ndarray  # [tokens, labels] fp16 memmap
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def span(self, i: int) -> tuple[int, int]:
+        return int(self.offsets[i]), int(self.offsets[i + 1])
+
+    def batch(self, indices: Sequence[int], pad_id: int, with_hidden: bool) -> dict[str, torch.Tensor]:
+        """Padded student input ids, mask, teacher logits and (optionally) teacher hidden states."""
+        spans = [self.span(i) for i in indices]
+        width = max(b - a for a, b in spans)
+        n = len(indices)
+        ids = torch.full((n, width), pad_id, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        logits = torch.zeros((n, width, self.logits.shape[1]))
+        hidden = torch.zeros((n, width) + self.hidden.shape[1:]) if with_hidden and self.hidden is not None else None
+        for row, (a, b) in enumerate(spans):
+            ids[row, :b - a] = torch.from_numpy(self.ids[a:b].astype(np.int64))
+            mask[row, :b - a] = 1
+            logits[row, :b - a] = torch.from_numpy(np.asarray(self.logits[a:b], dtype=np.float32))
+            if hidden is not None:
+                hidden[row, :b - a] = torch.from_numpy(np.asarray(self.hidden[a:b], dtype=np.float32))
+        out = {"input_ids": ids, "attention_mask": mask, "teacher_logits": logits}
+        if hidden is not None:
+            out["teacher_hidden"] = hidden
+        return out
+
+
+def _fingerprint(teacher_dir: str, ids: np.ndarray, n_states: int) -> str:
+    weights = Path(teacher_dir) / "model.safetensors"
+    stamp = f"{weights.resolve()}:{weights.stat().st_mtime_ns}" if weights.exists() else teacher_dir
+    digest = hashlib.sha256(stamp.encode() + ids.tobytes() + str(n_states).encode())
+    return digest.hexdigest()[:24]
+
+
+def build_teacher_cache(folder: str | Path, teacher: torch.nn.Module, teacher_dir: str,
+                        student_ids: Sequence[np.ndarray], keep_ids: np.ndarray, langs: Sequence[str],
+                        n_states: int, pad_id: int, batch_size: int = 32, store_hidden: bool = True,
+                        chunk_batches: int = 20) -> TeacherCache:
+    """Run the teacher once over the transfer set (student tokenization mapped to teacher ids)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lengths = np.array([len(x) for x in student_ids], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    flat = np.concatenate(student_ids).astype(np.int32) if len(student_ids) else np.zeros(0, np.int32)
+    key = _fingerprint(teacher_dir, flat, n_states)
+    meta_path = folder / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    width = teacher.config.hidden_size
+    labels = teacher.config.num_labels
+    fresh = meta.get("key") != key
+    if fresh:
+        np.save(folder / "ids.npy", flat)
+        np.save(folder / "offsets.npy", offsets)
+        (folder / "langs.json").write_text(json.dumps(list(langs)))
+        meta = {"key": key, "tokens": int(len(flat)), "sentences": len(student_ids), "n_states": n_states,
+                "width": width, "labels": labels, "batches_done": 0, "complete": False,
+                "store_hidden": store_hidden}
+        meta_path.write_text(json.dumps(meta))
+    mode = "w+" if fresh else "r+"
+    tokens = max(len(flat), 1)
+    logits_map = np.memmap(folder / "logits.f16", dtype=np.float16, mode=mode, shape=(tokens, labels))
+    hidden_map = (np.memmap(folder / "hidden.f16", dtype=np.float16, mode=mode, shape=(tokens, n_states, width))
+                  if store_hidden else None)
+    if not meta["complete"]:
+        order = np.argsort(lengths, kind="stable")
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        teacher.eval()
+        progress = tqdm(range(meta["batches_done"], len(batches)), desc="teacher outputs", initial=meta["batches_done"],
+                        total=len(batches))
+        with torch.inference_mode():
+            for b in progress:
+                batch = batches[b]
+                width_b = int(lengths[batch].max())
+                ids = torch.full((len(batch), width_b), pad_id, dtype=torch.long)
+                mask = torch.zeros((len(batch), width_b), dtype=torch.long)
+                for row, i in enumerate(batch):
+                    a, z = offsets[i], offsets[i + 1]
+                    ids[row, :z - a] = torch.from_numpy(keep_ids[flat[a:z]].astype(np.int64))
+                    mask[row, :z - a] = 1
+                out = teacher(input_ids=ids, attention_mask=mask, output_hidden_states=store_hidden)
+                logits = out.logits.float().numpy().astype(np.float16)
+                states = (torch.stack(out.hidden_states[-n_states:], dim=2).numpy().astype(np.float16)
+                          if store_hidden else None)
+                for row, i in enumerate(batch):
+                    a, z = offsets[i], offsets[i + 1]
+                    logits_map[a:z] = logits[row, :z - a]
+                    if states is not None:
+                        hidden_map[a:z] = states[row, :z - a]
+                if (b + 1) % chunk_batches == 0 or b + 1 == len(batches):
+                    logits_map.flush()
+                    if hidden_map is not None:
+                        hidden_map.flush()
+                    meta["batches_done"] = b + 1
+                    meta_path.write_text(json.dumps(meta))
+        meta["complete"] = True
+        meta_path.write_text(json.dumps(meta))
+    return open_teacher_cache(folder)
+
+
+def open_teacher_cache(folder: str | Path) -> TeacherCache:
+    """Open a complete cache read-only."""
+    folder = Path(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    if not meta.get("complete"):
+        raise ValueError(f"teacher cache in {folder} is incomplete: rerun to finish it")
+    tokens = max(meta["tokens"], 1)
+    logits = np.memmap(folder / "logits.f16", dtype=np.float16, mode="r", shape=(tokens, meta["labels"]))
+    hidden = (np.memmap(folder / "hidden.f16", dtype=np.float16, mode="r",
+                        shape=(tokens, meta["n_states"], meta["width"])) if meta.get("store_hidden") else None)
+    return TeacherCache(folder, np.load(folder / "ids.npy"), np.load(folder / "offsets.npy"),
+                        json.loads((folder / "langs.json").read_text()), hidden, logits)

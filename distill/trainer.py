@@ -1,0 +1,295 @@
+"""``polyner distill``: the whole XtremeDistil run, resumable stage by stage.
+
+transfer set -> trimmed vocabulary -> teacher outputs cached once -> student built from a preset
+(factorized embeddings) -> stages 1..4 with dev-based selection -> the student in HF layout.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from polyner.data.align import cached_encode
+from polyner.data.iob2 import discover_gold, read_gold, read_iob2
+from polyner.distill.config import DistillConfig
+from polyner.distill.stages import LOSSES, DistillationModel, Stage, plan_stages
+from polyner.distill.student_init import copy_teacher_layers, init_embeddings, student_config
+from polyner.distill.teacher_cache import build_teacher_cache
+from polyner.distill.transfer import TransferSentence, build_transfer_set
+from polyner.evaluate import evaluate_by_language, macro
+from polyner.models.io import load_token_classifier
+from polyner.models.student import PolynerStudentForTokenClassification, count_parameters
+from polyner.pipelines.ner import Tagger
+from polyner.pipelines.words import tokenizer_run_splitter
+from polyner.training.checkpoint import load_checkpoint, save_checkpoint
+from polyner.training.loop import collate, seed_everything
+from polyner.training.sampling import MixedLanguageSampler
+
+logger = logging.getLogger(__name__)
+
+
+class TokenizerMismatchError(ValueError):
+    """The student's vocabulary was not trimmed from this teacher's tokenizer."""
+
+
+def check_tokenizers(teacher_tokenizer, student_tokenizer, keep_ids: np.ndarray) -> None:
+    """Refuse a student tokenizer whose pieces are not the teacher's pieces at ``keep_ids``."""
+    teacher_vocab = {i: p for p, i in teacher_tokenizer.get_vocab().items()}
+    student_vocab = {i: p for p, i in student_tokenizer.get_vocab().items()}
+    if len(student_vocab) != len(keep_ids):
+        raise TokenizerMismatchError(f"student tokenizer has {len(student_vocab)} pieces but the vocabulary map "
+                                     f"lists {len(keep_ids)}: it was not trimmed from this teacher")
+    bad = [i for i, old in enumerate(keep_ids) if teacher_vocab.get(int(old)) != student_vocab.get(i)]
+    if bad:
+        i = bad[0]
+        raise TokenizerMismatchError(
+            f"teacher/student tokenizer mismatch: {len(bad)} student pieces differ from the teacher's "
+            f"(e.g. student id {i} is {student_vocab.get(i)!r}, teacher id {int(keep_ids[i])} is "
+            f"{teacher_vocab.get(int(keep_ids[i]))!r}); distil from the teacher this vocabulary came from")
+
+
+class Distiller:
+    """One distillation run; ``run()`` does or resumes every step and returns the output directory."""
+
+    def __init__(self, config: DistillConfig) -> None:
+        self.config = config
+        self.out = Path(config.out)
+        self.work = self.out / "work"
+        self.work.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(config.threads)
+        seed_everything(config.seed)
+        self.teacher, self.teacher_tokenizer = load_token_classifier(config.teacher)
+        self.stages = plan_stages(config)
+
+    # --- data -------------------------------------------------------------------------------
+    def transfer_set(self) -> list[TransferSentence]:
+        """Build (or reload) the transfer sentences."""
+        path = self.work / "transfer.jsonl"
+        recipe = json.dumps({k: v for k, v in self.config.to_dict().items() if k in (
+            "languages", "unlabeled", "gold", "exclude_sources", "unlabeled_per_language",
+            "gold_text_per_language", "augmented_per_language", "use_augmented", "seed")}, sort_keys=True)
+        recipe_path = self.work / "transfer.recipe.json"
+        if path.exists() and recipe_path.exists() and recipe_path.read_text() == recipe:
+            return [TransferSentence(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines()]
+        tagger = Tagger(self.teacher, self.teacher_tokenizer)
+        sentences = build_transfer_set(
+            self.config.languages, self.config.unlabeled, self.config.gold, self.config.unlabeled_per_language,
+            self.config.gold_text_per_language,
+            self.config.augmented_per_language if self.config.use_augmented else 0, tagger.tag_words,
+            self.config.exclude_sources, self.config.seed, tokenizer_run_splitter(self.teacher_tokenizer))
+        with path.open("w", encoding="utf-8") as handle:
+            for sentence in sentences:
+                handle.write(json.dumps(asdict(sentence), ensure_ascii=False) + "\n")
+        recipe_path.write_text(recipe)
+        return sentences
+
+    def gold_files(self, split: str):
+        if not self.config.gold:
+            return []
+        return discover_gold(self.config.gold, self.config.languages, [split], self.config.exclude_sources)
+
+    def vocabulary(self, transfer: list[TransferSentence]):
+        """Trim the teacher tokenizer to the pieces of the transfer, gold train and dev text."""
+        from polyner.distill.vocab import count_pieces, select_vocabulary, trim_tokenizer
+
+        folder = self.work / "vocab"
+        if (folder / "keep_ids.npy").exists():
+            from polyner.models.io import load_tokenizer
+
+            keep = np.load(folder / "keep_ids.npy")
+            student_tokenizer = load_tokenizer(folder)
+            check_tokenizers(self.teacher_tokenizer, student_tokenizer, keep)
+            return student_tokenizer, keep
+        words = [s.words for s in transfer]
+        for split in ("train", "dev"):
+            words += [s.words for s in read_gold(self.gold_files(split))]
+        counts = count_pieces(self.teacher_tokenizer, word_lists=words)
+        keep = np.asarray(select_vocabulary(self.teacher_tokenizer, counts, min_count=self.config.min_piece_count,
+                                            max_size=self.config.max_vocab), dtype=np.int64)
+        student_tokenizer, _ = trim_tokenizer(self.teacher_tokenizer, keep.tolist(), folder)
+        np.save(folder / "keep_ids.npy", keep)
+        check_tokenizers(self.teacher_tokenizer, student_tokenizer, keep)
+        logger.info("vocabulary trimmed to %d of %d pieces", len(keep), len(self.teacher_tokenizer))
+        return student_tokenizer, keep
+
+    # --- model ------------------------------------------------------------------------------
+    def build_student(self, keep: np.ndarray) -> PolynerStudentForTokenClassification:
+        """A student from the preset, with factorized embeddings and teacher layers where widths match."""
+        from polyner.distill.vocab import factorize_embeddings
+
+        preset = self.config.student
+        config = student_config(preset, len(keep), self.teacher.config, max_length=512)
+        torch.manual_seed(self.config.seed)
+        student = PolynerStudentForTokenClassification(config)
+        state = self.teacher.state_dict()
+        prefix = self.teacher.base_model_prefix + "."
+        if self.config.factorize_embeddings:
+            teacher_words = self.teacher.get_input_embeddings().weight.detach().float().numpy()
+            factors = factorize_embeddings(teacher_words, keep.tolist(), preset.rank or preset.hidden)
+            coordinates, components, mean = factors[0], factors[1], factors[2]
+            position = state[prefix + "embeddings.position_embeddings.weight"].float().numpy()
+            type_key = prefix + "embeddings.token_type_embeddings.weight"
+            if type_key in state:
+                position = position + state[type_key][0].float().numpy()
+            init_embeddings(student, coordinates, components, mean, position, self.config.seed)
+        if self.config.init_layers_from_teacher:
+            picks = copy_teacher_layers(student, state, prefix)
+            if picks:
+                logger.info("student layers initialised from teacher layers %s", picks)
+        logger.info("student: %s parameters (teacher %s)", f"{count_parameters(student):,}",
+                    f"{count_parameters(self.teacher):,}")
+        return student
+
+    # --- training ---------------------------------------------------------------------------
+    def dev_f1(self, model: DistillationModel, tokenizer, dev) -> float:
+        scores = evaluate_by_language(Tagger(model.student, tokenizer, name="student").tag_words, dev)
+        model.train()
+        return macro(scores).f1
+
+    @torch.no_grad()
+    def heldout_loss(self, model: DistillationModel, cache, heldout: list[int], stage: Stage, pad: int) -> float:
+        model.eval()
+        total, n = 0.0, 0
+        for i in range(0, len(heldout), self.config.batch_size):
+            batch = cache.batch(heldout[i:i + self.config.batch_size], pad, with_hidden=True)
+            total += LOSSES[stage.loss](model, batch).item() * len(batch["input_ids"])
+            n += len(batch["input_ids"])
+        model.train()
+        return total / max(n, 1)
+
+    def run(self) -> Path:
+        """Do (or resume) the whole run; return the directory of the selected student."""
+        config = self.config
+        (self.out / "distill_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        transfer = self.transfer_set()
+        student_tokenizer, keep = self.vocabulary(transfer)
+        pad = student_tokenizer.pad_token_id
+        encoded = student_tokenizer([s.words for s in transfer], is_split_into_words=True, truncation=True,
+                                    max_length=config.max_length)
+        ids = [np.asarray(x, dtype=np.int32) for x in encoded["input_ids"]]
+        cache = build_teacher_cache(self.work / "teacher_cache", self.teacher, config.teacher, ids, keep,
+                                    [s.lang for s in transfer], config.student.layers + 1, pad,
+                                    store_hidden=config.use_representation_stage)
+        rng = np.random.default_rng(config.seed)
+        order = rng.permutation(len(cache))
+        n_heldout = max(1, int(len(order) * config.heldout_fraction))
+        heldout, train_idx = sorted(order[:n_heldout].tolist()), order[n_heldout:]
+        transfer_sampler = MixedLanguageSampler([cache.langs[i] for i in train_idx], seed=config.seed)
+        gold_files = {f.path: f for f in self.gold_files("train")}
+        gold = (cached_encode(student_tokenizer, list(gold_files),
+                              lambda p: read_iob2(p, gold_files[p].lang, gold_files[p].source), config.max_length)
+                if gold_files else None)
+        dev = list(read_gold(self.gold_files("dev"), config.dev_per_language))
+        if not dev:
+            raise ValueError("distillation needs gold dev data (--gold) to choose checkpoints; none found for "
+                             f"languages {', '.join(config.languages)}")
+
+        model = DistillationModel(self.build_student(keep), self.teacher.config.hidden_size)
+        model.train()
+        state_path = self.work / "state.json"
+        state = json.loads(state_path.read_text()) if state_path.exists() else {
+            "stage": 0, "best_f1": -1.0, "history": []}
+        best_path = self.work / "best.safetensors"
+        if state["stage"] > 0 or (self.work / "checkpoint" / "state.json").exists():
+            model.load_state_dict(load_file(str(self.work / "current.safetensors")))
+        started = time.time()
+        for index in range(state["stage"], len(self.stages)):
+            stage = self.stages[index]
+            if stage.loss == "gold" and gold is None:
+                logger.warning("no gold training data: skipping %s", stage.name)
+                continue
+            if index > 0 and best_path.exists() and stage.loss != "representation":
+                model.load_state_dict(load_file(str(best_path)))  # continue from the best so far
+            self.run_stage(index, stage, model, cache, train_idx, heldout, transfer_sampler, gold, dev, pad,
+                           student_tokenizer, state, best_path)
+            state["stage"] = index + 1
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(self.work / "current.safetensors"))
+            state_path.write_text(json.dumps(state, indent=2))
+        model.load_state_dict(load_file(str(best_path)))
+        student = model.student
+        student.save_pretrained(self.out, safe_serialization=True)
+        student_tokenizer.save_pretrained(self.out)
+        np.save(self.out / "keep_ids.npy", keep)
+        (self.out / "training_log.json").write_text(json.dumps(
+            {"history": state["history"], "best_dev_f1": state["best_f1"], "minutes": (time.time() - started) / 60,
+             "student_parameters": count_parameters(student), "teacher_parameters": count_parameters(self.teacher),
+             "transfer_sentences": len(transfer), "vocabulary": int(len(keep))}, indent=2))
+        logger.info("selected student (dev macro F1 %.2f) saved to %s", state["best_f1"], self.out)
+        return self.out
+
+    def run_stage(self, index: int, stage: Stage, model: DistillationModel, cache, train_idx, heldout, sampler,
+                  gold, dev, pad: int, tokenizer, state: dict, best_path: Path) -> None:
+        """Train one stage with early stopping; representation on held-out MSE, the others on dev F1."""
+        config, budget = self.config, stage.budget
+        params = model.set_trainable(stage.trainable)
+        optimizer = torch.optim.AdamW(params, lr=budget.lr, weight_decay=0.01)
+        warmup = max(1, budget.steps // 20)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: min((s + 1) / warmup, max(0.0, (budget.steps - s) / max(1, budget.steps - warmup))))
+        checkpoint = self.work / "checkpoint"
+        loop = {"stage": index, "step": 0, "stage_best": None, "patience": 0}
+        saved = load_checkpoint(checkpoint, model, optimizer, scheduler)
+        if saved and saved.get("stage") == index:
+            loop = saved
+        stage_best_path = self.work / "stage_best.safetensors"
+        gold_sampler = MixedLanguageSampler(gold.langs, seed=config.seed) if gold is not None else None
+        loss_fn = LOSSES[stage.loss]
+        progress = tqdm(range(loop["step"], budget.steps), desc=f"stage {stage.name}", initial=loop["step"],
+                        total=budget.steps)
+        running = None
+        for step in progress:
+            if stage.loss == "gold":
+                batch = collate(gold, gold_sampler.batch(step + 1000 * index, config.batch_size), pad)
+            else:
+                picks = [int(train_idx[i]) for i in sampler.batch(step + 1000 * index, config.batch_size)]
+                batch = cache.batch(picks, pad, with_hidden=stage.loss == "representation")
+            loss = loss_fn(model, batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
+            progress.set_postfix(loss=f"{running:.4f}")
+            done = step + 1
+            if done % budget.eval_every and done != budget.steps:
+                continue
+            if stage.loss == "representation":
+                score = -self.heldout_loss(model, cache, heldout, stage, pad)
+            else:
+                score = self.dev_f1(model, tokenizer, dev)
+            entry = {"stage": stage.name, "step": done, "train_loss": running,
+                     ("heldout_mse" if stage.loss == "representation" else "dev_f1"): abs(score)}
+            state["history"].append(entry)
+            logger.info("%s step %d: loss %.4f, %s", stage.name, done, running,
+                        ", ".join(f"{k} {v:.4f}" for k, v in entry.items() if k not in ("stage", "step", "train_loss")))
+            if loop["stage_best"] is None or score > loop["stage_best"]:
+                loop["stage_best"], loop["patience"] = score, 0
+                save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(stage_best_path))
+                if stage.loss != "representation" and score > state["best_f1"]:
+                    state["best_f1"] = score
+                    state["best_stage"] = stage.name
+                    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(best_path))
+            else:
+                loop["patience"] += 1
+            loop["step"] = done
+            save_checkpoint(checkpoint, model, optimizer, scheduler, loop)
+            (self.work / "state.json").write_text(json.dumps(state, indent=2))
+            if loop["patience"] >= budget.patience:
+                logger.info("%s: early stop at step %d (no dev improvement %d times)", stage.name, done, budget.patience)
+                break
+        model.load_state_dict(load_file(str(stage_best_path)))
+        if stage.loss == "representation":
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(best_path))
+
+
+def distill(config: DistillConfig) -> Path:
+    """Run (or resume) a distillation and return the student's directory."""
+    return Distiller(config).run()

@@ -1,0 +1,119 @@
+"""The transfer set: unlabeled text, gold training text with labels dropped, and augmented text.
+
+Every sentence is a list of words split exactly as the tagger splits raw text, so the student is
+distilled on the input it will see. Augmented sentences swap entity mentions for other names of
+the same type, language and script; their sources are the gold training sentences and, for
+languages without gold data, unlabeled sentences tagged by the teacher.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from polyner.data.iob2 import Sentence, discover_gold, read_gold
+from polyner.pipelines.words import segment_words
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TransferSentence:
+    """One transfer sentence: words, language and where it came from (unlabeled, gold, augmented)."""
+
+    words: list[str]
+    lang: str
+    origin: str
+
+
+class MissingLanguageError(ValueError):
+    """A requested language has no text at all to distil on."""
+
+
+def unlabeled_files(paths: Iterable[str | Path], languages: Sequence[str]) -> dict[str, list[Path]]:
+    """Files per language: ``LANG.txt`` files, directories holding them, or ``LANG=PATH`` pairs."""
+    found: dict[str, list[Path]] = defaultdict(list)
+    wanted = set(languages)
+    for item in paths:
+        item = str(item)
+        if "=" in item and not Path(item).exists():
+            lang, _, path = item.partition("=")
+            candidates = [(lang.strip(), Path(path))]
+        else:
+            path = Path(item)
+            if path.is_dir():
+                candidates = [(p.stem, p) for p in sorted(path.glob("*.txt"))]
+            else:
+                candidates = [(path.stem, path)]
+        for lang, path in candidates:
+            if not path.exists():
+                raise FileNotFoundError(f"unlabeled text file not found: {path}")
+            if lang in wanted:
+                found[lang].append(path)
+    return found
+
+
+def read_lines(paths: Sequence[Path], limit: int, rng: random.Random) -> list[str]:
+    """A sample of at most ``limit`` non-empty lines from ``paths``."""
+    lines = [line.strip() for path in paths for line in path.read_text(encoding="utf-8").splitlines()]
+    lines = [line for line in lines if line]
+    rng.shuffle(lines)
+    return lines[:limit]
+
+
+def to_words(text: str, split_run: Callable | None = None) -> list[str]:
+    """Split raw text into words as the tagger does."""
+    return [text[s:e] for s, e in segment_words(text, split_run)]
+
+
+def build_transfer_set(languages: Sequence[str], unlabeled: Sequence[str | Path], gold: str | Path | None,
+                       unlabeled_per_language: int, gold_text_per_language: int,
+                       augmented_per_language: int, tag_words: Callable[[list[list[str]]], list[list[str]]] | None,
+                       exclude_sources: Sequence[str] = (), seed: int = 13,
+                       split_run: Callable | None = None) -> list[TransferSentence]:
+    """Collect the transfer sentences of ``languages``; raise naming every language left without text.
+
+    ``tag_words`` (the teacher's word tagger) labels unlabeled sentences of languages without
+    gold training data, so that they too get augmented text; None skips that.
+    """
+    rng = random.Random(seed)
+    files = unlabeled_files(unlabeled, languages)
+    gold_train: dict[str, list[Sentence]] = defaultdict(list)
+    if gold is not None:
+        for sentence in read_gold(discover_gold(gold, languages, ["train"], exclude_sources)):
+            gold_train[sentence.lang].append(sentence)
+    missing = [lang for lang in languages if not files.get(lang) and not gold_train.get(lang)]
+    if missing:
+        raise MissingLanguageError(
+            f"no text for language(s) {', '.join(missing)}: give an unlabeled file LANG.txt (or LANG=PATH) "
+            "or gold training data for each")
+    transfer: list[TransferSentence] = []
+    augment_sources: list[Sentence] = []
+    for lang in languages:
+        raw = read_lines(files.get(lang, []), unlabeled_per_language, rng)
+        raw_words = [w for w in (to_words(t, split_run) for t in raw) if w]
+        transfer += [TransferSentence(words, lang, "unlabeled") for words in raw_words]
+        golds = list(gold_train.get(lang, []))
+        rng.shuffle(golds)
+        transfer += [TransferSentence(list(s.words), lang, "gold") for s in golds[:gold_text_per_language]]
+        if augmented_per_language <= 0:
+            continue
+        with_entities = [s for s in golds if any(t != "O" for t in s.tags)]
+        if not with_entities and tag_words is not None and raw_words:
+            candidates = raw_words[: 3 * augmented_per_language]
+            tagged = [Sentence(w, t, lang, "teacher") for w, t in zip(candidates, tag_words(candidates))]
+            with_entities = [s for s in tagged if any(t != "O" for t in s.tags)]
+        augment_sources += with_entities[:augmented_per_language]
+    if augment_sources:
+        from polyner.distill.augment import augment_sentences
+
+        for sentence in augment_sentences(augment_sources, per_sentence=1, seed=seed):
+            transfer.append(TransferSentence(sentence.words, sentence.lang, "augmented"))
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for sentence in transfer:
+        counts[sentence.lang, sentence.origin] += 1
+    logger.info("transfer set: %d sentences; per language and origin: %s", len(transfer), dict(counts))
+    return transfer

@@ -1,0 +1,274 @@
+"""Word-level evaluation: strict IOB2 scores, per-language grouping, macro average, results tables."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from polyner.data.iob2 import Sentence, discover_gold, read_gold
+from polyner.evaluate import ResultTable, Scores, evaluate_by_language, macro, score_tags, write_section
+from polyner.evaluation_run import EvaluationRequest, run_evaluation
+
+
+def _close(scores: Scores, precision: float, recall: float, f1: float) -> None:
+    assert scores.precision == pytest.approx(precision, abs=1e-6)
+    assert scores.recall == pytest.approx(recall, abs=1e-6)
+    assert scores.f1 == pytest.approx(f1, abs=1e-6)
+
+
+# --- score_tags ------------------------------------------------------------------------------------
+
+
+def test_score_tags_perfect():
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
+    scores = score_tags(gold, [list(g) for g in gold])
+    _close(scores, 100, 100, 100)
+    assert scores.sentences == 2 and scores.entities == 3
+
+
+def test_score_tags_partial_match_is_wrong():
+    gold = [["B-PER", "I-PER", "O", "B-LOC"]]
+    predicted = [["B-PER", "O", "O", "B-LOC"]]  # PER is one word short
+    _close(score_tags(gold, predicted), 50, 50, 50)
+    too_long = [["B-PER", "I-PER", "I-PER", "B-LOC"]]  # PER swallows a word
+    _close(score_tags(gold, too_long), 50, 50, 50)
+
+
+def test_score_tags_known_counts():
+    gold = [["B-PER", "I-PER", "O", "B-ORG", "I-ORG"], ["B-LOC", "O"]]
+    predicted = [["B-PER", "I-PER", "O", "B-ORG", "O"], ["B-LOC", "B-PER"]]
+    # predicted: PER right, ORG partial (wrong), LOC right, PER spurious -> 2 of 4; gold has 3
+    p, r = 2 / 4, 2 / 3
+    scores = score_tags(gold, predicted)
+    _close(scores, 100 * p, 100 * r, 100 * 2 * p * r / (p + r))
+    assert scores.entities == 3 and scores.sentences == 2
+
+
+def test_score_tags_wrong_type_is_wrong():
+    _close(score_tags([["B-PER", "O"]], [["B-ORG", "O"]]), 0, 0, 0)
+
+
+def test_score_tags_adjacent_entities_must_be_split():
+    gold = [["B-LOC", "B-LOC"]]
+    _close(score_tags(gold, [["B-LOC", "I-LOC"]]), 0, 0, 0)
+    _close(score_tags(gold, [["B-LOC", "B-LOC"]]), 100, 100, 100)
+
+
+def test_score_tags_orphan_prediction_starts_an_entity():
+    gold = [["B-PER", "I-PER", "O", "B-LOC", "O"]]
+    # I-PER with no opener is read as B-PER (as the decoder reads it), so the entity is found;
+    # seqeval's strict mode alone would drop it.
+    _close(score_tags(gold, [["I-PER", "I-PER", "O", "I-LOC", "O"]]), 100, 100, 100)
+    # an I- of another type after an entity starts a new entity of its own type
+    _close(score_tags([["B-PER", "B-LOC"]], [["B-PER", "I-LOC"]]), 100, 100, 100)
+    # an orphan I-X inside O still yields an entity: here a spurious one
+    _close(score_tags([["B-PER", "O", "O"]], [["B-PER", "O", "I-ORG"]]), 50, 100, 100 * 2 / 3)
+
+
+def test_score_tags_nothing_predicted_or_nothing_to_find():
+    scores = score_tags([["B-PER", "O"]], [["O", "O"]])
+    _close(scores, 0, 0, 0)
+    assert scores.entities == 1
+    empty = score_tags([["O", "O"]], [["B-LOC", "O"]])
+    _close(empty, 0, 0, 0)
+    assert empty.entities == 0
+
+
+# --- per language and macro ------------------------------------------------------------------------
+
+
+def test_evaluate_by_language_groups_sentences():
+    sentences = [
+        Sentence(["Paris", "is"], ["B-LOC", "O"], "fr"),
+        Sentence(["Angela", "Merkel"], ["B-PER", "I-PER"], "de"),
+        Sentence(["Lyon", "too"], ["B-LOC", "O"], "fr"),
+        Sentence(["Berlin"], ["B-LOC"], "de"),
+    ]
+    calls: list[list[list[str]]] = []
+
+    def tag_words(batch):
+        calls.append(batch)
+        # right on French; on German the person is found but Berlin is called an ORG
+        return [{"Paris": ["B-LOC", "O"], "Lyon": ["B-LOC", "O"], "Angela": ["B-PER", "I-PER"],
+                 "Berlin": ["B-ORG"]}[words[0]] for words in batch]
+
+    results = evaluate_by_language(tag_words, sentences)
+    assert list(results) == ["de", "fr"]
+    assert calls == [[["Angela", "Merkel"], ["Berlin"]], [["Paris", "is"], ["Lyon", "too"]]]
+    _close(results["fr"], 100, 100, 100)
+    _close(results["de"], 50, 50, 50)
+    assert (results["de"].sentences, results["de"].entities) == (2, 2)
+    assert (results["fr"].sentences, results["fr"].entities) == (2, 2)
+
+
+def test_macro_is_unweighted_mean():
+    scores = {"en": Scores(100.0, 80.0, 90.0, 1000, 5000), "de": Scores(20.0, 40.0, 30.0, 10, 12),
+              "ru": Scores(60.0, 0.0, 0.0, 5, 7)}
+    m = macro(scores)
+    _close(m, 60, 40, 40)  # a weighted mean would be close to en's scores
+    assert (m.sentences, m.entities) == (1015, 5019)
+    empty = macro({})
+    _close(empty, 0, 0, 0)
+
+
+# --- tables and the results file -------------------------------------------------------------------
+
+
+def _rows(markdown: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in markdown.splitlines()]
+
+
+def test_result_table_one_model():
+    table = ResultTable("test", ["tiny"], [{"ru": Scores(50, 25, 100 / 3, 3, 4), "en": Scores(100, 100, 100, 2, 3)}])
+    rows = _rows(table.markdown())
+    assert rows[0] == ["lang", "sentences", "entities", "P", "R", "F1"]
+    assert set("".join(rows[1])) <= set("-")
+    assert rows[2] == ["en", "2", "3", "100.00", "100.00", "100.00"]
+    assert rows[3] == ["ru", "3", "4", "50.00", "25.00", "33.33"]
+    assert rows[4] == ["**macro**", "5", "7", "75.00", "62.50", "66.67"]
+    assert len(rows) == 5
+
+
+def test_result_table_several_models_one_f1_column_each():
+    a = {"en": Scores(90, 90, 90, 2, 3), "de": Scores(10, 10, 10, 1, 2)}
+    b = {"en": Scores(70, 70, 70, 2, 3)}  # no German results
+    rows = _rows(ResultTable("dev", ["a", "b"], [a, b]).markdown())
+    assert rows[0] == ["lang", "sentences", "entities", "F1 a", "F1 b"]
+    assert rows[2] == ["de", "1", "2", "10.00", "-"]
+    assert rows[3] == ["en", "2", "3", "90.00", "70.00"]
+    assert rows[4] == ["**macro**", "3", "5", "50.00", "70.00"]
+    assert len(rows) == 5
+    assert all(len(r) == 5 for r in rows)
+
+
+def test_write_section_creates_replaces_and_keeps_others(tmp_path):
+    path = tmp_path / "docs" / "results.md"
+    write_section(path, "alpha", "first alpha")
+    write_section(path, "beta", "the beta table\n")
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# Results")
+    assert text.index("first alpha") < text.index("the beta table")
+
+    path.write_text(text.replace("# Results\n", "# Results\n\nHand-written notes.\n"), encoding="utf-8")
+    write_section(path, "alpha", "second alpha")
+    text = path.read_text(encoding="utf-8")
+    assert "first alpha" not in text
+    assert text.count("<!-- polyner:alpha -->") == 1 and text.count("<!-- /polyner:alpha -->") == 1
+    assert "<!-- polyner:alpha -->\nsecond alpha\n<!-- /polyner:alpha -->" in text
+    assert "<!-- polyner:beta -->\nthe beta table\n<!-- /polyner:beta -->" in text
+    assert "Hand-written notes." in text
+    assert text.index("second alpha") < text.index("the beta table")  # replaced in place
+
+
+def test_write_section_names_are_literal(tmp_path):
+    path = tmp_path / "r.md"
+    write_section(path, "a.b:dev", "one")
+    write_section(path, "axb:dev", "two")  # '.' must not match 'x'
+    write_section(path, "a.b:dev", "three \\1 $x")  # replacement text is not a regex template
+    text = path.read_text(encoding="utf-8")
+    assert "one" not in text and "two" in text and "three \\1 $x" in text
+
+
+# --- whole runs ------------------------------------------------------------------------------------
+
+
+def _lang_rows(text: str) -> dict[str, list[list[str]]]:
+    found: dict[str, list[list[str]]] = {}
+    for row in _rows("\n".join(line for line in text.splitlines() if line.startswith("| "))):
+        found.setdefault(row[0], []).append(row)
+    return found
+
+
+def test_cli_evaluate_writes_rows_per_language(tiny_model_dir, gold_tree, tmp_path):
+    from polyner.cli import app
+
+    results = tmp_path / "results.md"
+    args = ["evaluate", str(tiny_model_dir), "--data", str(gold_tree), "--split", "dev,test",
+            "--results", str(results)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    text = results.read_text(encoding="utf-8")
+    assert text.count(f"<!-- polyner:{tiny_model_dir.name}:dev-test -->") == 1
+    assert re.search(r"### \S+ on dev\n", text) and re.search(r"### \S+ on test\n", text)
+    rows = _lang_rows(text)
+    # one row per language and split, with the sentence and entity counts of the gold tree
+    assert [r[:3] for r in rows["en"]] == [["en", "2", "3"]] * 2
+    assert [r[:3] for r in rows["de"]] == [["de", "1", "2"]] * 2
+    assert [r[:3] for r in rows["ru"]] == [["ru", "1", "2"]] * 2
+    assert len(rows["**macro**"]) == 2
+    assert "data" not in rows and all(len(r) == 6 for group in rows.values() for r in group[1:])
+    assert "| de |" in result.stdout
+
+    # a second run replaces its own section
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert results.read_text(encoding="utf-8").count(f"<!-- polyner:{tiny_model_dir.name}:dev-test -->") == 1
+
+
+def test_cli_evaluate_langs_and_errors(tiny_model_dir, gold_tree, tmp_path):
+    from polyner.cli import app
+
+    results = tmp_path / "results.md"
+    ok = CliRunner().invoke(app, ["evaluate", str(tiny_model_dir), "--data", str(gold_tree), "--langs", "ru",
+                                  "--section", "only-ru", "--results", str(results)])
+    assert ok.exit_code == 0, ok.output
+    rows = _lang_rows(results.read_text(encoding="utf-8"))
+    assert set(rows) == {"lang", "**macro**", "ru"}
+
+    missing = CliRunner().invoke(app, ["evaluate", str(tmp_path / "no-model"), "--data", str(gold_tree),
+                                       "--results", str(results)])
+    assert missing.exit_code == 2
+    assert str(tmp_path / "no-model") in missing.stderr
+
+    no_files = CliRunner().invoke(app, ["evaluate", str(tiny_model_dir), "--data", str(gold_tree), "--langs", "fr",
+                                        "--results", str(results)])
+    assert no_files.exit_code == 2
+    assert "no test files" in no_files.stderr
+
+
+class _Oracle:
+    """A stand-in tagger that knows the gold tags of every sentence of the gold tree."""
+
+    def __init__(self, gold_tree, drop_entities: bool = False) -> None:
+        self.answers = {tuple(s.words): s.tags for s in read_gold(discover_gold(gold_tree))}
+        self.drop = drop_entities
+
+    def tag_words(self, sentences):
+        return [["O"] * len(words) if self.drop else list(self.answers[tuple(words)]) for words in sentences]
+
+
+def test_run_evaluation_scores_each_model(gold_tree, tmp_path, monkeypatch):
+    import polyner
+
+    loaded = []
+
+    def fake_load(path, batch_size=32):
+        loaded.append((path, batch_size))
+        return _Oracle(gold_tree, drop_entities=path == "blind")
+
+    monkeypatch.setattr(polyner, "load", fake_load)
+    results = tmp_path / "results.md"
+    body = run_evaluation(EvaluationRequest(models=["oracle", "blind"], data=str(gold_tree), splits=["dev"],
+                                            names=["gold", "none"], results=str(results), batch_size=7))
+    assert loaded == [("oracle", 7), ("blind", 7)]
+    rows = _lang_rows(body)
+    assert rows["lang"][0] == ["lang", "sentences", "entities", "F1 gold", "F1 none"]
+    for lang in ("de", "en", "ru", "**macro**"):
+        assert rows[lang][0][3:] == ["100.00", "0.00"]
+    assert body.strip() in results.read_text(encoding="utf-8")
+    assert "<!-- polyner:gold-none:dev -->" in results.read_text(encoding="utf-8")
+
+
+def test_run_evaluation_single_file_and_name_mismatch(gold_tree, tmp_path, monkeypatch):
+    import polyner
+
+    monkeypatch.setattr(polyner, "load", lambda path, batch_size=32: _Oracle(gold_tree))
+    one_file = gold_tree / "src_a" / "en" / "test.iob2"
+    body = run_evaluation(EvaluationRequest(models=["m"], data=str(one_file), results=str(tmp_path / "r.md"),
+                                            max_sentences=1))
+    rows = _lang_rows(body)
+    assert rows["en"][0] == ["en", "1", "2", "100.00", "100.00", "100.00"]  # language from the path
+    with pytest.raises(ValueError, match="2 models but 1 names"):
+        run_evaluation(EvaluationRequest(models=["m", "n"], data=str(gold_tree), names=["x"],
+                                         results=str(tmp_path / "r.md")))

@@ -1,0 +1,364 @@
+"""Teacher fine-tuning: outputs in HF layout, dev selection, exact resume, sampling, checkpoints."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import build_tiny_model
+from polyner.labels import ID2LABEL, LABEL2ID
+from polyner.training.checkpoint import load_checkpoint, save_checkpoint
+from polyner.training.sampling import MixedLanguageSampler
+from polyner.training.teacher import TeacherTrainingConfig, train_teacher
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory, tokenizer) -> Path:
+    """A tiny BertForTokenClassification saved with the tokenizer, as ``polyner teacher build`` would leave it."""
+    folder = tmp_path_factory.mktemp("teacher")
+    build_tiny_model(tokenizer, seed=1).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory, tokenizer) -> Path:
+    """A headless tiny BertModel (no classifier, no label maps) saved with the tokenizer."""
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("encoder")
+    torch.manual_seed(2)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _config(teacher: Path, gold: Path, out: Path, max_steps: int = 4, **overrides) -> TeacherTrainingConfig:
+    settings = dict(teacher=str(teacher), gold=str(gold), out=str(out), max_steps=max_steps, eval_every=2,
+                    save_every=2, dev_per_lang=5, batch_size=4, max_length=32, threads=1)
+    settings.update(overrides)
+    return TeacherTrainingConfig(**settings)
+
+
+def _final_weights(out: Path) -> dict[str, torch.Tensor]:
+    """The weights after the last step (model.safetensors holds the best-on-dev step instead)."""
+    return load_file(str(out / "checkpoint" / "weights.safetensors"))
+
+
+def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], rtol=0, atol=1e-7), key
+
+
+# --- train_teacher ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["token_classifier", "headless_encoder"])
+def test_train_teacher_writes_hf_layout(which, teacher_dir, encoder_dir, gold_tree, tmp_path):
+    import polyner
+
+    teacher = teacher_dir if which == "token_classifier" else encoder_dir
+    out = tmp_path / "out"
+    assert train_teacher(_config(teacher, gold_tree, out)) == out
+
+    config = json.loads((out / "config.json").read_text())
+    assert {int(k): v for k, v in config["id2label"].items()} == ID2LABEL
+    assert config["label2id"] == LABEL2ID
+    assert (out / "model.safetensors").is_file()
+    assert (out / "tokenizer.json").is_file() and (out / "tokenizer_config.json").is_file()
+    assert json.loads((out / "training_config.json").read_text())["max_steps"] == 4
+
+    state = json.loads((out / "training_state.json").read_text())
+    assert state["step"] == 4
+    assert [h["step"] for h in state["history"]] == [2, 4]
+    for entry in state["history"]:
+        assert set(entry) >= {"step", "loss", "dev_f1"}
+        assert np.isfinite(entry["loss"]) and 0 <= entry["dev_f1"] <= 100
+    assert state["best_step"] in (2, 4)
+    assert state["best_f1"] == max(h["dev_f1"] for h in state["history"])
+    assert sorted(p.name for p in (out / "checkpoint").iterdir()) == [
+        "optimizer.pt", "rng.safetensors", "state.json", "weights.safetensors"]
+    assert not list(out.glob("checkpoint.*"))  # no .partial / .old left behind
+
+    # the result is a polyner model
+    tagger = polyner.load(out)
+    assert tagger.id2label == ID2LABEL
+    assert len(tagger.tag_words([["Angela", "Merkel", "visited", "Paris"]])[0]) == 4
+
+
+def test_train_teacher_trains_body_and_head_but_not_word_embeddings(teacher_dir, gold_tree, tmp_path):
+    before = load_file(str(teacher_dir / "model.safetensors"))
+    out = tmp_path / "out"
+    train_teacher(_config(teacher_dir, gold_tree, out))
+    after = _final_weights(out)
+    word = "bert.embeddings.word_embeddings.weight"
+    assert torch.equal(before[word], after[word])  # frozen by default
+    assert not torch.equal(before["classifier.weight"], after["classifier.weight"])
+    assert not torch.equal(before["bert.encoder.layer.0.attention.self.query.weight"],
+                           after["bert.encoder.layer.0.attention.self.query.weight"])
+
+
+def test_train_teacher_is_deterministic(teacher_dir, gold_tree, tmp_path):
+    train_teacher(_config(teacher_dir, gold_tree, tmp_path / "a"))
+    train_teacher(_config(teacher_dir, gold_tree, tmp_path / "b"))
+    _assert_same_weights(_final_weights(tmp_path / "a"), _final_weights(tmp_path / "b"))
+    train_teacher(_config(teacher_dir, gold_tree, tmp_path / "c", seed=14))
+    c = _final_weights(tmp_path / "c")
+    assert not torch.equal(c["classifier.weight"], _final_weights(tmp_path / "a")["classifier.weight"])
+
+
+def test_train_teacher_keeps_the_best_dev_checkpoint(teacher_dir, gold_tree, tmp_path, monkeypatch):
+    """model.safetensors holds the weights of the step with the best dev macro F1, not the last step."""
+    import polyner.training.teacher as teacher_module
+    from polyner.evaluate import Scores
+
+    script = {2: 10.0, 4: 30.0, 6: 20.0}
+    dev_langs: list[list[str]] = []
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+    real_save = teacher_module.save_checkpoint
+
+    def fake_evaluate(tag_words, sentences):
+        dev_langs.append(sorted({s.lang for s in sentences}))
+        f1 = script[2 * len(dev_langs)]
+        return {"en": Scores(f1, f1, f1, 1, 1), "de": Scores(f1, f1, f1, 1, 1)}
+
+    def recording_save(folder, model, optimizer, scheduler, state):
+        snapshots[state["step"]] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        real_save(folder, model, optimizer, scheduler, state)
+
+    monkeypatch.setattr(teacher_module, "evaluate_by_language", fake_evaluate)
+    monkeypatch.setattr(teacher_module, "save_checkpoint", recording_save)
+    out = tmp_path / "out"
+    train_teacher(_config(teacher_dir, gold_tree, out, max_steps=6))
+
+    assert dev_langs == [["de", "en", "ru"]] * 3  # dev sentences of every language
+    state = json.loads((out / "training_state.json").read_text())
+    assert [(h["step"], h["dev_f1"]) for h in state["history"]] == [(2, 10.0), (4, 30.0), (6, 20.0)]
+    assert state["best_f1"] == 30.0 and state["best_step"] == 4
+    saved = load_file(str(out / "model.safetensors"))
+    assert sorted(snapshots) == [2, 4, 6]
+    _assert_same_weights(saved, {k: snapshots[4][k] for k in saved})
+    assert not torch.equal(saved["classifier.weight"], snapshots[6]["classifier.weight"])
+
+
+def test_train_teacher_filters_languages_and_sources(teacher_dir, gold_tree, tmp_path, monkeypatch):
+    import polyner.training.teacher as teacher_module
+
+    seen: list[list[str]] = []
+    real_sampler = teacher_module.MixedLanguageSampler
+
+    def recording_sampler(langs, *args, **kwargs):
+        seen.append(list(langs))
+        return real_sampler(langs, *args, **kwargs)
+
+    monkeypatch.setattr(teacher_module, "MixedLanguageSampler", recording_sampler)
+    train_teacher(_config(teacher_dir, gold_tree, tmp_path / "a", max_steps=2, langs=["en", "ru"]))
+    train_teacher(_config(teacher_dir, gold_tree, tmp_path / "b", max_steps=2, exclude_sources=["src_b"]))
+    assert sorted(seen[0]) == ["en", "en", "ru"]
+    assert sorted(seen[1]) == ["de", "en", "en"]
+    with pytest.raises(ValueError, match="no gold train files"):
+        train_teacher(_config(teacher_dir, gold_tree, tmp_path / "c", langs=["fr"]))
+
+
+# --- resume ----------------------------------------------------------------------------------------
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(teacher_dir, gold_tree, tmp_path, monkeypatch):
+    """A 6-step run killed right after its step-4 checkpoint and restarted ends where an uninterrupted run ends."""
+    import polyner.training.teacher as teacher_module
+
+    real_save = teacher_module.save_checkpoint
+
+    def save_then_die(folder, model, optimizer, scheduler, state):
+        real_save(folder, model, optimizer, scheduler, state)
+        if state["step"] == 4:
+            raise _Interrupted
+
+    resumed = tmp_path / "resumed"
+    monkeypatch.setattr(teacher_module, "save_checkpoint", save_then_die)
+    with pytest.raises(_Interrupted):
+        train_teacher(_config(teacher_dir, gold_tree, resumed, max_steps=6))
+    monkeypatch.setattr(teacher_module, "save_checkpoint", real_save)
+    assert json.loads((resumed / "checkpoint" / "state.json").read_text())["step"] == 4
+    assert not (resumed / "training_state.json").exists()
+
+    steps: list[int] = []
+    real_batch = MixedLanguageSampler.batch
+    monkeypatch.setattr(MixedLanguageSampler, "batch",
+                        lambda self, step, size: steps.append(step) or real_batch(self, step, size))
+    train_teacher(_config(teacher_dir, gold_tree, resumed, max_steps=6))
+    assert steps == [4, 5]
+
+    straight = tmp_path / "straight"
+    train_teacher(_config(teacher_dir, gold_tree, straight, max_steps=6))
+    _assert_same_weights(_final_weights(resumed), _final_weights(straight))
+    a = json.loads((resumed / "training_state.json").read_text())
+    b = json.loads((straight / "training_state.json").read_text())
+    assert [h["step"] for h in a["history"]] == [h["step"] for h in b["history"]] == [2, 4, 6]
+    assert [h["dev_f1"] for h in a["history"]] == [h["dev_f1"] for h in b["history"]]
+    assert (a["best_step"], a["best_f1"]) == (b["best_step"], b["best_f1"])
+
+
+def test_resume_with_more_steps_continues_from_checkpoint(teacher_dir, gold_tree, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    train_teacher(_config(teacher_dir, gold_tree, out, max_steps=4))
+    first = json.loads((out / "training_state.json").read_text())
+    assert first["step"] == 4 and [h["step"] for h in first["history"]] == [2, 4]
+
+    steps: list[int] = []
+    real_batch = MixedLanguageSampler.batch
+    monkeypatch.setattr(MixedLanguageSampler, "batch",
+                        lambda self, step, size: steps.append(step) or real_batch(self, step, size))
+    train_teacher(_config(teacher_dir, gold_tree, out, max_steps=6))
+    assert steps == [4, 5]  # only the two new steps are trained
+    state = json.loads((out / "training_state.json").read_text())
+    assert state["step"] == 6
+    assert [h["step"] for h in state["history"]] == [2, 4, 6]
+    assert state["history"][:2] == first["history"]  # earlier history kept as it was
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 6
+
+    # nothing left to do: a third call trains no step and keeps the state
+    steps.clear()
+    train_teacher(_config(teacher_dir, gold_tree, out, max_steps=6))
+    assert steps == []
+    assert json.loads((out / "training_state.json").read_text()) == state
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "library bug: the LR schedule in training/teacher.py::_optimizer decays linearly to 0 at config.max_steps, "
+    "so a run to 4 steps follows a different schedule than a 6-step run, and on resume the optimizer keeps the "
+    "stale lr of the old schedule (0.0 for the first resumed step); extending max_steps cannot reproduce an "
+    "uninterrupted longer run"))
+def test_resume_with_more_steps_matches_uninterrupted_run(teacher_dir, gold_tree, tmp_path):
+    out = tmp_path / "out"
+    train_teacher(_config(teacher_dir, gold_tree, out, max_steps=4))
+    train_teacher(_config(teacher_dir, gold_tree, out, max_steps=6))
+    straight = tmp_path / "straight"
+    train_teacher(_config(teacher_dir, gold_tree, straight, max_steps=6))
+    _assert_same_weights(_final_weights(out), _final_weights(straight))
+
+
+# --- sampling --------------------------------------------------------------------------------------
+
+LANGS = ["en"] * 400 + ["de"] * 100 + ["ru"] * 25 + ["fr"] * 1
+
+
+def test_sampler_is_a_function_of_seed_and_step():
+    a = MixedLanguageSampler(LANGS, alpha=0.5, seed=13)
+    b = MixedLanguageSampler(list(LANGS), alpha=0.5, seed=13)
+    assert a.batch(7, 16) == b.batch(7, 16) == a.batch(7, 16)
+    # order of calls does not matter: step 3 after step 9 is step 3
+    b.batch(9, 16)
+    assert b.batch(3, 16) == a.batch(3, 16)
+    assert a.batch(7, 16) != a.batch(8, 16)
+    assert a.batch(7, 16) != MixedLanguageSampler(LANGS, alpha=0.5, seed=14).batch(7, 16)
+    batch = a.batch(0, 32)
+    assert len(batch) == 32 and all(isinstance(i, int) and 0 <= i < len(LANGS) for i in batch)
+
+
+def test_sampler_mixes_languages_with_alpha_weights():
+    sampler = MixedLanguageSampler(LANGS, alpha=0.5, seed=0)
+    assert sampler.langs == ["de", "en", "fr", "ru"]
+    per_batch = [{LANGS[i] for i in sampler.batch(step, 16)} for step in range(50)]
+    assert sum(len(langs) >= 2 for langs in per_batch) >= 45  # batches mix languages
+
+    counts = {lang: 0 for lang in sampler.langs}
+    for step in range(400):
+        for i in sampler.batch(step, 16):
+            counts[LANGS[i]] += 1
+    total = sum(counts.values())
+    weights = {"en": 20.0, "de": 10.0, "ru": 5.0, "fr": 1.0}  # size ** 0.5
+    for lang, w in weights.items():
+        assert counts[lang] / total == pytest.approx(w / sum(weights.values()), abs=0.02), lang
+    assert counts["fr"] > 0  # the smallest language is seen
+
+
+def test_sampler_alpha_extremes():
+    uniform = MixedLanguageSampler(LANGS, alpha=0.0, seed=1)
+    proportional = MixedLanguageSampler(LANGS, alpha=1.0, seed=1)
+    np.testing.assert_allclose(uniform.probs, [0.25] * 4)
+    np.testing.assert_allclose(proportional.probs, np.array([100, 400, 1, 25]) / 526)
+    picks = [LANGS[i] for step in range(100) for i in uniform.batch(step, 8)]
+    assert picks.count("fr") == pytest.approx(200, rel=0.2)
+
+
+def test_sampler_needs_data():
+    with pytest.raises(ValueError):
+        MixedLanguageSampler([])
+
+
+# --- checkpoints -----------------------------------------------------------------------------------
+
+
+def _train_steps(model, optimizer, scheduler, steps: int, seed: int = 0) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(steps):
+        ids = torch.randint(5, model.config.vocab_size, (3, 9), generator=generator)
+        labels = torch.randint(0, 7, (3, 9), generator=generator)
+        model(input_ids=ids, labels=labels).loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+
+
+def _setup(tokenizer, seed: int):
+    model = build_tiny_model(tokenizer, seed=seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1 + step))
+    return model, optimizer, scheduler
+
+
+def test_checkpoint_round_trip(tokenizer, tmp_path):
+    model, optimizer, scheduler = _setup(tokenizer, seed=0)
+    _train_steps(model, optimizer, scheduler, 3)
+    folder = tmp_path / "checkpoint"
+    state = {"step": 3, "best_f1": 12.5, "history": [{"step": 2, "loss": 1.0}]}
+    save_checkpoint(folder, model, optimizer, scheduler, state)
+    expected_rand = torch.rand(4)
+
+    other, other_optimizer, other_scheduler = _setup(tokenizer, seed=1)
+    assert not torch.equal(other.classifier.weight, model.classifier.weight)
+    torch.manual_seed(999)
+    assert load_checkpoint(folder, other, other_optimizer, other_scheduler) == state
+
+    _assert_same_weights(other.state_dict(), model.state_dict())
+    assert torch.equal(torch.rand(4), expected_rand)  # torch RNG restored
+    assert other_scheduler.last_epoch == scheduler.last_epoch == 3
+    assert [g["lr"] for g in other_optimizer.param_groups] == [g["lr"] for g in optimizer.param_groups]
+    saved, loaded = optimizer.state_dict()["state"], other_optimizer.state_dict()["state"]
+    assert saved.keys() == loaded.keys() and saved
+    for key in saved:
+        assert torch.equal(saved[key]["exp_avg"], loaded[key]["exp_avg"])
+        assert torch.equal(saved[key]["exp_avg_sq"], loaded[key]["exp_avg_sq"])
+        assert float(saved[key]["step"]) == float(loaded[key]["step"]) == 3
+
+    # continuing both gives the same weights: the optimizer state really was restored
+    _train_steps(model, optimizer, scheduler, 2, seed=5)
+    _train_steps(other, other_optimizer, other_scheduler, 2, seed=5)
+    _assert_same_weights(other.state_dict(), model.state_dict())
+
+
+def test_checkpoint_overwrite_and_absent(tokenizer, tmp_path):
+    model, optimizer, scheduler = _setup(tokenizer, seed=0)
+    folder = tmp_path / "checkpoint"
+    assert load_checkpoint(folder, model, optimizer, scheduler) is None
+    save_checkpoint(folder, model, optimizer, scheduler, {"step": 1})
+    _train_steps(model, optimizer, scheduler, 1)
+    save_checkpoint(folder, model, optimizer, scheduler, {"step": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]  # no .partial / .old left
+    fresh, fresh_optimizer, fresh_scheduler = _setup(tokenizer, seed=3)
+    assert load_checkpoint(folder, fresh, fresh_optimizer, fresh_scheduler) == {"step": 2}
+    _assert_same_weights(fresh.state_dict(), model.state_dict())
