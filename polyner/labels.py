@@ -22,7 +22,7 @@ class TagSpan:
 
 def normalize_tag(tag: str) -> str:
     """Map a tag onto the scheme: unknown types become O, IOB1/BIOES prefixes become IOB2."""
-    tag = tag.strip()
+    tag = tag.strip().upper()
     if tag in ("", "O"):
         return "O"
     prefix, _, kind = tag.partition("-")

@@ -47,7 +47,8 @@ def load(path_or_name: str | Path | None = None, task: str = "ner", **options):
             model, tokenizer = load_token_classifier(target)
         else:
             model, tokenizer = _load_hub_token_classifier(target)
-        return Tagger(model, tokenizer, TaggerConfig(**options), name=str(path_or_name or "default"))
+        name = "polyner-default" if path_or_name is None else Path(str(path_or_name)).name or str(path_or_name)
+        return Tagger(model, tokenizer, TaggerConfig(**options), name=name, source=str(target))
     raise ValueError(f"unknown task {task!r}: expected 'ner'")
 
 

@@ -1,1 +1,1 @@
-"""HTTP tagging service on FastAPI."""
+"""HTTP tagging service on FastAPI: ``create_app`` (app factory), settings, micro-batcher."""

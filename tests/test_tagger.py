@@ -7,7 +7,7 @@ import pytest
 
 from polyner.pipelines.ner import Tagger, TaggerConfig, choose_windows, plan_windows
 from polyner.pipelines.words import segment_words, tokenizer_run_splitter
-from tests.conftest import SAMPLE_TEXTS, CapitalRuleModel
+from conftest import SAMPLE_TEXTS, CapitalRuleModel
 
 TRICKY = SAMPLE_TEXTS[:16] + [
     "  Leading and trailing spaces  ",
@@ -160,7 +160,7 @@ def test_labels_outside_the_scheme_are_refused(tokenizer):
 
 def test_real_tiny_model_round_trip(tiny_model_dir, tokenizer):
     import polyner
-    from tests.conftest import build_tiny_model
+    from conftest import build_tiny_model
 
     loaded = polyner.load(tiny_model_dir, max_length=32)
     in_memory = Tagger(build_tiny_model(tokenizer), tokenizer, TaggerConfig(max_length=32))

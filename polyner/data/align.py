@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import logging
 from dataclasses import dataclass
@@ -82,7 +83,8 @@ def cached_encode(tokenizer, files: Sequence[Path], sentences_of, max_length: in
     """
     stat = [(str(Path(f).resolve()), Path(f).stat().st_size, Path(f).stat().st_mtime_ns) for f in files]
     key = hashlib.sha256(json.dumps([stat, tokenizer_fingerprint(tokenizer), max_length]).encode()).hexdigest()[:24]
-    folder = cache or cache_dir("cache", "tokenized")
+    folder = Path(cache) if cache else cache_dir("cache", "tokenized")
+    folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{key}.npz"
     if target.exists():
         with np.load(target, allow_pickle=False) as data:
@@ -91,7 +93,7 @@ def cached_encode(tokenizer, files: Sequence[Path], sentences_of, max_length: in
     for f in files:
         sentences.extend(sentences_of(f))
     encoded = encode_sentences(tokenizer, sentences, max_length)
-    tmp = folder / f"{key}.partial.npz"
+    tmp = folder / f"{key}.{os.getpid()}.partial.npz"
     np.savez(tmp, ids=encoded.ids, labels=encoded.labels, offsets=encoded.offsets,
              langs=np.asarray(encoded.langs, dtype=str))
     tmp.rename(target)

@@ -37,7 +37,10 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
                     scheduler: Any) -> dict | None:
     """Restore a checkpoint written by :func:`save_checkpoint`; return its loop state, or None if absent."""
     if not (folder / "state.json").exists():
-        return None
+        old = folder.with_name(folder.name + ".old")  # a crash between the two renames of save_checkpoint
+        if not (old / "state.json").exists():
+            return None
+        folder = old
     model.load_state_dict(load_file(str(folder / "weights.safetensors")))
     if (folder / "rng.safetensors").exists():
         torch.set_rng_state(load_file(str(folder / "rng.safetensors"))["torch_rng"])

@@ -78,6 +78,16 @@ def _optimizer(model: torch.nn.Module, config: TeacherTrainingConfig):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
+def resume(folder: Path, model: torch.nn.Module, optimizer, scheduler) -> dict | None:
+    """Load the last checkpoint, then put the learning rates on the *current* schedule, so a run resumed
+    with another ``max_steps`` follows the new schedule from the step it stopped at."""
+    state = load_checkpoint(folder, model, optimizer, scheduler)
+    if state is not None:
+        for group, base, rule in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+            group["lr"] = base * rule(scheduler.last_epoch)
+    return state
+
+
 def train_teacher(config: TeacherTrainingConfig) -> Path:
     """Fine-tune, select on dev, and save the best teacher in HF layout to ``config.out``."""
     from polyner.pipelines.ner import Tagger
@@ -101,8 +111,7 @@ def train_teacher(config: TeacherTrainingConfig) -> Path:
 
     model = _model(config)
     optimizer, scheduler = _optimizer(model, config)
-    state = load_checkpoint(out / "checkpoint", model, optimizer, scheduler) or {"step": 0, "best_f1": -1.0,
-                                                                                   "history": []}
+    state = resume(out / "checkpoint", model, optimizer, scheduler) or {"step": 0, "best_f1": -1.0, "history": []}
     sampler = MixedLanguageSampler(train.langs, config.sampling_alpha, config.seed)
     pad = tokenizer.pad_token_id
     model.train()

@@ -1,0 +1,150 @@
+"""The spaCy component: ``nlp.add_pipe("polyner")`` sets ``doc.ents`` with the polyner tagger.
+
+Entities are found on the raw text by the shared tagger; where a spaCy token straddles an entity
+boundary (long tokens of a blank pipeline on Chinese or Japanese, say) the token is split at the
+boundary, so every entity lands on exact tokens and none is dropped. Each entity carries its score
+in ``span._.score``; ``doc._.language`` holds the detected language. Weights and tokenizer are
+written by ``nlp.to_disk`` and read back by ``spacy.load`` offline.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+from spacy.util import minibatch
+
+logger = logging.getLogger(__name__)
+MODEL_FOLDER = "model"
+
+if not Doc.has_extension("language"):
+    Doc.set_extension("language", default=None)
+if not Span.has_extension("score"):
+    Span.set_extension("score", default=None)
+
+
+class PolynerComponent:
+    """Sets ``doc.ents`` (PER, ORG, LOC) from a polyner model, batch by batch."""
+
+    def __init__(self, nlp: Language, name: str, model: str | None, overwrite_ents: bool, batch_size: int,
+                 max_length: int, detect_language: bool) -> None:
+        from polyner.loading import resolve_model
+        from polyner.models.io import check_model_dir
+
+        self.name = name
+        self.model = model
+        self.overwrite_ents = overwrite_ents
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.detect_language = detect_language
+        target = resolve_model(model)  # raises, naming the path, when there is no model: at add_pipe time
+        self._source: Path | str = check_model_dir(target) if isinstance(target, Path) else target
+        self._tagger = None
+
+    @property
+    def tagger(self):
+        """The polyner tagger, loaded on first use (or by ``from_disk``)."""
+        if self._tagger is None:
+            import polyner
+
+            self._tagger = polyner.load(self._source, max_length=self.max_length, batch_size=self.batch_size)
+        return self._tagger
+
+    def __call__(self, doc: Doc) -> Doc:
+        return next(iter(self.pipe([doc])))
+
+    def pipe(self, docs: Iterable[Doc], batch_size: int | None = None) -> Iterator[Doc]:
+        """Tag whole batches of docs with one tagger call each (the tagger sorts them by length)."""
+        for batch in minibatch(docs, size=batch_size or self.batch_size):
+            results = self.tagger([doc.text for doc in batch])
+            for doc, entities in zip(batch, results):
+                yield self.set_annotations(doc, entities)
+
+    def set_annotations(self, doc: Doc, entities: list[dict]) -> Doc:
+        """Split tokens at entity boundaries where needed, then set the entities and their scores."""
+        if self.detect_language:
+            from polyner.langid import detect_language
+
+            doc._.language = detect_language(doc.text)
+        split_at_boundaries(doc, entities)
+        spans = []
+        for entity in entities:
+            span = doc.char_span(entity["start"], entity["end"], label=entity["label"], alignment_mode="expand")
+            if span is None:  # only whitespace between the offsets: nothing to mark
+                continue
+            span._.score = entity["score"]
+            spans.append(span)
+        if self.overwrite_ents:
+            doc.set_ents(spans, default="outside")
+        else:
+            taken = {i for ent in doc.ents for i in range(ent.start, ent.end)}
+            new = [s for s in spans if not taken.intersection(range(s.start, s.end))]
+            doc.set_ents(list(doc.ents) + new, default="unmodified")
+        for span in doc.ents:  # set_ents makes new Span objects: copy the scores over
+            for entity in entities:
+                if span.start_char == entity["start"] and span.end_char == entity["end"]:
+                    span._.score = entity["score"]
+        return doc
+
+    def score(self, examples, **kwargs) -> dict[str, Any]:
+        """ents_p, ents_r, ents_f and per-type figures, as spaCy's own NER reports them."""
+        from spacy.scorer import get_ner_prf
+
+        return get_ner_prf(examples)
+
+    def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
+        """Write the model (weights, config, tokenizer) into ``path/model``."""
+        path = Path(path)
+        target = path / MODEL_FOLDER
+        path.mkdir(parents=True, exist_ok=True)
+        if not isinstance(self._source, Path):  # a hub name: save what was loaded
+            self.tagger.model.save_pretrained(target)
+            self.tagger.tokenizer.save_pretrained(target)
+            return
+        if target.exists() and target.resolve() == self._source.resolve():
+            return
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(self._source, target,
+                        ignore=shutil.ignore_patterns("work", "checkpoint*", "*.npy", "training_*"))
+
+    def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> "PolynerComponent":
+        """Use the model written by :meth:`to_disk` (the configured ``model`` is then ignored)."""
+        from polyner.models.io import check_model_dir
+
+        self._source = check_model_dir(Path(path) / MODEL_FOLDER)
+        self._tagger = None
+        return self
+
+
+@Language.factory(
+    "polyner",
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type", "span._.score", "doc._.language"],
+    default_config={"model": None, "overwrite_ents": True, "batch_size": 32, "max_length": 128,
+                    "detect_language": True},
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+)
+def make_polyner(nlp: Language, name: str, model: str | None, overwrite_ents: bool, batch_size: int,
+                 max_length: int, detect_language: bool) -> PolynerComponent:
+    """Factory of the ``polyner`` pipe; ``model`` is a directory or name, None for the shipped default."""
+    return PolynerComponent(nlp, name, model, overwrite_ents, batch_size, max_length, detect_language)
+
+
+def split_at_boundaries(doc: Doc, entities: list[dict]) -> None:
+    """Split every token that an entity starts or ends inside of, so entities fall on token edges."""
+    cuts = sorted({e["start"] for e in entities} | {e["end"] for e in entities})
+    plans = []
+    for token in doc:
+        inside = [c - token.idx for c in cuts if token.idx < c < token.idx + len(token.text)]
+        if inside:
+            plans.append((token.i, inside))
+    if not plans:
+        return
+    with doc.retokenize() as retokenizer:
+        for index, offsets in plans:
+            token = doc[index]
+            edges = [0] + offsets + [len(token.text)]
+            orths = [token.text[a:b] for a, b in zip(edges, edges[1:])]
+            retokenizer.split(token, orths, heads=[(token, 0)] * len(orths))  # the last piece keeps the space
