@@ -6,7 +6,7 @@ kept next to its results (``DistillConfig.from_file``).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from polyner.languages import TARGET_LANGUAGES
@@ -75,13 +75,22 @@ class DistillConfig:
         if isinstance(self.geometry, StudentPreset):
             self.geometry = asdict(self.geometry)
         if self.geometry is not None:
-            StudentPreset(**self.geometry)  # fails early on unknown or missing fields
+            try:
+                StudentPreset(**self.geometry)  # fails early on unknown or missing fields
+            except TypeError as exc:
+                raise ValueError(f"geometry {self.geometry}: {exc}") from None
         elif self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        defaults = {f.name: f for f in fields(self)}
         for name in ("representation", "logits", "gold_labels"):
             value = getattr(self, name)
             if isinstance(value, dict):
-                setattr(self, name, StageBudget(**value))
+                unknown = set(value) - {f.name for f in fields(StageBudget)}
+                if unknown:
+                    raise ValueError(f"unknown settings {sorted(unknown)} in {name}: "
+                                     f"expected some of {[f.name for f in fields(StageBudget)]}")
+                # what the dict leaves out keeps this stage's recipe value (e.g. its learning rate)
+                setattr(self, name, replace(defaults[name].default_factory(), **value))
 
     @property
     def student(self) -> StudentPreset:

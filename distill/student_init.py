@@ -20,8 +20,13 @@ def student_config(preset: StudentPreset, vocab_size: int, teacher_config, max_l
         num_attention_heads=preset.heads, intermediate_size=preset.ffn, embedding_rank=preset.rank,
         max_position_embeddings=min(max_length, teacher_config.max_position_embeddings),
         layer_norm_eps=teacher_config.layer_norm_eps, pad_token_id=teacher_config.pad_token_id,
-        bos_token_id=getattr(teacher_config, "bos_token_id", 0), eos_token_id=getattr(teacher_config, "eos_token_id", 2),
+        bos_token_id=_special(teacher_config, "bos_token_id", 0), eos_token_id=_special(teacher_config, "eos_token_id", 2),
         **ner_config_kwargs())
+
+
+def _special(config, name: str, default: int) -> int:
+    value = getattr(config, name, None)
+    return default if value is None else value
 
 
 def orthonormal(rows: int, cols: int, seed: int) -> np.ndarray:

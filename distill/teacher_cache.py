@@ -80,7 +80,9 @@ def build_teacher_cache(folder: str | Path, teacher: torch.nn.Module, teacher_di
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     width = teacher.config.hidden_size
     labels = teacher.config.num_labels
-    fresh = meta.get("key") != key
+    fresh = meta.get("key") != key or (store_hidden and not meta.get("store_hidden"))  # hidden states now needed
+    if not fresh:
+        store_hidden = bool(meta.get("store_hidden"))  # go on writing what the cache already holds
     if fresh:
         np.save(folder / "ids.npy", flat)
         np.save(folder / "offsets.npy", offsets)

@@ -197,7 +197,7 @@ class Distiller:
         state = json.loads(state_path.read_text()) if state_path.exists() else {
             "stage": 0, "best_f1": -1.0, "history": []}
         best_path = self.work / "best.safetensors"
-        if state["stage"] > 0 or (self.work / "checkpoint" / "state.json").exists():
+        if state["stage"] > 0:  # weights after the last finished stage; inside a stage run_stage resumes its checkpoint
             model.load_state_dict(load_file(str(self.work / "current.safetensors")))
         started = time.time()
         for index in range(state["stage"], len(self.stages)):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -41,7 +42,12 @@ class PolynerComponent:
         self.max_length = max_length
         self.detect_language = detect_language
         target = resolve_model(model)  # raises, naming the path, when there is no model: at add_pipe time
-        self._source: Path | str = check_model_dir(target) if isinstance(target, Path) else target
+        if isinstance(target, Path) and not target.exists() and _building_saved_pipeline():
+            # spacy.load of a saved pipeline: from_disk supplies the saved copy of the model, so the
+            # directory it was first added from may be gone; ``tagger`` names it if from_disk never runs.
+            self._source: Path | str = target
+        else:
+            self._source = check_model_dir(target) if isinstance(target, Path) else target
         self._tagger = None
 
     @property
@@ -49,7 +55,10 @@ class PolynerComponent:
         """The polyner tagger, loaded on first use (or by ``from_disk``)."""
         if self._tagger is None:
             import polyner
+            from polyner.models.io import check_model_dir
 
+            if isinstance(self._source, Path):
+                check_model_dir(self._source)
             self._tagger = polyner.load(self._source, max_length=self.max_length, batch_size=self.batch_size)
         return self._tagger
 
@@ -70,23 +79,25 @@ class PolynerComponent:
 
             doc._.language = detect_language(doc.text)
         split_at_boundaries(doc, entities)
-        spans = []
+        spans, scores = [], {}
         for entity in entities:
             span = doc.char_span(entity["start"], entity["end"], label=entity["label"], alignment_mode="expand")
             if span is None:  # only whitespace between the offsets: nothing to mark
                 continue
-            span._.score = entity["score"]
             spans.append(span)
+            scores[(span.start_char, span.end_char, span.label_)] = entity["score"]
         if self.overwrite_ents:
             doc.set_ents(spans, default="outside")
         else:
             taken = {i for ent in doc.ents for i in range(ent.start, ent.end)}
             new = [s for s in spans if not taken.intersection(range(s.start, s.end))]
             doc.set_ents(list(doc.ents) + new, default="unmodified")
-        for span in doc.ents:  # set_ents makes new Span objects: copy the scores over
-            for entity in entities:
-                if span.start_char == entity["start"] and span.end_char == entity["end"]:
-                    span._.score = entity["score"]
+        # span._.score is stored by character offsets alone, so it is set only on the entities that were set:
+        # a kept entity at the same offsets with another label does not take the model's score
+        for span in doc.ents:
+            key = (span.start_char, span.end_char, span.label_)
+            if key in scores:
+                span._.score = scores[key]
         return doc
 
     def score(self, examples, **kwargs) -> dict[str, Any]:
@@ -130,6 +141,16 @@ def make_polyner(nlp: Language, name: str, model: str | None, overwrite_ents: bo
                  max_length: int, detect_language: bool) -> PolynerComponent:
     """Factory of the ``polyner`` pipe; ``model`` is a directory or name, None for the shipped default."""
     return PolynerComponent(nlp, name, model, overwrite_ents, batch_size, max_length, detect_language)
+
+
+def _building_saved_pipeline() -> bool:
+    """True while ``spacy.load`` builds a saved pipeline from its config (before calling ``from_disk``)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "load_model_from_path" and frame.f_globals.get("__name__") == "spacy.util":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def split_at_boundaries(doc: Doc, entities: list[dict]) -> None:

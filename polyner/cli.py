@@ -180,6 +180,25 @@ def distill(
 
 
 @app.command()
+def pack(source: Path = typer.Argument(..., help="A trained student directory (polyner distill --out)."),
+         out: Path = typer.Option(..., help="Where to write the shipped copy (e.g. polyner/default)."),
+         dtype: str = typer.Option("float16", help="float16 or float32."),
+         verbose: bool = typer.Option(True, "--verbose/--quiet")) -> None:
+    """Copy a student for shipping: weights cast to fp16, config, tokenizer; no training files."""
+    from polyner.distill.package import directory_size_mb, pack_model
+    from polyner.models.io import ModelDirectoryError
+
+    _logging(verbose)
+    if dtype not in ("float16", "float32"):
+        _fail(f"--dtype must be float16 or float32, not {dtype}")
+    try:
+        folder = pack_model(source, out, dtype)
+    except ModelDirectoryError as exc:
+        _fail(str(exc))
+    typer.echo(f"{folder} ({directory_size_mb(folder):.1f} MB)")
+
+
+@app.command()
 def serve(model: Optional[str] = typer.Option(None, help="Model directory or name (default: the shipped student)."),
           host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8080),
           max_batch_size: Optional[int] = typer.Option(None, help="Texts per model call across requests."),

@@ -1,0 +1,58 @@
+"""The shipped default student (slow): loads offline from the package, small, with a model card."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from polyner.loading import DEFAULT_MODEL_DIR
+
+pytestmark = pytest.mark.slow
+
+if not (DEFAULT_MODEL_DIR / "config.json").exists():
+    pytest.skip(f"no default model shipped in {DEFAULT_MODEL_DIR} (built by `polyner distill` + `polyner pack`)",
+                allow_module_level=True)
+
+SENTENCES = {
+    "de": ("Angela Merkel traf sich am Montag in Berlin mit Emmanuel Macron.", ["Angela Merkel", "Emmanuel Macron"]),
+    "en": ("Barack Obama visited London with Michelle Obama last week.", ["Barack Obama", "Michelle Obama"]),
+    "ru": ("Владимир Путин прилетел в Москву вместе с Сергеем Лавровым.", ["Владимир Путин"]),
+    "es": ("Pedro Sánchez viajó a Madrid con Felipe González.", ["Pedro Sánchez", "Felipe González"]),
+    "fr": ("Emmanuel Macron a rencontré Olaf Scholz à Paris.", ["Emmanuel Macron", "Olaf Scholz"]),
+}
+
+
+class TestShippedDefault:
+    @pytest.fixture(scope="class")
+    def tagger(self):
+        import polyner
+
+        return polyner.load()
+
+    def test_is_small_fp16_with_a_model_card(self):
+        size = sum(f.stat().st_size for f in DEFAULT_MODEL_DIR.iterdir() if f.is_file())
+        assert size <= 60e6, f"default model is {size / 1e6:.1f} MB"
+        config = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
+        assert config["torch_dtype"] in ("float16", "int8")
+        assert config["id2label"]["0"] == "O"
+        card = (DEFAULT_MODEL_DIR / "README.md").read_text()
+        for heading in ("Training data and licences", "Quality", "languages"):
+            assert heading in card
+
+    def test_loads_offline_and_finds_people(self, tagger, monkeypatch):
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        texts = [text for text, _ in SENTENCES.values()]
+        found = 0
+        for (text, people), entities in zip(SENTENCES.values(), tagger(texts)):
+            assert all(text[e["start"]:e["end"]] == e["text"] for e in entities)
+            persons = {e["text"] for e in entities if e["label"] == "PER"}
+            found += sum(p in persons for p in people)
+        assert found >= 0.7 * sum(len(p) for _, p in SENTENCES.values())
+
+    def test_bad_input(self, tagger):
+        assert tagger("") == [] and tagger("   ") == []
+        with pytest.raises(TypeError):
+            tagger(42)
+        long_text = "Angela Merkel war in Berlin. " * 2000
+        entities = tagger(long_text)
+        assert all(long_text[e["start"]:e["end"]] == e["text"] for e in entities)

@@ -1,0 +1,643 @@
+"""Distillation (``polyner.distill``) on tiny models built from config: the student architecture, the
+stage plan, the losses, the teacher cache, the transfer set, tokenizer checks, the config file and
+whole tiny runs (output layout, dev-based selection, resume after an interruption, seeded repeats)."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from conftest import SAMPLE_TEXTS, build_tiny_model, write_gold_tree
+from polyner.distill.config import PRESETS, DistillConfig, StageBudget
+from polyner.distill.stages import (
+    LOSSES, DistillationModel, group_of, masked_mse, parameter_groups, plan_stages, representation_loss)
+from polyner.distill.student_init import student_config
+from polyner.distill.teacher_cache import build_teacher_cache, open_teacher_cache
+from polyner.distill.trainer import Distiller, TokenizerMismatchError, check_tokenizers, distill
+from polyner.distill.transfer import MissingLanguageError, build_transfer_set, unlabeled_files
+from polyner.labels import ID2LABEL
+from polyner.models.student import (
+    PolynerStudentConfig, PolynerStudentForTokenClassification, count_parameters)
+
+LANGS = ["en", "de", "ru", "uk"]
+TINY_GEOMETRY = {"layers": 1, "hidden": 32, "heads": 2, "ffn": 64, "rank": 16}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(_isolated_home):
+    """Keep these tests on one core (after conftest's thread setting)."""
+    torch.set_num_threads(1)
+
+
+def tiny_student(layers: int = 2, hidden: int = 16, rank: int = 8,
+                 vocab: int = 50) -> PolynerStudentForTokenClassification:
+    from polyner.models.io import ner_config_kwargs
+
+    torch.manual_seed(0)
+    config = PolynerStudentConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                                  intermediate_size=2 * hidden, embedding_rank=rank, max_position_embeddings=32,
+                                  **ner_config_kwargs())
+    return PolynerStudentForTokenClassification(config).eval()
+
+
+def random_batch(vocab: int = 50, rows: int = 3, width: int = 7, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(4, vocab, (rows, width), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0
+    mask[2, 2:] = 0
+    ids[mask == 0] = 1
+    return ids, mask
+
+
+# --- the student model -------------------------------------------------------------------------
+
+
+def test_student_save_load_round_trip_gives_identical_logits(tmp_path):
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    model = tiny_student()
+    ids, mask = random_batch()
+    with torch.no_grad():
+        before = model(ids, mask).logits
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    assert AutoConfig.from_pretrained(str(tmp_path)).model_type == "polyner_student"
+    loaded = AutoModelForTokenClassification.from_pretrained(str(tmp_path)).eval()
+    assert isinstance(loaded, PolynerStudentForTokenClassification)
+    with torch.no_grad():
+        after = loaded(ids, mask).logits
+    assert torch.equal(before, after)
+    assert loaded.config.id2label == ID2LABEL
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_hidden_states_are_embeddings_plus_every_layer(layers):
+    model = tiny_student(layers=layers)
+    ids, mask = random_batch()
+    out = model(ids, mask, output_hidden_states=True)
+    assert len(out.hidden_states) == layers + 1
+    assert all(state.shape == (3, 7, 16) for state in out.hidden_states)
+    assert torch.allclose(out.hidden_states[-1], model.student(ids, mask).last_hidden_state)
+    assert model(ids, mask).hidden_states is None
+
+
+def test_factorized_embedding_parameter_count():
+    vocab, rank, hidden = 50, 8, 16
+    embeddings = tiny_student(vocab=vocab, rank=rank, hidden=hidden).student.embeddings
+    assert embeddings.word.weight.shape == (vocab, rank)
+    assert embeddings.word.weight.numel() + embeddings.projection.weight.numel() == vocab * rank + rank * hidden
+    assert count_parameters(embeddings.projection) == rank * hidden  # no bias
+    unfactorized = tiny_student(vocab=vocab, rank=0, hidden=hidden).student.embeddings
+    assert unfactorized.projection is None and unfactorized.word.weight.shape == (vocab, hidden)
+
+
+@pytest.mark.parametrize("name,layers,hidden", [("xs", 4, 256), ("s", 6, 256), ("m", 6, 384)])
+def test_presets_geometry_and_at_most_a_fifth_of_the_teacher(name, layers, hidden):
+    preset = PRESETS[name]
+    assert (preset.layers, preset.hidden) == (layers, hidden)
+    assert preset.hidden % preset.heads == 0
+    teacher = SimpleNamespace(max_position_embeddings=514, layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0,
+                              eos_token_id=2)
+    config = student_config(preset, 60000, teacher)
+    assert config.num_hidden_layers == layers and config.hidden_size == hidden and config.vocab_size == 60000
+    with torch.device("meta"):  # shapes only: no memory, no init time
+        model = PolynerStudentForTokenClassification(config)
+    parameters = count_parameters(model)
+    assert parameters <= 117.5e6 / 5, f"{name}: {parameters:,} parameters"
+    words = model.student.embeddings
+    assert words.word.weight.numel() + words.projection.weight.numel() == 60000 * preset.rank + preset.rank * hidden
+
+
+# --- the stage plan ----------------------------------------------------------------------------
+
+
+def _config(**kw) -> DistillConfig:
+    return DistillConfig(teacher="t", out="o", geometry={**TINY_GEOMETRY, "layers": 3}, **kw)
+
+
+def test_plan_stages_order_and_trainable_groups():
+    config = _config()
+    stages = plan_stages(config)
+    assert parameter_groups(3) == ["layer2", "layer1", "layer0", "embeddings"]
+    first = stages[0]
+    assert first.name.startswith("1") and first.loss == "representation"
+    assert set(first.trainable) == {"layer0", "layer1", "layer2", "embeddings", "projections"}
+    assert first.budget is config.representation
+    assert (stages[1].loss, stages[1].trainable) == ("logits", ("classifier",))
+    logits = [s for s in stages if s.loss == "logits"]
+    gold = [s for s in stages if s.loss == "gold"]
+    assert len(stages) == 1 + len(logits) + len(gold)
+    unfreezing = ("layer2", "layer1", "layer0", "embeddings")  # top layer first, embeddings last
+    expected = [("classifier",) + unfreezing[:j] for j in range(5)]
+    assert [s.trainable for s in logits] == expected
+    assert [s.trainable for s in gold] == expected
+    assert all(s.budget is config.logits for s in logits) and all(s.budget is config.gold_labels for s in gold)
+    assert stages.index(gold[0]) > stages.index(logits[-1])  # gold labels come last
+    assert len({s.name for s in stages}) == len(stages)
+
+
+def test_plan_without_representation_stage():
+    stages = plan_stages(_config(use_representation_stage=False))
+    assert all(s.loss != "representation" for s in stages)
+    assert stages[0].name == "2-logits"
+    assert [s.name for s in stages] == [s.name for s in plan_stages(_config())][1:]
+
+
+def test_set_trainable_freezes_everything_else():
+    student = tiny_student(layers=3)
+    model = DistillationModel(student, teacher_width=24)
+    assert len(model.projections) == 4
+    names = {group_of(n) for n, _ in model.named_parameters()}
+    assert names == {"embeddings", "layer0", "layer1", "layer2", "classifier", "projections"}
+    for stage in plan_stages(_config()):
+        trainable = model.set_trainable(stage.trainable)
+        assert {id(p) for p in trainable} == {id(p) for p in model.parameters() if p.requires_grad}
+        for name, param in model.named_parameters():
+            assert param.requires_grad == (group_of(name) in stage.trainable), (stage.name, name)
+    model.set_trainable(("classifier",))
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {"student.classifier.weight",
+                                                                           "student.classifier.bias"}
+
+
+# --- losses ------------------------------------------------------------------------------------
+
+
+def test_masked_mse_ignores_padded_positions():
+    g = torch.Generator().manual_seed(1)
+    prediction, target = torch.randn(2, 5, 3, generator=g), torch.randn(2, 5, 3, generator=g)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]])
+    loss = masked_mse(prediction, target, mask)
+    keep = mask.bool()
+    assert torch.allclose(loss, ((prediction[keep] - target[keep]) ** 2).mean())
+    prediction2, target2 = prediction.clone(), target.clone()
+    prediction2[1, 2:] = 1e3
+    target2[1, 2:] = -7.0
+    assert torch.allclose(masked_mse(prediction2, target2, mask), loss)
+    assert masked_mse(prediction, prediction.clone(), mask) == 0
+    assert masked_mse(prediction, target, torch.zeros_like(mask)) == 0  # nothing to compare: no NaN
+
+
+def test_representation_loss_zero_when_projected_states_match():
+    student = tiny_student(layers=2, hidden=16)
+    model = DistillationModel(student, teacher_width=16).eval()
+    with torch.no_grad():
+        for param in student.student.layers.parameters():  # layers that really change the states
+            param.normal_(0, 0.5, generator=torch.Generator().manual_seed(3))
+        for projection in model.projections:
+            projection.weight.copy_(torch.eye(16))
+            projection.bias.zero_()
+    ids, mask = random_batch()
+    with torch.no_grad():
+        states = student.student(ids, mask, output_hidden_states=True).hidden_states
+    teacher = torch.stack(states, dim=2)  # [B, L, states, width], bottom to top
+    batch = {"input_ids": ids, "attention_mask": mask, "teacher_hidden": teacher}
+    assert representation_loss(model, batch).item() == pytest.approx(0.0, abs=1e-10)
+    shifted = teacher.clone()
+    shifted[:, :, 1] += 1.0  # one state off by one everywhere: MSE 1 for that state, mean over 3 states
+    assert representation_loss(model, {**batch, "teacher_hidden": shifted}).item() == pytest.approx(1 / 3, rel=1e-5)
+    swapped = teacher.flip(2)  # states in the wrong order do not match
+    assert representation_loss(model, {**batch, "teacher_hidden": swapped}).item() > 0.1
+    assert LOSSES["representation"] is representation_loss
+
+
+def test_representation_loss_gradient_reaches_only_trainable_groups():
+    student = tiny_student(layers=2, hidden=16)
+    model = DistillationModel(student, teacher_width=24).train()
+    model.set_trainable(("layer1", "projections"))
+    ids, mask = random_batch()
+    teacher = torch.randn(3, 7, 3, 24, generator=torch.Generator().manual_seed(2))
+    representation_loss(model, {"input_ids": ids, "attention_mask": mask, "teacher_hidden": teacher}).backward()
+    for name, param in model.named_parameters():
+        if group_of(name) in ("layer1", "projections"):
+            assert param.grad is not None, name
+        else:
+            assert param.grad is None, name
+    assert any(p.grad.abs().sum() > 0 for n, p in model.named_parameters() if group_of(n) == "layer1")
+
+
+# --- teacher cache ------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def cache_inputs(tokenizer):
+    teacher = build_tiny_model(tokenizer)
+    rng = np.random.default_rng(0)
+    keep = np.sort(rng.choice(np.arange(5, len(tokenizer)), size=120, replace=False))
+    keep = np.concatenate([np.arange(5), keep])  # specials first, as trimming keeps them
+    ids = [rng.integers(5, len(keep), size=int(n)).astype(np.int32) for n in rng.integers(2, 14, size=21)]
+    return SimpleNamespace(teacher=teacher, keep=keep, ids=ids, langs=["en", "de", "ru"] * 7, pad=1)
+
+
+def _build(folder, inp, **kw):
+    return build_teacher_cache(folder, inp.teacher, "tiny-teacher", inp.ids, inp.keep, inp.langs, 2, inp.pad,
+                               batch_size=4, chunk_batches=1, **kw)
+
+
+def test_teacher_cache_holds_top_states_and_logits(tmp_path, cache_inputs):
+    inp = cache_inputs
+    cache = _build(tmp_path / "cache", inp)
+    assert len(cache) == len(inp.ids) and cache.langs == inp.langs
+    assert cache.hidden.shape[1:] == (2, 32) and cache.logits.shape[1] == 7
+    with torch.no_grad():
+        for i in (0, 5, 20):
+            teacher_ids = torch.from_numpy(inp.keep[inp.ids[i]].astype(np.int64))[None]
+            out = inp.teacher(input_ids=teacher_ids, attention_mask=torch.ones_like(teacher_ids),
+                              output_hidden_states=True)
+            a, z = cache.span(i)
+            np.testing.assert_array_equal(cache.ids[a:z], inp.ids[i])
+            np.testing.assert_allclose(np.asarray(cache.logits[a:z], np.float32), out.logits[0].numpy(),
+                                       atol=3e-3, rtol=1e-2)
+            top = torch.stack(out.hidden_states[-2:], dim=2)[0].numpy()  # [L, 2, width], bottom to top
+            np.testing.assert_allclose(np.asarray(cache.hidden[a:z], np.float32), top, atol=3e-3, rtol=1e-2)
+            # not the bottom states: the cache really holds the topmost ones
+            assert not np.allclose(np.asarray(cache.hidden[a:z, 0], np.float32), out.hidden_states[0][0].numpy(),
+                                   atol=1e-2)
+    batch = cache.batch([3, 0, 7], inp.pad, with_hidden=True)
+    width = max(len(inp.ids[i]) for i in (3, 0, 7))
+    assert batch["input_ids"].shape == (3, width) and batch["teacher_hidden"].shape == (3, width, 2, 32)
+    assert batch["attention_mask"].sum(1).tolist() == [len(inp.ids[i]) for i in (3, 0, 7)]
+    assert (batch["input_ids"][batch["attention_mask"] == 0] == inp.pad).all()
+    assert "teacher_hidden" not in cache.batch([0], inp.pad, with_hidden=False)
+
+
+def test_teacher_cache_resumes_after_interruption(tmp_path, cache_inputs, monkeypatch):
+    inp = cache_inputs
+    whole = _build(tmp_path / "whole", inp)
+    original = inp.teacher.forward
+    calls = []
+
+    def failing(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(inp.teacher, "forward", failing)
+    with pytest.raises(KeyboardInterrupt):
+        _build(tmp_path / "resumed", inp)
+    meta = json.loads((tmp_path / "resumed" / "meta.json").read_text())
+    assert meta["batches_done"] == 2 and not meta["complete"]
+    with pytest.raises(ValueError, match="incomplete"):
+        open_teacher_cache(tmp_path / "resumed")
+
+    calls.clear()
+    monkeypatch.setattr(inp.teacher, "forward", lambda *a, **k: (calls.append(1), original(*a, **k))[1])
+    resumed = _build(tmp_path / "resumed", inp)
+    assert len(calls) == 6 - 2  # 21 sentences in batches of 4: only the 4 batches not yet done are run
+    np.testing.assert_array_equal(np.asarray(resumed.logits), np.asarray(whole.logits))
+    np.testing.assert_array_equal(np.asarray(resumed.hidden), np.asarray(whole.hidden))
+    calls.clear()
+    _build(tmp_path / "resumed", inp)  # complete: nothing to recompute
+    assert calls == []
+
+
+def test_teacher_cache_without_hidden_states(tmp_path, cache_inputs):
+    cache = _build(tmp_path / "c", cache_inputs, store_hidden=False)
+    assert cache.hidden is None
+    assert "teacher_hidden" not in cache.batch([0, 1], 1, with_hidden=True)
+
+
+def test_teacher_cache_adds_hidden_states_when_a_later_run_needs_them(tmp_path, cache_inputs):
+    """A --no-stage1 run followed by a run with stage 1 in the same folder must get hidden states."""
+    _build(tmp_path / "c", cache_inputs, store_hidden=False)
+    cache = _build(tmp_path / "c", cache_inputs, store_hidden=True)
+    assert cache.hidden is not None and cache.hidden.shape[1:] == (2, 32)
+    assert "teacher_hidden" in cache.batch([0, 1], 1, with_hidden=True)
+
+
+# --- transfer set ------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def unlabeled_dir(tmp_path) -> Path:
+    folder = tmp_path / "unlabeled"
+    folder.mkdir()
+    (folder / "en.txt").write_text("\n".join(SAMPLE_TEXTS[:3]) + "\n\n", encoding="utf-8")
+    (folder / "de.txt").write_text(SAMPLE_TEXTS[2] + "\n", encoding="utf-8")
+    (folder / "ru.txt").write_text("\n".join(SAMPLE_TEXTS[3:5]) + "\n", encoding="utf-8")
+    (folder / "uk.txt").write_text(SAMPLE_TEXTS[14] + "\n", encoding="utf-8")
+    return folder
+
+
+def test_missing_languages_are_all_named(unlabeled_dir, gold_tree):
+    with pytest.raises(MissingLanguageError) as caught:
+        build_transfer_set(["en", "xx", "yy"], [unlabeled_dir / "en.txt"], None, 10, 10, 0, None)
+    named = re.search(r"language\(s\) ([^:]*):", str(caught.value)).group(1)
+    assert named.split(", ") == ["xx", "yy"]
+    assert isinstance(caught.value, ValueError)
+    # gold training text alone is enough for a language (ru has no unlabeled file given here)
+    transfer = build_transfer_set(["en", "ru"], [unlabeled_dir / "en.txt"], gold_tree, 10, 10, 0, None)
+    assert {s.lang for s in transfer} == {"en", "ru"}
+
+
+def test_unlabeled_files_accepts_files_folders_and_pairs(tmp_path, unlabeled_dir):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "fr.txt").write_text("Bonjour Paris.\n", encoding="utf-8")
+    (other / "swahili_news.txt").write_text("Habari Nairobi.\n", encoding="utf-8")
+    found = unlabeled_files([unlabeled_dir, other / "fr.txt", f"sw={other / 'swahili_news.txt'}"],
+                            ["en", "de", "fr", "sw"])
+    assert found == {"en": [unlabeled_dir / "en.txt"], "de": [unlabeled_dir / "de.txt"], "fr": [other / "fr.txt"],
+                     "sw": [other / "swahili_news.txt"]}  # ru, uk not requested
+    assert unlabeled_files([str(unlabeled_dir)], ["ru"]) == {"ru": [unlabeled_dir / "ru.txt"]}
+    with pytest.raises(FileNotFoundError):
+        unlabeled_files([f"sw={tmp_path / 'nope.txt'}"], ["sw"])
+    with pytest.raises(FileNotFoundError):
+        unlabeled_files([tmp_path / "en.txt"], ["en"])
+
+
+def test_transfer_set_origins_and_augmentation_switch(unlabeled_dir, gold_tree):
+    args = (LANGS, [unlabeled_dir], gold_tree, 10, 10)
+    plain = build_transfer_set(*args, 0, None)
+    assert {s.origin for s in plain} == {"unlabeled", "gold"}
+    assert {(s.lang, s.origin) for s in plain} >= {("en", "unlabeled"), ("en", "gold"), ("uk", "unlabeled")}
+    assert sum(s.origin == "unlabeled" and s.lang == "en" for s in plain) == 3  # empty lines skipped
+    augmented = build_transfer_set(*args, 2, None)
+    assert {s.origin for s in augmented} == {"unlabeled", "gold", "augmented"}
+    assert [s for s in augmented if s.origin != "augmented"] == plain
+    for sentence in augmented:
+        assert sentence.words and all(isinstance(w, str) and w and not w.isspace() for w in sentence.words)
+        assert sentence.lang in LANGS
+    assert build_transfer_set(*args, 2, None) == augmented  # seeded
+
+
+def test_distiller_transfer_set_follows_use_augmented(tmp_path, tiny_model_dir, unlabeled_dir, gold_tree):
+    def origins(**kw):
+        config = DistillConfig(teacher=str(tiny_model_dir), out=str(tmp_path / "out"), languages=LANGS,
+                               unlabeled=[str(unlabeled_dir)], gold=str(gold_tree), augmented_per_language=2,
+                               threads=1, **kw)
+        return {s.origin for s in Distiller(config).transfer_set()}
+
+    assert origins(use_augmented=False) == {"unlabeled", "gold"}
+    assert origins() == {"unlabeled", "gold", "augmented"}  # a changed recipe rebuilds the cached transfer set
+
+
+# --- tokenizer check ----------------------------------------------------------------------------
+
+
+def test_check_tokenizers_refuses_a_foreign_vocabulary(tmp_path, tokenizer):
+    from polyner.distill.vocab import count_pieces, select_vocabulary, trim_tokenizer
+
+    counts = count_pieces(tokenizer, texts=SAMPLE_TEXTS[:4])
+    keep = np.asarray(select_vocabulary(tokenizer, counts, keep_single_chars=False), dtype=np.int64)
+    student, _ = trim_tokenizer(tokenizer, keep.tolist(), tmp_path / "student")
+    check_tokenizers(tokenizer, student, keep)  # the right pair passes
+
+    shuffled = keep.copy()
+    shuffled[10:] = shuffled[10:][::-1]
+    with pytest.raises(TokenizerMismatchError, match="mismatch") as caught:
+        check_tokenizers(tokenizer, student, shuffled)
+    assert "differ from the teacher" in str(caught.value)
+
+    counts2 = count_pieces(tokenizer, texts=SAMPLE_TEXTS[5:9])
+    keep2 = np.asarray(select_vocabulary(tokenizer, counts2, keep_single_chars=False), dtype=np.int64)
+    other, _ = trim_tokenizer(tokenizer, keep2.tolist(), tmp_path / "other")
+    with pytest.raises(TokenizerMismatchError, match="not trimmed from this teacher|differ from the teacher"):
+        check_tokenizers(tokenizer, other, keep)
+    other_piece = next(i for i in range(len(tokenizer) - 1, 0, -1) if i not in set(keep.tolist()))
+    swapped_one = np.sort(np.concatenate([keep[:-3], [other_piece], keep[-2:]]))  # same size, one piece foreign
+    with pytest.raises(TokenizerMismatchError, match="differ from the teacher"):
+        check_tokenizers(tokenizer, student, swapped_one)
+    with pytest.raises(TokenizerMismatchError, match="not trimmed"):
+        check_tokenizers(tokenizer, student, keep[:-1])
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+def test_config_from_yaml_with_nested_budgets(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text("teacher: /models/teacher\nout: /models/student\npreset: xs\nlanguages: [de, sw]\n"
+                    "use_representation_stage: false\n"
+                    "representation: {steps: 50, eval_every: 10}\n"
+                    "logits:\n  steps: 20\n  patience: 2\n"
+                    "gold_labels: {steps: 5, lr: 0.00002}\n", encoding="utf-8")
+    config = DistillConfig.from_file(path)
+    assert (config.teacher, config.preset, config.languages) == ("/models/teacher", "xs", ["de", "sw"])
+    assert config.student == PRESETS["xs"] and not config.use_representation_stage
+    assert isinstance(config.logits, StageBudget)
+    assert (config.representation.steps, config.representation.eval_every) == (50, 10)
+    assert (config.logits.steps, config.logits.patience) == (20, 2)
+    assert (config.gold_labels.steps, config.gold_labels.lr) == (5, 2e-5)
+    # what the file leaves out keeps the recipe's value for that stage
+    default = DistillConfig(teacher="t", out="o")
+    assert config.logits.lr == default.logits.lr and config.logits.eval_every == default.logits.eval_every
+    assert config.gold_labels.eval_every == default.gold_labels.eval_every
+    assert DistillConfig.from_file(path, preset="m", seed=None).preset == "m"  # overrides win, None ignored
+
+
+def test_config_from_json_round_trip_and_unknown_keys(tmp_path):
+    config = DistillConfig(teacher="t", out="o", geometry=TINY_GEOMETRY, logits=StageBudget(steps=7, lr=1e-3))
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(config.to_dict()), encoding="utf-8")
+    assert DistillConfig.from_file(path) == config
+    path.write_text(json.dumps({"teacher": "t", "out": "o", "represntation_steps": 5}), encoding="utf-8")
+    with pytest.raises(ValueError, match="represntation_steps"):
+        DistillConfig.from_file(path)
+    path.write_text(json.dumps({"teacher": "t", "out": "o", "logits": {"step": 5}}), encoding="utf-8")
+    with pytest.raises(ValueError, match="step"):
+        DistillConfig.from_file(path)
+    path.write_text(json.dumps({"teacher": "t", "out": "o", "geometry": {**TINY_GEOMETRY, "depth": 2}}))
+    with pytest.raises(ValueError, match="depth"):
+        DistillConfig.from_file(path)
+    with pytest.raises(ValueError, match="preset"):
+        DistillConfig(teacher="t", out="o", preset="xl")
+
+
+# --- whole runs ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, tokenizer):
+    root = tmp_path_factory.mktemp("distill")
+    teacher = root / "teacher"
+    build_tiny_model(tokenizer).save_pretrained(teacher)
+    tokenizer.save_pretrained(teacher)
+    unlabeled = root / "unlabeled"
+    unlabeled.mkdir()
+    (unlabeled / "en.txt").write_text("\n".join(SAMPLE_TEXTS[:6]) + "\n", encoding="utf-8")
+    (unlabeled / "de.txt").write_text("\n".join(SAMPLE_TEXTS[2:4]) + "\n", encoding="utf-8")
+    (unlabeled / "ru.txt").write_text("\n".join(SAMPLE_TEXTS[3:5]) + "\n", encoding="utf-8")
+    (unlabeled / "uk.txt").write_text(SAMPLE_TEXTS[14] + "\n", encoding="utf-8")
+    return SimpleNamespace(root=root, teacher=teacher, unlabeled=unlabeled, gold=write_gold_tree(root / "gold"))
+
+
+def run_config(ws, out: Path, **kw) -> DistillConfig:
+    settings = dict(teacher=str(ws.teacher), out=str(out), languages=LANGS, unlabeled=[str(ws.unlabeled)],
+                    gold=str(ws.gold), geometry=TINY_GEOMETRY, min_piece_count=1, max_vocab=None,
+                    representation=StageBudget(steps=4, eval_every=2), logits=StageBudget(steps=2, eval_every=1),
+                    gold_labels=StageBudget(steps=2, eval_every=1), batch_size=4, threads=1,
+                    augmented_per_language=2)
+    settings.update(kw)
+    return DistillConfig(**settings)
+
+
+PEAK = 4  # the dev evaluation that scores best (stage 3-logits-unfreeze-2, step 1, with a 1-layer student)
+
+
+class ScriptedDev:
+    """Wraps Distiller.dev_f1: runs the real evaluation, returns a scripted score peaking at call PEAK,
+    keeps the student weights of that call; ``fail_at`` simulates an interruption at that call."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.calls = 0
+        self.real: list[float] = []
+        self.best_weights: dict | None = None
+        self.fail_at = fail_at
+        self.original = Distiller.dev_f1
+
+    def __call__(self, distiller, model, tokenizer, dev):
+        if self.calls == self.fail_at:
+            self.fail_at = None
+            raise KeyboardInterrupt("simulated interruption")
+        self.real.append(self.original(distiller, model, tokenizer, dev))
+        if self.calls == PEAK:
+            self.best_weights = {k: v.detach().clone() for k, v in model.student.state_dict().items()}
+        score = 50.0 - 4.0 * abs(self.calls - PEAK)
+        self.calls += 1
+        return score
+
+
+def run_scripted(config: DistillConfig, script: ScriptedDev) -> Path:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Distiller, "dev_f1", lambda self, *a: script(self, *a))
+        return distill(config)
+
+
+@pytest.fixture(scope="module")
+def distilled(workspace):
+    script = ScriptedDev()
+    out = run_scripted(run_config(workspace, workspace.root / "student"), script)
+    return SimpleNamespace(out=out, script=script, log=json.loads((out / "training_log.json").read_text()))
+
+
+def test_run_writes_a_loadable_student(distilled):
+    import polyner
+
+    out = distilled.out
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "polyner_student"
+    assert config["architectures"] == ["PolynerStudentForTokenClassification"]
+    assert {int(k): v for k, v in config["id2label"].items()} == ID2LABEL
+    assert (config["num_hidden_layers"], config["hidden_size"], config["embedding_rank"]) == (1, 32, 16)
+    for name in ("model.safetensors", "tokenizer.json", "tokenizer_config.json", "training_log.json"):
+        assert (out / name).is_file(), name
+    assert not (out / "pytorch_model.bin").exists()
+    tagger = polyner.load(out)
+    results = tagger(["Angela Merkel visited Paris.", "Путин приехал в Москву."])
+    assert len(results) == 2
+    for text, entities in zip(["Angela Merkel visited Paris.", "Путин приехал в Москву."], results):
+        for entity in entities:
+            assert entity["label"] in ("PER", "ORG", "LOC") and text[entity["start"]:entity["end"]] == entity["text"]
+    log = distilled.log
+    assert log["vocabulary"] == config["vocab_size"] == len(np.load(out / "keep_ids.npy"))
+    assert log["student_parameters"] < log["teacher_parameters"]
+    origins = {json.loads(line)["origin"] for line in (out / "work" / "transfer.jsonl").read_text().splitlines()}
+    assert origins == {"unlabeled", "gold", "augmented"}
+    assert all(0.0 <= f1 <= 100.0 for f1 in distilled.script.real)  # seqeval F1 in percent
+
+
+def test_history_lists_the_stages_in_order(distilled, workspace):
+    history = distilled.log["history"]
+    names = [entry["stage"] for entry in history]
+    seen = list(dict.fromkeys(names))
+    assert seen == [s.name for s in plan_stages(run_config(workspace, "x"))]
+    assert names == sorted(names, key=seen.index)  # each stage's entries together
+    assert all("heldout_mse" in e for e in history if e["stage"].startswith("1"))
+    assert all("dev_f1" in e for e in history if not e["stage"].startswith("1"))
+    steps = [(e["stage"], e["step"]) for e in history]
+    assert len(steps) == len(set(steps))
+
+
+def test_dev_based_selection_keeps_the_best_checkpoint(distilled):
+    log = distilled.log
+    f1s = [e["dev_f1"] for e in log["history"] if "dev_f1" in e]
+    assert len(f1s) == distilled.script.calls > PEAK
+    assert log["best_dev_f1"] == max(f1s) == 50.0
+    assert f1s.index(max(f1s)) == PEAK
+    saved = load_file(str(distilled.out / "model.safetensors"))
+    assert saved.keys() == distilled.script.best_weights.keys()
+    for name, value in distilled.script.best_weights.items():
+        assert torch.equal(saved[name], value), name
+
+
+def test_same_seed_gives_identical_weights(distilled, workspace):
+    out = run_scripted(run_config(workspace, workspace.root / "repeat"), ScriptedDev())
+    first, second = load_file(str(distilled.out / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert first.keys() == second.keys()
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+    assert json.loads((out / "training_log.json").read_text())["history"] == distilled.log["history"]
+
+
+def without_train_loss(entry: dict) -> dict:
+    return {k: v for k, v in entry.items() if k != "train_loss"}
+
+
+def test_interrupted_run_resumes_where_it_stopped(distilled, workspace, monkeypatch):
+    out = workspace.root / "resumed"
+    config = run_config(workspace, out)
+    stages_run: list[str] = []
+    original_stage = Distiller.run_stage
+
+    def counting(self, index, stage, *args):
+        stages_run.append(stage.name)
+        return original_stage(self, index, stage, *args)
+
+    monkeypatch.setattr(Distiller, "run_stage", counting)
+    heldout_calls = []
+    original_heldout = Distiller.heldout_loss
+
+    def failing_heldout(self, *args):
+        if len(heldout_calls) == 1:  # stage 1 interrupted after its first checkpoint
+            heldout_calls.append("failed")
+            raise KeyboardInterrupt("simulated interruption")
+        heldout_calls.append("ok")
+        return original_heldout(self, *args)
+
+    # 1. interrupted inside the first stage
+    script = ScriptedDev(fail_at=3)  # later interrupted at the second evaluation of 3-logits-unfreeze-1
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Distiller, "heldout_loss", failing_heldout)
+        with pytest.raises(KeyboardInterrupt):
+            run_scripted(config, script)
+    assert stages_run == ["1-representation"]
+    # 2. resumed, then interrupted inside a later stage
+    stages_run.clear()
+    with pytest.raises(KeyboardInterrupt):
+        run_scripted(config, script)
+    assert stages_run == ["1-representation", "2-logits", "3-logits-unfreeze-1"]
+    assert json.loads((out / "work" / "state.json").read_text())["stage"] == 2
+    # 3. resumed to the end: completed stages are not run again
+    stages_run.clear()
+    run_scripted(config, script)
+    assert stages_run == [s.name for s in plan_stages(config)][2:]
+    log = json.loads((out / "training_log.json").read_text())
+    # no entry lost or repeated, same scores (the smoothed train_loss restarts on resume: not compared)
+    assert [without_train_loss(e) for e in log["history"]] == [without_train_loss(e) for e in distilled.log["history"]]
+    resumed, whole = load_file(str(out / "model.safetensors")), load_file(str(distilled.out / "model.safetensors"))
+    for name in whole:  # resuming is exact
+        assert torch.equal(resumed[name], whole[name]), name
+    # 4. a finished run reruns nothing
+    stages_run.clear()
+    run_scripted(config, ScriptedDev())
+    assert stages_run == []
+
+
+def test_cli_distill_names_languages_without_text(tmp_path, tiny_model_dir):
+    from polyner.cli import app
+
+    (tmp_path / "en.txt").write_text(SAMPLE_TEXTS[0] + "\n", encoding="utf-8")
+    result = CliRunner().invoke(app, [
+        "distill", "--teacher", str(tiny_model_dir), "--out", str(tmp_path / "out"), "--languages", "en,xx",
+        "--unlabeled", str(tmp_path / "en.txt"), "--threads", "1", "--quiet", "--no-evaluate"])
+    assert result.exit_code == 2, result.output
+    assert "xx" in result.output and "Traceback" not in result.output
+    assert re.search(r"language\(s\) xx:", result.output)
