@@ -9,8 +9,10 @@ written by ``nlp.to_disk`` and read back by ``spacy.load`` offline.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
+from bisect import bisect_left, bisect_right
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -49,6 +51,7 @@ class PolynerComponent:
         else:
             self._source = check_model_dir(target) if isinstance(target, Path) else target
         self._tagger = None
+        self._pid = os.getpid()
 
     @property
     def tagger(self):
@@ -67,6 +70,9 @@ class PolynerComponent:
 
     def pipe(self, docs: Iterable[Doc], batch_size: int | None = None) -> Iterator[Doc]:
         """Tag whole batches of docs with one tagger call each (the tagger sorts them by length)."""
+        if os.getpid() != self._pid:  # a worker of nlp.pipe(n_process=N): see _one_thread_in_worker
+            self._pid = os.getpid()
+            _one_thread_in_worker()
         for batch in minibatch(docs, size=batch_size or self.batch_size):
             results = self.tagger([doc.text for doc in batch])
             for doc, entities in zip(batch, results):
@@ -143,6 +149,15 @@ def make_polyner(nlp: Language, name: str, model: str | None, overwrite_ents: bo
     return PolynerComponent(nlp, name, model, overwrite_ents, batch_size, max_length, detect_language)
 
 
+def _one_thread_in_worker() -> None:
+    """One torch thread in a worker process. A child forked after the parent ran torch on several threads
+    hangs in its first parallel region (the OpenMP pool does not survive fork); with n_process workers,
+    one thread each is also what fills the cores without oversubscribing them."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _building_saved_pipeline() -> bool:
     """True while ``spacy.load`` builds a saved pipeline from its config (before calling ``from_disk``)."""
     frame = sys._getframe(1)
@@ -157,8 +172,9 @@ def split_at_boundaries(doc: Doc, entities: list[dict]) -> None:
     """Split every token that an entity starts or ends inside of, so entities fall on token edges."""
     cuts = sorted({e["start"] for e in entities} | {e["end"] for e in entities})
     plans = []
-    for token in doc:
-        inside = [c - token.idx for c in cuts if token.idx < c < token.idx + len(token.text)]
+    for token in doc:  # each token looks only at the cuts after its start (bisect): linear in long docs
+        first, end = bisect_right(cuts, token.idx), token.idx + len(token.text)
+        inside = [c - token.idx for c in cuts[first:bisect_left(cuts, end, first)]]
         if inside:
             plans.append((token.i, inside))
     if not plans:

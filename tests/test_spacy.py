@@ -250,7 +250,7 @@ def test_very_long_document(make_nlp, rule_tagger):
 
 
 def test_very_long_document_real_model(real_nlp):
-    text = " ".join(SAMPLE_TEXTS) * 20
+    text = " ".join(SAMPLE_TEXTS) * 25
     assert len(text) >= 50_000
     doc = real_nlp(text)
     assert doc.text == text and all(e.label_ in LABELS and e._.score is not None for e in doc.ents)
