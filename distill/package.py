@@ -45,3 +45,32 @@ def pack_model(source: str | Path, target: str | Path, dtype: str = "float16") -
 def directory_size_mb(folder: str | Path) -> float:
     """Size of the files directly in ``folder``, in MB."""
     return sum(f.stat().st_size for f in Path(folder).iterdir() if f.is_file()) / 1e6
+
+
+def card_for_student(source: str | Path, target: str | Path, title: str, results_markdown: str = "",
+                     teacher_sources: list[str] | None = None) -> Path:
+    """Write the model card of a packed student from its training records (distill_config, training_log)."""
+    from polyner.data.iob2 import discover_gold
+    from polyner.distill.model_card import write_model_card
+
+    source, target = Path(source), Path(target)
+    config = json.loads((source / "distill_config.json").read_text())
+    log = json.loads((source / "training_log.json").read_text())
+    sources: set[str] = set(teacher_sources or [])
+    if config.get("gold") and Path(config["gold"]).is_dir():
+        sources |= {f.source for f in discover_gold(config["gold"], config["languages"], ["train"],
+                                                     config.get("exclude_sources", []))}
+    stages = [f"{h['stage']} step {h['step']}: " + (f"dev F1 {h['dev_f1']:.2f}" if "dev_f1" in h
+                                                     else f"held-out MSE {h['heldout_mse']:.4f}")
+              for h in log["history"]]
+    notes = ["## Training", "",
+             f"- transfer sentences: {log['transfer_sentences']:,}; vocabulary trimmed to {log['vocabulary']:,} pieces",
+             f"- recipe: `distill/recipes/default.yaml` (preset {config['preset']}, seed {config['seed']}); "
+             f"best dev macro F1 {log['best_dev_f1']:.2f}; {log['minutes']:.0f} minutes on 2 CPU cores",
+             "- checkpoint chosen on gold dev data, never on test", "",
+             "<details><summary>stage log</summary>", "", *[f"- {s}" for s in stages], "", "</details>"]
+    return write_model_card(target, title=title, languages=config["languages"], gold_sources=sorted(sources),
+                            unlabeled=config.get("unlabeled", []), preset=config["preset"],
+                            parameters=log["student_parameters"], teacher=Path(config["teacher"]).name,
+                            teacher_parameters=log["teacher_parameters"], size_mb=directory_size_mb(target),
+                            results_markdown=results_markdown, notes=notes)

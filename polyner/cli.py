@@ -183,9 +183,11 @@ def distill(
 def pack(source: Path = typer.Argument(..., help="A trained student directory (polyner distill --out)."),
          out: Path = typer.Option(..., help="Where to write the shipped copy (e.g. polyner/default)."),
          dtype: str = typer.Option("float16", help="float16 or float32."),
+         title: str = typer.Option("polyner student", help="Title of the model card."),
+         results: Optional[Path] = typer.Option(None, help="A markdown file with the quality table for the card."),
          verbose: bool = typer.Option(True, "--verbose/--quiet")) -> None:
-    """Copy a student for shipping: weights cast to fp16, config, tokenizer; no training files."""
-    from polyner.distill.package import directory_size_mb, pack_model
+    """Copy a student for shipping: weights cast to fp16, config, tokenizer, a model card; no training files."""
+    from polyner.distill.package import card_for_student, directory_size_mb, pack_model
     from polyner.models.io import ModelDirectoryError
 
     _logging(verbose)
@@ -195,6 +197,8 @@ def pack(source: Path = typer.Argument(..., help="A trained student directory (p
         folder = pack_model(source, out, dtype)
     except ModelDirectoryError as exc:
         _fail(str(exc))
+    if (source / "training_log.json").exists():
+        card_for_student(source, folder, title, results.read_text(encoding="utf-8") if results else "")
     typer.echo(f"{folder} ({directory_size_mb(folder):.1f} MB)")
 
 
