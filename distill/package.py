@@ -57,6 +57,12 @@ def card_for_student(source: str | Path, target: str | Path, title: str, results
     config = json.loads((source / "distill_config.json").read_text())
     log = json.loads((source / "training_log.json").read_text())
     sources: set[str] = set(teacher_sources or [])
+    teacher_record = Path(config["teacher"]) / "training_config.json"
+    if teacher_record.exists():  # the teacher's own training data is part of this model's lineage
+        teacher_config = json.loads(teacher_record.read_text())
+        if Path(teacher_config["gold"]).is_dir():
+            sources |= {f.source for f in discover_gold(teacher_config["gold"], teacher_config.get("langs"), ["train"],
+                                                         teacher_config.get("exclude_sources", []))}
     if config.get("gold") and Path(config["gold"]).is_dir():
         sources |= {f.source for f in discover_gold(config["gold"], config["languages"], ["train"],
                                                      config.get("exclude_sources", []))}
