@@ -142,6 +142,7 @@ class PolynerComponent:
     default_config={"model": None, "overwrite_ents": True, "batch_size": 32, "max_length": 128,
                     "detect_language": True},
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+    retokenizes=True,  # tokens straddling an entity boundary are split
 )
 def make_polyner(nlp: Language, name: str, model: str | None, overwrite_ents: bool, batch_size: int,
                  max_length: int, detect_language: bool) -> PolynerComponent:
