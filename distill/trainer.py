@@ -29,7 +29,7 @@ from polyner.models.student import PolynerStudentForTokenClassification, count_p
 from polyner.pipelines.ner import Tagger
 from polyner.pipelines.words import tokenizer_run_splitter
 from polyner.training.checkpoint import load_checkpoint, save_checkpoint
-from polyner.training.loop import collate, seed_everything
+from polyner.training.loop import collate, linear_schedule, seed_everything
 from polyner.training.sampling import MixedLanguageSampler
 
 logger = logging.getLogger(__name__)
@@ -230,9 +230,7 @@ class Distiller:
         config, budget = self.config, stage.budget
         params = model.set_trainable(stage.trainable)
         optimizer = torch.optim.AdamW(params, lr=budget.lr, weight_decay=0.01)
-        warmup = max(1, budget.steps // 20)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min((s + 1) / warmup, max(0.0, (budget.steps - s) / max(1, budget.steps - warmup))))
+        scheduler = linear_schedule(optimizer, budget.steps, budget.steps // 20)
         checkpoint = self.work / "checkpoint"
         loop = {"stage": index, "step": 0, "stage_best": None, "patience": 0}
         marker = checkpoint / "state.json"

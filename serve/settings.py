@@ -1,7 +1,7 @@
 """Settings of the HTTP service: model, limits, batching, key and timeouts (env: ``POLYNER_SERVE_*``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 import os
 
 

@@ -18,6 +18,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int
+                    ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup_steps``, then linear decay to 0 at ``total_steps``."""
+    warmup = max(1, warmup_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def collate(data: EncodedSet, indices: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
     """Pad the sentences ``indices`` of ``data`` into input_ids, attention_mask and labels tensors."""
     examples = [data.example(i) for i in indices]

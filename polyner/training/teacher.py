@@ -19,7 +19,7 @@ from polyner.data.iob2 import discover_gold, read_gold, read_iob2
 from polyner.evaluate import evaluate_by_language, macro
 from polyner.models.io import ner_config_kwargs, quiet_transformers
 from polyner.training.checkpoint import load_checkpoint, save_checkpoint
-from polyner.training.loop import collate, seed_everything
+from polyner.training.loop import collate, linear_schedule, seed_everything
 from polyner.training.sampling import MixedLanguageSampler
 
 logger = logging.getLogger(__name__)
@@ -68,14 +68,7 @@ def _optimizer(model: torch.nn.Module, config: TeacherTrainingConfig):
             (head if name.startswith("classifier") else body).append(param)
     optimizer = torch.optim.AdamW([{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr}],
                                   weight_decay=config.weight_decay)
-    warmup = max(1, int(config.warmup_ratio * config.max_steps))
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (config.max_steps - step) / max(1, config.max_steps - warmup))
-
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    return optimizer, linear_schedule(optimizer, config.max_steps, int(config.warmup_ratio * config.max_steps))
 
 
 def resume(folder: Path, model: torch.nn.Module, optimizer, scheduler) -> dict | None:
