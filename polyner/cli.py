@@ -240,6 +240,11 @@ def serve(model: Optional[str] = typer.Option(None, help="Model directory or nam
                 timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_s))
 
 
+from polyner.cli_corpus import register as _register_corpus  # noqa: E402
+
+_register_corpus(app)
+
+
 def main() -> None:
     """Entry point of the ``polyner`` console script."""
     app()

@@ -1,0 +1,56 @@
+"""``polyner tag-corpus``: registered on the main typer app by :func:`register`."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``tag-corpus`` command to ``app``."""
+    app.command("tag-corpus")(tag_corpus_cmd)
+
+
+def tag_corpus_cmd(
+        input: Path = typer.Argument(..., help="JSON lines (.jsonl/.ndjson/.json) or Parquet (.parquet) input."),
+        output: Path = typer.Option(..., "--output", "-o", help="Output directory: part-NNNNN.jsonl shards + manifest."),
+        text_field: str = typer.Option("text", help="The field (JSON key or Parquet column) holding the text."),
+        keep: str = typer.Option("id", help="Comma-separated fields copied to the output when present ('' for none)."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory or name (default: shipped)."),
+        engine: str = typer.Option("local", help="local (this process), process (spawned workers) or ray."),
+        workers: int = typer.Option(1, help="Worker processes (process) or Ray actors (ray)."),
+        threads: int = typer.Option(1, help="Torch threads per worker."),
+        batch_size: int = typer.Option(32, help="Windows per forward pass."),
+        shard_size: int = typer.Option(1000, help="Records per output shard (the unit of work and of resume)."),
+        address: Optional[str] = typer.Option(None, help="Existing Ray cluster (e.g. auto); default: a local Ray."),
+        format: Optional[str] = typer.Option(None, "--format", help="jsonl or parquet (default: from the suffix)."),
+        overwrite: bool = typer.Option(False, help="Start again even if OUTPUT holds another run's shards."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="A progress bar with rate and ETA."),
+        verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Tag a large corpus in bounded memory: ordered, resumable shards with a per-record error field."""
+    from polyner.corpus import CorpusInputError, CorpusOutputError, TagCorpusConfig, tag_corpus
+    from polyner.corpus.engines import RayUnavailableError
+    from polyner.models.io import ModelDirectoryError
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if address and engine != "ray":
+        typer.echo("error: --address is for --engine ray", err=True)
+        raise typer.Exit(2)
+    config = TagCorpusConfig(
+        input=str(input), output=str(output), text_field=text_field,
+        keep_fields=tuple(name.strip() for name in keep.split(",") if name.strip()), model=model, engine=engine,
+        workers=workers, threads=threads, batch_size=batch_size, shard_size=shard_size, address=address,
+        format=format, overwrite=overwrite, progress=progress)
+    try:
+        summary = tag_corpus(config)
+    except (CorpusInputError, CorpusOutputError, ModelDirectoryError, RayUnavailableError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    typer.echo(json.dumps({"output": summary.output, "records": summary.records, "errors": summary.errors,
+                           "shards": summary.shards, "shards_skipped": summary.shards_skipped,
+                           "docs_per_second": round(summary.docs_per_second, 1),
+                           "seconds": round(summary.seconds, 1)}))

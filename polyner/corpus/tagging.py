@@ -1,0 +1,80 @@
+"""Tag the records of one shard into output JSON lines; the unit of work of every engine.
+
+A shard is always tagged as one list of texts, whatever the engine, so the windows are batched
+the same way and the results of the local, multiprocessing and Ray paths are identical.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from polyner.corpus.reader import InputRecord, ShardSpec, read_shard
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaggingSettings:
+    """What a worker needs to build its tagger."""
+
+    model: str | None  # a model directory or name; None: the shipped default
+    batch_size: int = 32  # windows per forward pass
+    threads: int = 1  # torch threads per worker
+
+
+@dataclass
+class ShardResult:
+    """The output lines of one shard, in input order, and how many records carry an error."""
+
+    shard: int
+    lines: list[str]
+    errors: int
+
+
+def output_line(record: InputRecord, text_field: str, entities: list[dict] | None, error: str | None) -> str:
+    """One output record: index, kept fields, the text, the entities (null on error) and the error (or null)."""
+    row: dict[str, Any] = {"index": record.index, **record.fields, text_field: record.text,
+                           "entities": entities, "error": error}
+    return json.dumps(row, ensure_ascii=False, default=str)
+
+
+def tag_records(tagger, records: list[InputRecord], text_field: str) -> tuple[list[str], int]:
+    """Tag the good records together; a record the tagger refuses gets its own error, the rest are kept."""
+    good = [r for r in records if r.error is None]
+    try:
+        found = dict(zip((r.index for r in good), tagger([r.text for r in good])))
+        failed: dict[int, str] = {}
+    except Exception:  # find the culprit(s): tag one by one
+        found, failed = {}, {}
+        for record in good:
+            try:
+                found[record.index] = tagger([record.text])[0]
+            except Exception as exc:
+                failed[record.index] = f"tagging failed: {type(exc).__name__}: {exc}"
+                logger.warning("record %d: %s", record.index, failed[record.index])
+    lines, errors = [], 0
+    for record in records:
+        error = record.error or failed.get(record.index)
+        errors += error is not None
+        lines.append(output_line(record, text_field, None if error else found[record.index], error))
+    return lines, errors
+
+
+class ShardTagger:
+    """Loads the model once, then tags whole shards; one per worker process or Ray actor."""
+
+    def __init__(self, settings: TaggingSettings) -> None:
+        import torch
+
+        import polyner
+
+        torch.set_num_threads(max(1, settings.threads))
+        self.settings = settings
+        self.tagger = polyner.load(settings.model, batch_size=settings.batch_size)
+
+    def __call__(self, spec: ShardSpec) -> ShardResult:
+        """Read and tag one shard."""
+        lines, errors = tag_records(self.tagger, read_shard(spec), spec.text_field)
+        return ShardResult(spec.shard, lines, errors)
