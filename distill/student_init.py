@@ -84,3 +84,17 @@ def copy_teacher_layers(student: PolynerStudentForTokenClassification, teacher_s
             student.student.embeddings.norm.weight.copy_(teacher_state[prefix + "embeddings.LayerNorm.weight"])
             student.student.embeddings.norm.bias.copy_(teacher_state[prefix + "embeddings.LayerNorm.bias"])
     return picks
+
+
+def copy_teacher_classifier(student: PolynerStudentForTokenClassification, teacher_state: dict[str, torch.Tensor],
+                            teacher_labels: dict[int, str]) -> bool:
+    """Start from the teacher's token classifier when widths and labels (same order) match; return whether it did."""
+    if {int(k): v for k, v in teacher_labels.items()} != {int(k): v for k, v in student.config.id2label.items()}:
+        return False
+    weight, bias = teacher_state.get("classifier.weight"), teacher_state.get("classifier.bias")
+    if weight is None or bias is None or weight.shape != student.classifier.weight.shape:
+        return False
+    with torch.no_grad():
+        student.classifier.weight.copy_(weight)
+        student.classifier.bias.copy_(bias)
+    return True

@@ -20,7 +20,7 @@ from polyner.data.align import cached_encode
 from polyner.data.iob2 import discover_gold, read_gold, read_iob2
 from polyner.distill.config import DistillConfig
 from polyner.distill.stages import LOSSES, DistillationModel, Stage, plan_stages
-from polyner.distill.student_init import copy_teacher_layers, init_embeddings, student_config
+from polyner.distill.student_init import copy_teacher_classifier, copy_teacher_layers, init_embeddings, student_config
 from polyner.distill.teacher_cache import build_teacher_cache
 from polyner.distill.transfer import TransferSentence, build_transfer_set
 from polyner.evaluate import evaluate_by_language, macro
@@ -143,6 +143,8 @@ class Distiller:
             picks = copy_teacher_layers(student, state, prefix)
             if picks:
                 logger.info("student layers initialised from teacher layers %s", picks)
+            if copy_teacher_classifier(student, state, self.teacher.config.id2label):
+                logger.info("student classifier initialised from the teacher's")
         logger.info("student: %s parameters (teacher %s)", f"{count_parameters(student):,}",
                     f"{count_parameters(self.teacher):,}")
         return student

@@ -15,10 +15,10 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from conftest import SAMPLE_TEXTS, build_tiny_model, write_gold_tree
-from polyner.distill.config import PRESETS, DistillConfig, StageBudget
+from polyner.distill.config import PRESETS, DistillConfig, StageBudget, StudentPreset
 from polyner.distill.stages import (
     LOSSES, DistillationModel, group_of, masked_mse, parameter_groups, plan_stages, representation_loss)
-from polyner.distill.student_init import student_config
+from polyner.distill.student_init import copy_teacher_classifier, copy_teacher_layers, student_config
 from polyner.distill.teacher_cache import build_teacher_cache, open_teacher_cache
 from polyner.distill.trainer import Distiller, TokenizerMismatchError, check_tokenizers, distill
 from polyner.distill.transfer import MissingLanguageError, build_transfer_set, unlabeled_files
@@ -113,6 +113,24 @@ def test_presets_geometry_and_at_most_a_fifth_of_the_teacher(name, layers, hidde
     assert parameters <= 117.5e6 / 5, f"{name}: {parameters:,} parameters"
     words = model.student.embeddings
     assert words.word.weight.numel() + words.projection.weight.numel() == 60000 * preset.rank + preset.rank * hidden
+
+
+def test_same_width_student_starts_as_the_teacher_layers_and_classifier(tokenizer):
+    teacher = build_tiny_model(tokenizer, seed=3)
+    geometry = StudentPreset(layers=2, hidden=32, heads=2, ffn=64, rank=0)
+    config = student_config(geometry, len(tokenizer), teacher.config)
+    student = PolynerStudentForTokenClassification(config)
+    state = teacher.state_dict()
+    assert copy_teacher_layers(student, state, "bert.") == [0, 1]
+    assert copy_teacher_classifier(student, state, teacher.config.id2label)
+    assert torch.equal(student.classifier.weight, teacher.classifier.weight)
+    assert torch.equal(student.student.layers[1].output.weight, teacher.bert.encoder.layer[1].output.dense.weight)
+    shuffled = {i: label for i, label in enumerate(reversed(list(teacher.config.id2label.values())))}
+    assert not copy_teacher_classifier(student, state, shuffled)  # another label order: keep the fresh head
+    narrow = PolynerStudentForTokenClassification(student_config(
+        StudentPreset(layers=2, hidden=16, heads=2, ffn=32, rank=0), len(tokenizer), teacher.config))
+    assert copy_teacher_layers(narrow, state, "bert.") == []
+    assert not copy_teacher_classifier(narrow, state, teacher.config.id2label)
 
 
 # --- the stage plan ----------------------------------------------------------------------------
