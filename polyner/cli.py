@@ -245,6 +245,11 @@ from polyner.cli_corpus import register as _register_corpus  # noqa: E402
 _register_corpus(app)
 
 
+from polyner.cli_inference import register as _register_inference  # noqa: E402  (export, agreement, bench)
+
+_register_inference(app)
+
+
 def main() -> None:
     """Entry point of the ``polyner`` console script."""
     app()

@@ -31,20 +31,29 @@ def resolve_model(path_or_name: str | Path | None) -> Path | str:
     return str(path_or_name)  # a hub name, loaded by transformers
 
 
-def load(path_or_name: str | Path | None = None, task: str = "ner", **options):
+def load(path_or_name: str | Path | None = None, task: str = "ner", backend: str | None = None,
+         onnx_threads: int | None = None, **options):
     """Load a polyner model. ``task="ner"`` returns a :class:`~polyner.pipelines.ner.Tagger`.
 
     ``path_or_name`` is a model directory, a name under ``$POLYNER_HOME/models``, or a Hugging Face
     hub name; None loads the default student shipped inside the package, offline.
+    ``backend`` is "torch", "onnx" or None (ONNX Runtime when the directory holds model.onnx and no
+    model.safetensors); ``onnx_threads`` sets ONNX Runtime's intra-op threads (None: all cores).
     Extra keyword options go to :class:`~polyner.pipelines.ner.TaggerConfig`.
     """
+    from polyner.models.backend import check_backend
+
+    check_backend(backend)
     target = resolve_model(path_or_name)
     if task == "ner":
-        from polyner.models.io import load_token_classifier
+        from polyner.models.backend import load_with_backend
         from polyner.pipelines.ner import Tagger, TaggerConfig
 
         if isinstance(target, Path):
-            model, tokenizer = load_token_classifier(target)
+            model, tokenizer = load_with_backend(target, backend, onnx_threads)
+        elif backend == "onnx":
+            raise ModelDirectoryError(f"the ONNX backend needs a local model directory, not {target!r}: "
+                                      "export one with `polyner export MODEL --format onnx --out DIR`")
         else:
             model, tokenizer = _load_hub_token_classifier(target)
         name = "polyner-default" if path_or_name is None else Path(str(path_or_name)).name or str(path_or_name)

@@ -32,7 +32,7 @@ def check_model_dir(path: str | Path) -> Path:
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelDirectoryError(f"corrupt config.json in {path}: {exc}") from exc
     if not any((path / name).exists() for name in WEIGHT_FILES):
-        raise ModelDirectoryError(f"no model weights (model.safetensors) in {path}")
+        raise ModelDirectoryError(f"no model weights (model.safetensors or model.onnx) in {path}")
     if not ((path / "tokenizer.json").exists() or (path / "sentencepiece.bpe.model").exists()):
         raise ModelDirectoryError(f"no tokenizer files (tokenizer.json) in {path}")
     return path

@@ -1,0 +1,126 @@
+"""Run an exported token classifier with ONNX Runtime behind the call interface of a torch model.
+
+:class:`OnnxTokenClassifier` takes ``input_ids`` / ``attention_mask`` torch tensors and returns an
+object whose ``.logits`` is a torch tensor, and it has ``.config``: the :class:`~polyner.pipelines.ner.Tagger`,
+the spaCy component and the HTTP service use it unchanged. onnxruntime is an optional dependency
+(the ``polyner[export]`` extra) and is imported only here, when an ONNX model is loaded.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from polyner.models.io import ModelDirectoryError
+
+logger = logging.getLogger(__name__)
+ONNX_FILE = "model.onnx"
+EXPORT_INFO_FILE = "onnx_export.json"
+INPUT_NAMES = ("input_ids", "attention_mask")
+OUTPUT_NAME = "logits"
+
+
+def require_onnxruntime():
+    """The ``onnxruntime`` module, or an ImportError naming the extra that installs it."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise ImportError("the ONNX backend needs onnxruntime: pip install 'polyner[export]' "
+                          f"(or pip install onnxruntime) ({exc})") from exc
+    return onnxruntime
+
+
+def export_info(path: str | Path) -> dict:
+    """What ``polyner export`` wrote about the ONNX model in ``path`` (quantization, opset, ...); {} if nothing."""
+    info = Path(path) / EXPORT_INFO_FILE
+    if not info.exists():
+        return {}
+    try:
+        return json.loads(info.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelDirectoryError(f"corrupt {EXPORT_INFO_FILE} in {path}: {exc}") from exc
+
+
+class OnnxTokenClassifier:
+    """An ONNX token classifier that is called like a transformers model: ``model(input_ids=..., attention_mask=...)``."""
+
+    training = False
+
+    def __init__(self, model_file: str | Path, config, threads: int | None = None) -> None:
+        ort = require_onnxruntime()
+        self.model_file = Path(model_file)
+        self.config = config
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads) if threads else 0  # 0: onnxruntime's default (all cores)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only
+        try:
+            self.session = ort.InferenceSession(str(self.model_file), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            raise ModelDirectoryError(f"cannot load the ONNX model {self.model_file}: {exc}") from exc
+        inputs = {i.name for i in self.session.get_inputs()}
+        outputs = [o.name for o in self.session.get_outputs()]
+        if not set(INPUT_NAMES) <= inputs or OUTPUT_NAME not in outputs:
+            raise ModelDirectoryError(
+                f"{self.model_file} is not a polyner token classifier: expected inputs {list(INPUT_NAMES)} and "
+                f"output {OUTPUT_NAME!r}, found inputs {sorted(inputs)} and outputs {outputs}")
+        self.threads = threads
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_):
+        """Logits for a batch; returns a ``TokenClassifierOutput`` whose ``logits`` is a float32 torch tensor."""
+        from transformers.modeling_outputs import TokenClassifierOutput
+
+        ids = _as_int64(input_ids)
+        mask = np.ones_like(ids) if attention_mask is None else _as_int64(attention_mask)
+        (logits,) = self.session.run([OUTPUT_NAME], {"input_ids": ids, "attention_mask": mask})
+        return TokenClassifierOutput(logits=torch.from_numpy(np.asarray(logits, dtype=np.float32)))
+
+    forward = __call__
+
+    def eval(self) -> "OnnxTokenClassifier":
+        """No-op (an ONNX graph is always in inference mode); returns self, like ``nn.Module.eval``."""
+        return self
+
+    def __repr__(self) -> str:
+        return f"OnnxTokenClassifier({self.model_file}, threads={self.threads})"
+
+
+def _as_int64(values) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    return np.ascontiguousarray(values, dtype=np.int64)
+
+
+def load_onnx_classifier(path: str | Path, threads: int | None = None):
+    """Load ``(OnnxTokenClassifier, tokenizer)`` from a directory holding ``model.onnx``, config.json and a tokenizer."""
+    from polyner.models.io import check_model_dir, load_tokenizer, quiet_transformers
+
+    path = check_model_dir(path)
+    model_file = path / ONNX_FILE
+    if not model_file.exists():
+        raise ModelDirectoryError(f"no ONNX model ({ONNX_FILE}) in {path}: "
+                                  f"export one with `polyner export {path} --format onnx --out DIR`")
+    require_onnxruntime()
+    export_info(path)  # a corrupt info file is reported now, with the path
+    quiet_transformers()
+    return OnnxTokenClassifier(model_file, read_config(path), threads), load_tokenizer(path)
+
+
+def read_config(path: Path):
+    """config.json as a plain ``PretrainedConfig`` (label maps, geometry), without importing any model class:
+    the ONNX backend needs no torch modelling code, which keeps its load time and memory low."""
+    from transformers import PretrainedConfig
+
+    try:
+        data = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        model_type = data.pop("model_type", None)
+        config = PretrainedConfig(**data)
+    except Exception as exc:
+        raise ModelDirectoryError(f"cannot read config.json in {path}: {exc}") from exc
+    config.model_type = model_type
+    return config

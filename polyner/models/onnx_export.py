@@ -1,0 +1,182 @@
+"""Export a token classifier (a polyner student or a BERT teacher) to ONNX, optionally int8-quantized.
+
+The output directory is a model directory in the Hugging Face layout that ``polyner.load`` runs with
+ONNX Runtime: ``config.json`` (with id2label), the tokenizer files, ``model.onnx`` and
+``onnx_export.json`` (backend, quantization, opset, the checks made). One directory holds one ONNX
+model: ``--quantize int8`` makes ``model.onnx`` the int8 model, so fp32 and int8 live in two directories.
+
+The graph takes ``input_ids`` and ``attention_mask`` (int64, batch x sequence, both axes dynamic) and
+gives ``logits`` (float32, batch x sequence x labels). After export the model is checked with
+``onnx.checker`` and its logits are compared with torch's on random inputs of other shapes.
+Quantization is onnxruntime's dynamic quantization: int8 weights, activations quantized on the fly.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from polyner.models.io import ModelDirectoryError
+from polyner.models.onnx_backend import EXPORT_INFO_FILE, INPUT_NAMES, ONNX_FILE, OUTPUT_NAME, require_onnxruntime
+
+logger = logging.getLogger(__name__)
+QUANTIZATIONS = ("int8",)
+COPIED_FILES = ("README.md",)
+
+
+@dataclass
+class ExportConfig:
+    """What to export, where, and how closely the fp32 graph must match torch."""
+
+    model: str  # a model directory (or a name under $POLYNER_HOME/models)
+    out: str
+    quantize: str | None = None  # None (fp32) or "int8"
+    opset: int = 17
+    atol: float = 1e-3  # largest accepted |logit difference| between the fp32 graph and torch
+    seed: int = 0
+
+
+@dataclass
+class ExportResult:
+    """Where the model went and how it compares with torch on random inputs."""
+
+    path: str
+    quantization: str | None
+    opset: int
+    size_bytes: int
+    fp32_max_abs_diff: float  # fp32 graph vs torch, over the unpadded positions
+    argmax_agreement: float  # share of unpadded positions where the written model's best label equals torch's
+    source: str
+
+
+class _LogitsOnly(torch.nn.Module):
+    """The token classifier with the traced interface: (input_ids, attention_mask) -> logits."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+def require_onnx():
+    """The ``onnx`` module, or an ImportError naming the extra that installs it."""
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ImportError(f"ONNX export needs onnx and onnxruntime: pip install 'polyner[export]' ({exc})") from exc
+    return onnx
+
+
+def random_batch(vocab_size: int, batch: int, length: int, generator: torch.Generator,
+                 pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random ids with a padded tail on every second row (at least one real piece per row)."""
+    ids = torch.randint(0, vocab_size, (batch, length), generator=generator)
+    mask = torch.ones_like(ids)
+    for row in range(1, batch, 2):
+        keep = max(1, length // 2 + row % 3)
+        mask[row, keep:] = 0
+        ids[row, keep:] = pad_id
+    return ids, mask
+
+
+def export_onnx(config: ExportConfig) -> ExportResult:
+    """Export ``config.model`` to ``config.out`` (see the module docstring); raise when the graph does not match torch."""
+    from polyner.loading import resolve_model
+    from polyner.models.backend import choose_backend
+    from polyner.models.io import load_token_classifier
+
+    if config.quantize is not None and config.quantize not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {config.quantize!r}: expected one of {QUANTIZATIONS} or none")
+    onnx = require_onnx()
+    require_onnxruntime()
+    source = resolve_model(config.model)
+    if not isinstance(source, Path):
+        raise ModelDirectoryError(f"export needs a local model directory, not {source!r}")
+    choose_backend(source, "torch")  # needs model.safetensors; names the path otherwise
+    model, tokenizer = load_token_classifier(source)
+    out = Path(config.out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = int(model.config.vocab_size)
+    pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+    generator = torch.Generator().manual_seed(config.seed)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as work:
+        fp32 = Path(work) / "model.fp32.onnx"
+        _trace(model, fp32, config.opset, random_batch(vocab, 2, 8, generator, pad))
+        onnx.checker.check_model(str(fp32))
+        checks = [random_batch(vocab, 3, 13, generator, pad), random_batch(vocab, 1, 5, generator, pad)]
+        diff, _ = _compare(model, fp32, checks)
+        if diff > config.atol:
+            raise RuntimeError(f"the exported graph differs from torch by {diff:.2e} (> {config.atol}) in logits")
+        target = out / ONNX_FILE
+        if config.quantize == "int8":
+            _quantize_int8(fp32, Path(work) / "model.int8.onnx")
+            shutil.move(str(Path(work) / "model.int8.onnx"), target)
+        else:
+            shutil.move(str(fp32), target)
+    _, agreement = _compare(model, target, checks)
+    if out.resolve() != source.resolve():
+        model.config.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        for name in COPIED_FILES:
+            if (source / name).exists():
+                shutil.copy2(source / name, out / name)
+    result = ExportResult(path=str(out), quantization=config.quantize, opset=config.opset,
+                          size_bytes=target.stat().st_size, fp32_max_abs_diff=diff, argmax_agreement=agreement,
+                          source=str(source))
+    info = {"backend": "onnx", "file": ONNX_FILE, "inputs": list(INPUT_NAMES), "outputs": [OUTPUT_NAME],
+            "dynamic_axes": ["batch", "sequence"], **asdict(result)}
+    info.pop("path")
+    (out / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    logger.info("wrote %s (%s, %.1f MB; fp32 max |diff| %.1e; argmax agreement %.4f)", target,
+                config.quantize or "fp32", result.size_bytes / 1e6, diff, agreement)
+    return result
+
+
+def _trace(model: torch.nn.Module, path: Path, opset: int, example: tuple[torch.Tensor, torch.Tensor]) -> None:
+    axes = {name: {0: "batch", 1: "sequence"} for name in (*INPUT_NAMES, OUTPUT_NAME)}
+    wrapper = _LogitsOnly(model).eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+        torch.onnx.export(wrapper, example, str(path), input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+                          dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False)
+    model.eval()
+
+
+def _compare(model: torch.nn.Module, path: Path, batches) -> tuple[float, float]:
+    """Largest |logit difference| and argmax agreement between torch and the ONNX file, on unpadded positions."""
+    ort = require_onnxruntime()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    diff, same, total = 0.0, 0, 0
+    with torch.no_grad():
+        for ids, mask in batches:
+            expected = model(input_ids=ids, attention_mask=mask).logits.float().numpy()
+            got = session.run([OUTPUT_NAME], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+            keep = mask.numpy().astype(bool)
+            diff = max(diff, float(np.abs(got - expected)[keep].max()))
+            same += int((got.argmax(-1) == expected.argmax(-1))[keep].sum())
+            total += int(keep.sum())
+    return diff, same / max(total, 1)
+
+
+def _quantize_int8(source: Path, target: Path) -> None:
+    """Dynamic int8 quantization (weights int8, activations quantized per batch) with onnxruntime."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))  # the quantizer logs every tensor it skips on the root logger
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)

@@ -1,0 +1,210 @@
+"""ONNX export and the ONNX Runtime backend, on tiny models built from config (student and BERT teacher)."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+pytest.importorskip("onnxruntime", reason="the ONNX tests need onnxruntime (pip install 'polyner[export]')")
+onnx = pytest.importorskip("onnx", reason="the ONNX tests need onnx (pip install 'polyner[export]')")
+
+import polyner  # noqa: E402
+from polyner.agreement import entity_agreement, entity_keys  # noqa: E402
+from polyner.cli import app  # noqa: E402
+from polyner.models.io import ModelDirectoryError  # noqa: E402
+from polyner.models.onnx_backend import EXPORT_INFO_FILE, ONNX_FILE, OnnxTokenClassifier  # noqa: E402
+from polyner.models.onnx_export import ExportConfig, export_onnx, random_batch  # noqa: E402
+
+from conftest import SAMPLE_TEXTS  # noqa: E402
+from tiny_student import save_tiny_student  # noqa: E402
+
+TEXTS = SAMPLE_TEXTS[:16]
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory, tokenizer):
+    return save_tiny_student(tokenizer, tmp_path_factory.mktemp("student"))
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tmp_path_factory, student_dir):
+    out = tmp_path_factory.mktemp("student-onnx")
+    export_onnx(ExportConfig(model=str(student_dir), out=str(out)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def int8_dir(tmp_path_factory, student_dir):
+    out = tmp_path_factory.mktemp("student-int8")
+    export_onnx(ExportConfig(model=str(student_dir), out=str(out), quantize="int8"))
+    return out
+
+
+def _keys(tagger, texts=TEXTS):
+    return [entity_keys(e) for e in tagger(texts)]
+
+
+class TestExport:
+    def test_writes_a_model_directory(self, onnx_dir):
+        names = {p.name for p in onnx_dir.iterdir()}
+        assert {"config.json", "tokenizer.json", ONNX_FILE, EXPORT_INFO_FILE} <= names
+        assert "model.safetensors" not in names
+        config = json.loads((onnx_dir / "config.json").read_text())
+        assert config["id2label"]["0"] == "O" and config["model_type"] == "polyner_student"
+        info = json.loads((onnx_dir / EXPORT_INFO_FILE).read_text())
+        assert info["backend"] == "onnx" and info["quantization"] is None and info["opset"] >= 14
+        assert info["fp32_max_abs_diff"] < 1e-4 and info["argmax_agreement"] == 1.0
+
+    def test_graph_is_valid_with_dynamic_batch_and_sequence(self, onnx_dir):
+        model = onnx.load(str(onnx_dir / ONNX_FILE))
+        onnx.checker.check_model(model)
+        inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+        outputs = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output}
+        assert inputs == {"input_ids": ["batch", "sequence"], "attention_mask": ["batch", "sequence"]}
+        assert outputs["logits"][:2] == ["batch", "sequence"] and outputs["logits"][2] == 7
+
+    @pytest.mark.parametrize("batch,length", [(1, 4), (3, 9), (3, 40), (1, 200)])
+    def test_logits_match_torch_at_any_shape(self, student_dir, onnx_dir, batch, length):
+        torch_model = polyner.load(student_dir, backend="torch").model
+        onnx_model = polyner.load(onnx_dir, onnx_threads=1).model
+        ids, mask = random_batch(torch_model.config.vocab_size, batch, length, torch.Generator().manual_seed(length), 1)
+        with torch.no_grad():
+            expected = torch_model(input_ids=ids, attention_mask=mask).logits
+        got = onnx_model(input_ids=ids, attention_mask=mask).logits
+        assert isinstance(got, torch.Tensor) and got.dtype == torch.float32 and got.shape == expected.shape
+        keep = mask.bool()
+        assert torch.allclose(got[keep], expected[keep], atol=1e-4)
+
+    def test_bert_teacher_exports_and_agrees(self, tiny_model_dir, tmp_path):
+        result = export_onnx(ExportConfig(model=str(tiny_model_dir), out=str(tmp_path / "teacher-onnx")))
+        assert result.fp32_max_abs_diff < 1e-4
+        config = json.loads((tmp_path / "teacher-onnx" / "config.json").read_text())
+        assert config["model_type"] == "bert"
+        reference, exported = polyner.load(tiny_model_dir), polyner.load(tmp_path / "teacher-onnx")
+        assert isinstance(exported.model, OnnxTokenClassifier)
+        left, right = _keys(reference), _keys(exported)
+        assert sum(map(len, left)) > 0
+        assert entity_agreement(left, right).rate == 1.0
+
+    def test_int8_export_runs_and_loads(self, onnx_dir, int8_dir):
+        info = json.loads((int8_dir / EXPORT_INFO_FILE).read_text())
+        assert info["quantization"] == "int8" and 0.0 <= info["argmax_agreement"] <= 1.0
+        assert (int8_dir / ONNX_FILE).stat().st_size < (onnx_dir / ONNX_FILE).stat().st_size
+        graph = onnx.load(str(int8_dir / ONNX_FILE)).graph
+        assert any(node.op_type in ("MatMulInteger", "DynamicQuantizeLinear") for node in graph.node)
+        tagger = polyner.load(int8_dir)
+        assert isinstance(tagger.model, OnnxTokenClassifier)
+        for text, entities in zip(TEXTS, tagger(TEXTS)):
+            assert all(text[e["start"]:e["end"]] == e["text"] for e in entities)
+
+    def test_export_next_to_the_torch_weights(self, student_dir, tmp_path):
+        both = tmp_path / "both"
+        shutil.copytree(student_dir, both)
+        export_onnx(ExportConfig(model=str(both), out=str(both)))
+        assert (both / "model.safetensors").exists() and (both / ONNX_FILE).exists()
+        assert not isinstance(polyner.load(both).model, OnnxTokenClassifier)  # torch weights win by default
+        assert isinstance(polyner.load(both, backend="onnx").model, OnnxTokenClassifier)
+
+    def test_bad_requests(self, student_dir, onnx_dir, tmp_path):
+        with pytest.raises(ValueError, match="int4"):
+            export_onnx(ExportConfig(model=str(student_dir), out=str(tmp_path / "x"), quantize="int4"))
+        with pytest.raises(ModelDirectoryError, match="no torch weights"):
+            export_onnx(ExportConfig(model=str(onnx_dir), out=str(tmp_path / "y")))
+        with pytest.raises(ModelDirectoryError, match="not found"):
+            export_onnx(ExportConfig(model=str(tmp_path / "missing"), out=str(tmp_path / "z")))
+
+
+class TestBackend:
+    def test_chosen_from_the_directory(self, student_dir, onnx_dir):
+        assert isinstance(polyner.load(onnx_dir).model, OnnxTokenClassifier)
+        assert isinstance(polyner.load(student_dir).model, torch.nn.Module)
+
+    def test_same_entities_as_torch(self, student_dir, onnx_dir):
+        reference, exported = polyner.load(student_dir), polyner.load(onnx_dir, backend="onnx")
+        left, right = reference(TEXTS), exported(TEXTS)
+        assert sum(map(len, left)) > 0
+        assert entity_agreement([entity_keys(e) for e in left], [entity_keys(e) for e in right]).rate == 1.0
+        for a, b in zip(left, right):
+            assert [e["score"] for e in a] == pytest.approx([e["score"] for e in b], abs=1e-3)
+
+    def test_batches_and_windows_give_the_same_entities(self, onnx_dir):
+        tagger = polyner.load(onnx_dir, max_length=16, stride=4)
+        one_by_one = [tagger(text, batch_size=1) for text in TEXTS]
+        assert tagger(TEXTS, batch_size=3) == one_by_one
+
+    def test_threads_option(self, onnx_dir):
+        model = polyner.load(onnx_dir, onnx_threads=1).model
+        assert model.session.get_session_options().intra_op_num_threads == 1
+
+    def test_errors(self, student_dir, onnx_dir, tmp_path):
+        with pytest.raises(ModelDirectoryError, match="not found"):
+            polyner.load(tmp_path / "missing", backend="onnx")
+        with pytest.raises(ModelDirectoryError, match="no ONNX model"):
+            polyner.load(student_dir, backend="onnx")
+        with pytest.raises(ModelDirectoryError, match="backend='onnx'"):
+            polyner.load(onnx_dir, backend="torch")
+        with pytest.raises(ValueError, match="unknown backend"):
+            polyner.load(onnx_dir, backend="tensorrt")
+        with pytest.raises(ModelDirectoryError, match="local model directory"):
+            polyner.load("some-org/some-model", backend="onnx")
+
+    def test_corrupt_model_file(self, onnx_dir, tmp_path):
+        broken = tmp_path / "broken"
+        shutil.copytree(onnx_dir, broken)
+        (broken / ONNX_FILE).write_bytes(b"this is not a protobuf")
+        with pytest.raises(ModelDirectoryError, match="cannot load the ONNX model"):
+            polyner.load(broken)
+
+    def test_missing_onnxruntime_names_the_extra(self, onnx_dir, monkeypatch):
+        monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
+        with pytest.raises(ImportError, match=r"polyner\[export\]"):
+            polyner.load(onnx_dir)
+
+    def test_spacy_component_runs_onnx(self, onnx_dir):
+        spacy = pytest.importorskip("spacy")
+        nlp = spacy.blank("en")
+        nlp.add_pipe("polyner", config={"model": str(onnx_dir), "detect_language": False})
+        doc = nlp(TEXTS[0])
+        expected = polyner.load(onnx_dir)(TEXTS[0])
+        assert [(e.start_char, e.end_char, e.label_) for e in doc.ents] == [
+            (e["start"], e["end"], e["label"]) for e in expected]
+
+
+class TestCommands:
+    def test_export_command(self, student_dir, tmp_path):
+        runner = CliRunner()
+        result = runner.invoke(app, ["export", str(student_dir), "--format", "onnx", "--quantize", "int8",
+                                     "--out", str(tmp_path / "cli-int8")])
+        assert result.exit_code == 0, result.output
+        assert "model.onnx (int8" in result.stdout
+        assert json.loads((tmp_path / "cli-int8" / EXPORT_INFO_FILE).read_text())["quantization"] == "int8"
+
+    @pytest.mark.parametrize("args,message", [
+        (["--format", "tflite"], "unknown --format"),
+        (["--quantize", "int4"], "unknown --quantize"),
+        (["--opset", "11"], "--opset"),
+    ])
+    def test_export_command_rejects(self, student_dir, tmp_path, args, message):
+        result = CliRunner().invoke(app, ["export", str(student_dir), "--out", str(tmp_path / "o"), *args])
+        assert result.exit_code == 2 and message in result.output
+        assert not (tmp_path / "o" / ONNX_FILE).exists()
+
+    def test_export_command_missing_model(self, tmp_path):
+        result = CliRunner().invoke(app, ["export", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+        assert result.exit_code == 2 and "not found" in result.output
+
+    def test_agreement_command(self, student_dir, onnx_dir, gold_tree):
+        result = CliRunner().invoke(app, ["agreement", str(student_dir), str(onnx_dir), "--data", str(gold_tree)])
+        assert result.exit_code == 0, result.output
+        assert "100.00% of entities agree" in result.stdout and "0 only in A, 0 only in B" in result.stdout
+
+
+def test_random_batch_pads_every_second_row():
+    ids, mask = random_batch(50, 4, 10, torch.Generator().manual_seed(0), pad_id=1)
+    assert mask[0].all() and mask[2].all() and not mask[1].all() and not mask[3].all()
+    assert (ids[~mask.bool()] == 1).all() and np.all(mask.sum(1).numpy() >= 1)
