@@ -24,11 +24,13 @@ from polyner.distill.student_init import copy_teacher_classifier, copy_teacher_l
 from polyner.distill.teacher_cache import build_teacher_cache
 from polyner.distill.transfer import TransferSentence, build_transfer_set
 from polyner.evaluate import evaluate_by_language, macro
+from polyner.labels import IGNORE_INDEX
 from polyner.models.io import load_token_classifier
 from polyner.models.student import PolynerStudentForTokenClassification, count_parameters
 from polyner.pipelines.ner import Tagger
 from polyner.pipelines.words import tokenizer_run_splitter
 from polyner.training.checkpoint import load_checkpoint, save_checkpoint
+from polyner.training.distributed import BatchLoss, init_distributed
 from polyner.training.loop import collate, linear_schedule, seed_everything
 from polyner.training.sampling import MixedLanguageSampler
 
@@ -65,6 +67,7 @@ class Distiller:
         self.work.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(config.threads)
         seed_everything(config.seed)
+        self.parallel = init_distributed()  # torchrun: data-parallel stages, rank 0 prepares data and writes files
         self.teacher, self.teacher_tokenizer = load_token_classifier(config.teacher)
         self.stages = plan_stages(config)
 
@@ -151,7 +154,8 @@ class Distiller:
 
     # --- training ---------------------------------------------------------------------------
     def dev_f1(self, model: DistillationModel, tokenizer, dev) -> float:
-        scores = evaluate_by_language(Tagger(model.student, tokenizer, name="student").tag_words, dev)
+        student = self.parallel.for_inference(model.student)
+        scores = evaluate_by_language(Tagger(student, tokenizer, name="student").tag_words, dev)
         model.train()
         return macro(scores).f1
 
@@ -160,7 +164,7 @@ class Distiller:
         model.eval()
         total, n = 0.0, 0
         for i in range(0, len(heldout), self.config.batch_size):
-            batch = cache.batch(heldout[i:i + self.config.batch_size], pad, with_hidden=True)
+            batch = self.parallel.to_device(cache.batch(heldout[i:i + self.config.batch_size], pad, with_hidden=True))
             total += LOSSES[stage.loss](model, batch).item() * len(batch["input_ids"])
             n += len(batch["input_ids"])
         model.train()
@@ -168,32 +172,35 @@ class Distiller:
 
     def run(self) -> Path:
         """Do (or resume) the whole run; return the directory of the selected student."""
-        config = self.config
-        (self.out / "distill_config.json").write_text(json.dumps(config.to_dict(), indent=2))
-        transfer = self.transfer_set()
-        student_tokenizer, keep = self.vocabulary(transfer)
-        pad = student_tokenizer.pad_token_id
-        encoded = student_tokenizer([s.words for s in transfer], is_split_into_words=True, truncation=True,
-                                    max_length=config.max_length)
-        ids = [np.asarray(x, dtype=np.int32) for x in encoded["input_ids"]]
-        cache = build_teacher_cache(self.work / "teacher_cache", self.teacher, config.teacher, ids, keep,
-                                    [s.lang for s in transfer], config.student.layers + 1, pad,
-                                    store_hidden=config.use_representation_stage)
+        config, parallel = self.config, self.parallel
+        if parallel.is_main:
+            (self.out / "distill_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        with parallel.main_first():  # rank 0 builds transfer set, vocabulary and teacher cache; the others load them
+            transfer = self.transfer_set()
+            student_tokenizer, keep = self.vocabulary(transfer)
+            pad = student_tokenizer.pad_token_id
+            encoded = student_tokenizer([s.words for s in transfer], is_split_into_words=True, truncation=True,
+                                        max_length=config.max_length)
+            ids = [np.asarray(x, dtype=np.int32) for x in encoded["input_ids"]]
+            cache = build_teacher_cache(self.work / "teacher_cache", self.teacher, config.teacher, ids, keep,
+                                        [s.lang for s in transfer], config.student.layers + 1, pad,
+                                        store_hidden=config.use_representation_stage)
         rng = np.random.default_rng(config.seed)
         order = rng.permutation(len(cache))
         n_heldout = max(1, int(len(order) * config.heldout_fraction))
         heldout, train_idx = sorted(order[:n_heldout].tolist()), order[n_heldout:]
         transfer_sampler = MixedLanguageSampler([cache.langs[i] for i in train_idx], seed=config.seed)
         gold_files = {f.path: f for f in self.gold_files("train")}
-        gold = (cached_encode(student_tokenizer, list(gold_files),
-                              lambda p: read_iob2(p, gold_files[p].lang, gold_files[p].source), config.max_length)
-                if gold_files else None)
+        with parallel.main_first():
+            gold = (cached_encode(student_tokenizer, list(gold_files),
+                                  lambda p: read_iob2(p, gold_files[p].lang, gold_files[p].source), config.max_length)
+                    if gold_files else None)
         dev = list(read_gold(self.gold_files("dev"), config.dev_per_language))
         if not dev:
             raise ValueError("distillation needs gold dev data (--gold) to choose checkpoints; none found for "
                              f"languages {', '.join(config.languages)}")
 
-        model = DistillationModel(self.build_student(keep), self.teacher.config.hidden_size)
+        model = DistillationModel(self.build_student(keep), self.teacher.config.hidden_size).to(parallel.device)
         model.train()
         state_path = self.work / "state.json"
         state = json.loads(state_path.read_text()) if state_path.exists() else {
@@ -212,8 +219,13 @@ class Distiller:
             self.run_stage(index, stage, model, cache, train_idx, heldout, transfer_sampler, gold, dev, pad,
                            student_tokenizer, state, best_path)
             state["stage"] = index + 1
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(self.work / "current.safetensors"))
-            state_path.write_text(json.dumps(state, indent=2))
+            if parallel.is_main:
+                save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+                          str(self.work / "current.safetensors"))
+                state_path.write_text(json.dumps(state, indent=2))
+            parallel.barrier()
+        if not parallel.is_main:
+            return self.out
         model.load_state_dict(load_file(str(best_path)))
         student = model.student
         student.save_pretrained(self.out, safe_serialization=True)
@@ -229,7 +241,7 @@ class Distiller:
     def run_stage(self, index: int, stage: Stage, model: DistillationModel, cache, train_idx, heldout, sampler,
                   gold, dev, pad: int, tokenizer, state: dict, best_path: Path) -> None:
         """Train one stage with early stopping; representation on held-out MSE, the others on dev F1."""
-        config, budget = self.config, stage.budget
+        config, budget, parallel = self.config, stage.budget, self.parallel
         params = model.set_trainable(stage.trainable)
         optimizer = torch.optim.AdamW(params, lr=budget.lr, weight_decay=0.01)
         scheduler = linear_schedule(optimizer, budget.steps, budget.steps // 20)
@@ -240,31 +252,38 @@ class Distiller:
             loop = load_checkpoint(checkpoint, model, optimizer, scheduler) or loop
         stage_best_path = self.work / "stage_best.safetensors"
         gold_sampler = MixedLanguageSampler(gold.langs, seed=config.seed) if gold is not None else None
-        loss_fn = LOSSES[stage.loss]
+        trainer = parallel.wrap(BatchLoss(model, LOSSES[stage.loss]))  # DDP over this stage's trainable groups
         progress = tqdm(range(loop["step"], budget.steps), desc=f"stage {stage.name}", initial=loop["step"],
-                        total=budget.steps)
+                        total=budget.steps, disable=not parallel.is_main)
         running = None
         for step in progress:
-            if stage.loss == "gold":
-                batch = collate(gold, gold_sampler.batch(step + 1000 * index, config.batch_size), pad)
+            if stage.loss == "gold":  # each rank trains on its slice of the global batch
+                batch = collate(gold, parallel.shard(gold_sampler.batch(step + 1000 * index, config.batch_size)), pad)
             else:
-                picks = [int(train_idx[i]) for i in sampler.batch(step + 1000 * index, config.batch_size)]
+                slice_ = parallel.shard(sampler.batch(step + 1000 * index, config.batch_size))
+                picks = [int(train_idx[i]) for i in slice_]
                 batch = cache.batch(picks, pad, with_hidden=stage.loss == "representation")
-            loss = loss_fn(model, batch)
+            batch = parallel.to_device(batch)
+            terms = (batch["labels"] != IGNORE_INDEX).sum() if stage.loss == "gold" else batch["attention_mask"].sum()
+            loss = parallel.scale_loss(trainer(batch), terms)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
+            value = parallel.mean(loss.item())  # the global batch's loss
+            running = value if running is None else 0.9 * running + 0.1 * value
             progress.set_postfix(loss=f"{running:.4f}")
             done = step + 1
             if done % budget.eval_every and done != budget.steps:
                 continue
-            if stage.loss == "representation":
+            if not parallel.is_main:
+                score = None
+            elif stage.loss == "representation":
                 score = -self.heldout_loss(model, cache, heldout, stage, pad)
             else:
                 score = self.dev_f1(model, tokenizer, dev)
+            score = parallel.broadcast(score)  # rank 0 evaluates; every rank takes the same decisions
             entry = {"stage": stage.name, "step": done, "train_loss": running,
                      ("heldout_mse" if stage.loss == "representation" else "dev_f1"): abs(score)}
             state["history"].append(entry)
@@ -272,21 +291,26 @@ class Distiller:
                         ", ".join(f"{k} {v:.4f}" for k, v in entry.items() if k not in ("stage", "step", "train_loss")))
             if loop["stage_best"] is None or score > loop["stage_best"]:
                 loop["stage_best"], loop["patience"] = score, 0
-                save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(stage_best_path))
+                if parallel.is_main:
+                    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(stage_best_path))
                 if stage.loss != "representation" and score > state["best_f1"]:
                     state["best_f1"] = score
                     state["best_stage"] = stage.name
-                    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(best_path))
+                    if parallel.is_main:
+                        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(best_path))
             else:
                 loop["patience"] += 1
             loop["step"] = done
-            save_checkpoint(checkpoint, model, optimizer, scheduler, loop)
-            (self.work / "state.json").write_text(json.dumps(state, indent=2))
+            if parallel.is_main:
+                save_checkpoint(checkpoint, model, optimizer, scheduler, loop)
+                (self.work / "state.json").write_text(json.dumps(state, indent=2))
+            parallel.barrier()
             if loop["patience"] >= budget.patience:
                 logger.info("%s: early stop at step %d (no dev improvement %d times)", stage.name, done, budget.patience)
                 break
+        parallel.barrier()
         model.load_state_dict(load_file(str(stage_best_path)))
-        if stage.loss == "representation":
+        if stage.loss == "representation" and parallel.is_main:
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(best_path))
 
 

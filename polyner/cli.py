@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -171,7 +172,7 @@ def distill(
     except (MissingLanguageError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     typer.echo(f"student saved to {folder}")
-    if evaluate_test and settings.gold:
+    if evaluate_test and settings.gold and os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 only
         from polyner.evaluation_run import EvaluationRequest, run_evaluation
 
         typer.echo(run_evaluation(EvaluationRequest(

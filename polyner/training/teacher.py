@@ -17,8 +17,10 @@ from tqdm.auto import tqdm
 from polyner.data.align import cached_encode
 from polyner.data.iob2 import discover_gold, read_gold, read_iob2
 from polyner.evaluate import evaluate_by_language, macro
+from polyner.labels import IGNORE_INDEX
 from polyner.models.io import ner_config_kwargs, quiet_transformers
 from polyner.training.checkpoint import load_checkpoint, save_checkpoint
+from polyner.training.distributed import BatchLoss, init_distributed
 from polyner.training.loop import collate, linear_schedule, seed_everything
 from polyner.training.sampling import MixedLanguageSampler
 
@@ -82,63 +84,77 @@ def resume(folder: Path, model: torch.nn.Module, optimizer, scheduler) -> dict |
 
 
 def train_teacher(config: TeacherTrainingConfig) -> Path:
-    """Fine-tune, select on dev, and save the best teacher in HF layout to ``config.out``."""
+    """Fine-tune, select on dev, and save the best teacher in HF layout to ``config.out``.
+
+    Started by ``torchrun``, the processes share each global batch of ``config.batch_size`` sentences
+    (see :mod:`polyner.training.distributed`); rank 0 evaluates and writes the files.
+    """
     from polyner.pipelines.ner import Tagger
     from polyner.models.io import load_tokenizer
 
     torch.set_num_threads(config.threads)
     seed_everything(config.seed)
+    parallel = init_distributed()
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "training_config.json").write_text(json.dumps(asdict(config), indent=2))
+    if parallel.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "training_config.json").write_text(json.dumps(asdict(config), indent=2))
     tokenizer = load_tokenizer(config.teacher)
     train_files = discover_gold(config.gold, config.langs, ["train"], config.exclude_sources)
     if not train_files:
         raise ValueError(f"no gold train files under {config.gold} for languages {config.langs}")
     files = {f.path: f for f in train_files}
-    train = cached_encode(tokenizer, list(files), lambda p: read_iob2(p, files[p].lang, files[p].source),
-                          config.max_length)
+    with parallel.main_first():  # rank 0 tokenizes into the cache, the others load it
+        train = cached_encode(tokenizer, list(files), lambda p: read_iob2(p, files[p].lang, files[p].source),
+                              config.max_length)
     dev = list(read_gold(discover_gold(config.gold, config.langs, ["dev"], config.exclude_sources),
                          config.dev_per_lang))
     logger.info("training on %d sentences from %d files; %d dev sentences", len(train), len(train_files), len(dev))
 
-    model = _model(config)
+    model = _model(config).to(parallel.device)
     optimizer, scheduler = _optimizer(model, config)
     state = resume(out / "checkpoint", model, optimizer, scheduler) or {"step": 0, "best_f1": -1.0, "history": []}
+    trainer = parallel.wrap(BatchLoss(model, lambda m, batch: m(**batch).loss))
     sampler = MixedLanguageSampler(train.langs, config.sampling_alpha, config.seed)
     pad = tokenizer.pad_token_id
     model.train()
     progress = tqdm(range(state["step"], config.max_steps), desc="train-teacher", initial=state["step"],
-                    total=config.max_steps)
+                    total=config.max_steps, disable=not parallel.is_main)
     running = 0.0
     started = time.time()
     for step in progress:
-        batch = collate(train, sampler.batch(step, config.batch_size), pad)
-        loss = model(**batch).loss
+        batch = parallel.to_device(collate(train, parallel.shard(sampler.batch(step, config.batch_size)), pad))
+        loss = parallel.scale_loss(trainer(batch), (batch["labels"] != IGNORE_INDEX).sum())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        running = 0.9 * running + 0.1 * loss.item() if step > state.get("step", 0) else loss.item()
+        value = parallel.mean(loss.item())  # the global batch's loss
+        running = 0.9 * running + 0.1 * value if step > state.get("step", 0) else value
         progress.set_postfix(loss=f"{running:.3f}")
         done = step + 1
         if done % config.eval_every == 0 or done == config.max_steps:
             model.eval()
-            scores = evaluate_by_language(Tagger(model, tokenizer).tag_words, dev)
+            scores = (evaluate_by_language(Tagger(parallel.for_inference(model), tokenizer).tag_words, dev)
+                      if parallel.is_main else None)
             model.train()
-            f1 = macro(scores).f1
+            f1 = parallel.broadcast(macro(scores).f1 if parallel.is_main else None)
             state["history"].append({"step": done, "loss": running, "dev_f1": f1,
                                      "minutes": (time.time() - started) / 60})
             logger.info("step %d: loss %.4f, dev macro F1 %.2f", done, running, f1)
             if f1 > state["best_f1"]:
                 state["best_f1"] = f1
                 state["best_step"] = done
-                model.save_pretrained(out, safe_serialization=True)
-                tokenizer.save_pretrained(out)
-                logger.info("new best on dev (%.2f): saved to %s", f1, out)
+                if parallel.is_main:
+                    model.save_pretrained(out, safe_serialization=True)
+                    tokenizer.save_pretrained(out)
+                    logger.info("new best on dev (%.2f): saved to %s", f1, out)
         if done % config.save_every == 0 or done == config.max_steps:
             state["step"] = done
-            save_checkpoint(out / "checkpoint", model, optimizer, scheduler, state)
-    (out / "training_state.json").write_text(json.dumps(state, indent=2))
+            if parallel.is_main:
+                save_checkpoint(out / "checkpoint", model, optimizer, scheduler, state)
+            parallel.barrier()
+    if parallel.is_main:
+        (out / "training_state.json").write_text(json.dumps(state, indent=2))
     return out
