@@ -1,0 +1,253 @@
+"""Fine-tune an encoder (a polyner student or any Hugging Face model) on a GLUE task or SQuAD 2.0.
+
+AdamW with the project's linear warm-up/decay schedule; batches drawn from a seeded permutation per
+epoch, so a run interrupted and started again with the same ``out`` resumes exactly from its last
+checkpoint. The model is scored on dev every ``eval_every`` steps and at the end; the best on dev is
+saved in HF layout (safetensors, tokenizer) with ``metrics.json``. For SQuAD the no-answer threshold
+that maximises dev F1 is stored in the saved config (``qa_null_threshold``) for inference.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from polyner.training.checkpoint import save_checkpoint
+from polyner.training.loop import linear_schedule, seed_everything
+
+logger = logging.getLogger(__name__)
+FINGERPRINT_FIELDS = ("task", "model", "data", "max_train_samples", "batch_size", "max_length", "doc_stride",
+                      "max_query_length", "seed")
+
+
+@dataclass
+class FinetuneConfig:
+    """Settings of ``polyner finetune glue|squad``."""
+
+    task: str  # a GLUE task (sst2, mrpc, ...) or "squad"
+    out: str
+    model: str | None = None  # model directory or hub name; None: the shipped default student
+    data: str | None = None  # local data directory; None: the hub, else ../shared/data
+    use_hub: bool = True
+    name: str | None = None  # the model's name in tables (default: from the path)
+    max_length: int = 128
+    doc_stride: int = 128
+    max_query_length: int = 64
+    max_answer_length: int = 30
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    lr: float = 1e-4
+    head_lr: float | None = None  # None: same as lr
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    epochs: float = 3.0
+    steps: int | None = None  # overrides epochs
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    eval_every: int | None = None  # None: once per epoch
+    save_every: int = 200
+    freeze_embeddings: bool = True  # the word-embedding table only
+    keep_checkpoint: bool = False
+    seed: int = 42
+    threads: int = 2
+
+
+@dataclass
+class Evaluation:
+    """Dev metrics of one evaluation, config entries to save with the model, and extra JSON files."""
+
+    metrics: dict[str, float]
+    config_updates: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TaskData:
+    """What the loop needs from a task: train rows, a collate function, an evaluator and a description."""
+
+    train_size: int
+    collate: Callable[[list[int]], dict[str, torch.Tensor]]
+    evaluate: Callable[[torch.nn.Module], Evaluation]
+    main_metric: str
+    description: dict[str, Any]
+
+
+def model_source(config: FinetuneConfig) -> str:
+    """The model directory or hub name to start from."""
+    from polyner.loading import resolve_model
+
+    return str(resolve_model(config.model))
+
+
+def display_name(config: FinetuneConfig) -> str:
+    """The name used for the model in tables."""
+    if config.name:
+        return config.name
+    if config.model is None:
+        return "polyner-default"
+    return Path(str(config.model)).name or str(config.model)
+
+
+def _optimizer(model: torch.nn.Module, config: FinetuneConfig, total_steps: int):
+    if config.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    prefix = model.base_model_prefix + "."
+    body, head = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (body if name.startswith(prefix) else head).append(param)
+    groups = [{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr or config.lr}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=config.weight_decay)
+    return optimizer, linear_schedule(optimizer, total_steps, int(config.warmup_ratio * total_steps))
+
+
+def _fingerprint(config: FinetuneConfig) -> dict:
+    return {k: getattr(config, k) for k in FINGERPRINT_FIELDS}
+
+
+def _save_best(out: Path, model, tokenizer, evaluation: Evaluation) -> None:
+    for key, value in evaluation.config_updates.items():
+        setattr(model.config, key, value)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    for file_name, payload in evaluation.files.items():
+        (out / file_name).write_text(json.dumps(payload, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def run_training(config: FinetuneConfig, model, tokenizer, data: TaskData) -> dict:
+    """The shared loop: train, evaluate on dev, keep the best; returns the metrics record (also metrics.json)."""
+    from polyner.training.teacher import resume
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    per_epoch = math.ceil(data.train_size / config.batch_size)
+    total = config.steps if config.steps is not None else max(1, math.ceil(config.epochs * per_epoch))
+    if total < 1:
+        raise ValueError(f"steps must be positive, not {total}")
+    eval_every = max(1, min(config.eval_every or per_epoch, total))
+    optimizer, scheduler = _optimizer(model, config, total)
+    checkpoint = out / "checkpoint"
+    fingerprint = _fingerprint(config)
+    if (checkpoint / "state.json").exists():
+        saved = json.loads((checkpoint / "state.json").read_text()).get("fingerprint")
+        if saved != fingerprint:
+            raise ValueError(f"{checkpoint} belongs to another run ({saved}); use a new --out or delete it")
+    state = resume(checkpoint, model, optimizer, scheduler) or {
+        "step": 0, "best": None, "best_step": None, "history": [], "seconds": 0.0, "fingerprint": fingerprint}
+    main = data.main_metric
+    model.train()
+    started = time.time() - state["seconds"]
+    progress = tqdm(range(state["step"], total), desc=f"finetune {config.task}", initial=state["step"], total=total)
+    running = None
+    order: np.ndarray | None = None
+    for step in progress:
+        epoch, position = divmod(step, per_epoch)
+        if position == 0 or order is None:
+            order = np.random.default_rng(config.seed + epoch).permutation(data.train_size)
+        batch = data.collate(order[position * config.batch_size:(position + 1) * config.batch_size].tolist())
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
+        progress.set_postfix(loss=f"{running:.4f}")
+        done = step + 1
+        if done % eval_every == 0 or done == total:
+            model.eval()
+            evaluation = data.evaluate(model)
+            model.train()
+            score = evaluation.metrics[main]
+            state["history"].append({"step": done, "epoch": round(done / per_epoch, 3), "loss": running,
+                                     **evaluation.metrics})
+            logger.info("step %d: loss %.4f, dev %s %.2f", done, running, main, score)
+            if state["best"] is None or score > state["best"][main]:
+                state["best"], state["best_step"] = evaluation.metrics, done
+                _save_best(out, model, tokenizer, evaluation)
+                logger.info("new best on dev (%s %.2f): saved to %s", main, score, out)
+        if done % config.save_every == 0 or done == total:
+            state["step"], state["seconds"] = done, time.time() - started
+            save_checkpoint(checkpoint, model, optimizer, scheduler, state)
+    record = {
+        "task": config.task, "name": display_name(config), "model": model_source(config),
+        "main_metric": main, "best": state["best"], "best_step": state["best_step"], "steps": total,
+        "epochs": round(total / per_epoch, 3), "train_size": data.train_size, **data.description,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "minutes": round((time.time() - started) / 60, 2), "date": date.today().isoformat(),
+        "machine": platform.machine(), "history": state["history"], "config": asdict(config)}
+    (out / "metrics.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    if not config.keep_checkpoint:
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    return record
+
+
+def _setup(config: FinetuneConfig):
+    from polyner.models.io import load_tokenizer
+
+    if config.batch_size < 1 or config.eval_batch_size < 1:
+        raise ValueError("batch sizes must be positive")
+    if config.steps is None and config.epochs <= 0:
+        raise ValueError(f"epochs must be positive, not {config.epochs}")
+    torch.set_num_threads(max(1, config.threads))
+    seed_everything(config.seed)
+    source = model_source(config)
+    return source, load_tokenizer(source)
+
+
+def finetune_glue(config: FinetuneConfig) -> dict:
+    """Fine-tune on one GLUE task (train split, or a sample of it) with checkpoint choice on dev."""
+    from polyner.tasks.glue import get_task, load_glue, subsample
+    from polyner.tasks.task_data import glue_task_data
+    from polyner.tasks.heads import load_encoder_with_head
+
+    task = get_task(config.task)
+    config.task = task.name
+    source, tokenizer = _setup(config)
+    train, train_origin = load_glue(task, "train", config.data, config.use_hub)
+    dev, dev_origin = load_glue(task, "dev", config.data, config.use_hub)
+    full_train, full_dev = len(train), len(dev)
+    train = subsample(train, config.max_train_samples, config.seed)
+    dev = subsample(dev, config.max_eval_samples, config.seed)
+    logger.info("%s: %d of %d train examples (%s), %d of %d dev (%s)", task.title, len(train), full_train,
+                train_origin, len(dev), full_dev, dev_origin)
+    model = load_encoder_with_head(source, "classify", task.labels)
+    data = glue_task_data(task, tokenizer, train, dev, config)
+    data.description.update({"train_origin": train_origin, "train_available": full_train,
+                             "dev_origin": dev_origin, "dev_size": len(dev), "dev_available": full_dev})
+    return run_training(config, model, tokenizer, data)
+
+
+def finetune_squad(config: FinetuneConfig) -> dict:
+    """Fine-tune on SQuAD 2.0 (train, or a sample of its questions); choose on dev F1 with a tuned threshold."""
+    from polyner.tasks.glue import subsample
+    from polyner.tasks.heads import load_encoder_with_head
+    from polyner.tasks.squad import load_squad
+    from polyner.tasks.task_data import squad_task_data
+
+    config.task = "squad"
+    source, tokenizer = _setup(config)
+    train, train_origin = load_squad("train", config.data, config.use_hub)
+    dev, dev_origin = load_squad("dev", config.data, config.use_hub)
+    full_train, full_dev = len(train), len(dev)
+    train = subsample(train, config.max_train_samples, config.seed)
+    dev = subsample(dev, config.max_eval_samples, config.seed)
+    logger.info("SQuAD 2.0: %d of %d train questions (%s), %d of %d dev (%s)", len(train), full_train,
+                train_origin, len(dev), full_dev, dev_origin)
+    model = load_encoder_with_head(source, "qa")
+    data = squad_task_data(tokenizer, train, dev, config)
+    data.description.update({"train_origin": train_origin, "train_questions": len(train),
+                             "train_available": full_train, "dev_origin": dev_origin, "dev_size": len(dev),
+                             "dev_available": full_dev})
+    return run_training(config, model, tokenizer, data)
