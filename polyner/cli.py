@@ -244,6 +244,8 @@ def serve(model: Optional[str] = typer.Option(None, help="Model directory or nam
 from polyner.cli_corpus import register as _register_corpus  # noqa: E402
 
 _register_corpus(app)
+from polyner.cli_finetune import register as _register_finetune  # noqa: E402  (GLUE / SQuAD 2.0)
+_register_finetune(app)
 
 
 from polyner.cli_inference import register as _register_inference  # noqa: E402  (export, agreement, bench)

@@ -40,6 +40,8 @@ def load(path_or_name: str | Path | None = None, task: str = "ner", backend: str
     ``backend`` is "torch", "onnx" or None (ONNX Runtime when the directory holds model.onnx and no
     model.safetensors); ``onnx_threads`` sets ONNX Runtime's intra-op threads (None: all cores).
     Extra keyword options go to :class:`~polyner.pipelines.ner.TaggerConfig`.
+    ``task="classify"`` / ``task="qa"`` load a model fine-tuned by ``polyner finetune glue`` / ``squad`` and
+    return a :class:`~polyner.tasks.inference.SequenceClassifier` / :class:`~polyner.tasks.inference.QuestionAnswerer`.
     """
     from polyner.models.backend import check_backend
 
@@ -58,7 +60,11 @@ def load(path_or_name: str | Path | None = None, task: str = "ner", backend: str
             model, tokenizer = _load_hub_token_classifier(target)
         name = "polyner-default" if path_or_name is None else Path(str(path_or_name)).name or str(path_or_name)
         return Tagger(model, tokenizer, TaggerConfig(**options), name=name, source=str(target))
-    raise ValueError(f"unknown task {task!r}: expected 'ner'")
+    if task in ("classify", "qa"):  # fine-tuned GLUE / SQuAD heads (polyner finetune)
+        from polyner.tasks.inference import load_task_pipeline
+
+        return load_task_pipeline(target, task, **options)
+    raise ValueError(f"unknown task {task!r}: expected 'ner', 'classify' or 'qa'")
 
 
 def _load_hub_token_classifier(name: str):
