@@ -151,8 +151,9 @@ def init_distributed(timeout_minutes: float | None = None) -> DistributedContext
     """Join the process group that ``torchrun`` describes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT).
 
     Without ``WORLD_SIZE`` in the environment this is a single CPU process and nothing is initialised.
-    The timeout (default ``$POLYNER_DIST_TIMEOUT_MINUTES`` or 120) bounds how long ranks wait for rank 0's
-    evaluations and checkpoints.
+    The timeout (``$POLYNER_DIST_TIMEOUT_MINUTES``, default 1440) bounds how long ranks wait for rank 0 at a
+    barrier: while it builds a distillation's transfer set and teacher cache, evaluates or checkpoints. It is
+    long on purpose; torchrun stops the other workers as soon as one fails.
     """
     if "WORLD_SIZE" not in os.environ or not dist.is_available():
         return DistributedContext()
@@ -163,7 +164,7 @@ def init_distributed(timeout_minutes: float | None = None) -> DistributedContext
     if not dist.is_initialized():
         if cuda:
             torch.cuda.set_device(device)
-        minutes = timeout_minutes or float(os.environ.get("POLYNER_DIST_TIMEOUT_MINUTES", "120"))
+        minutes = timeout_minutes or float(os.environ.get("POLYNER_DIST_TIMEOUT_MINUTES", "1440"))
         dist.init_process_group(backend="nccl" if cuda else "gloo", rank=rank, world_size=world,
                                 timeout=timedelta(minutes=minutes))
         atexit.register(_destroy)
