@@ -1,10 +1,11 @@
-"""The fast-inference verbs of the ``polyner`` command line: ``export`` and ``agreement``.
+"""The fast-inference verbs of the ``polyner`` command line: ``export``, ``agreement`` and ``bench``.
 
 Registered on the main typer app by :func:`register` (called from polyner/cli.py).
 """
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -25,6 +26,9 @@ def export(model: str = typer.Argument(..., help="Model directory (student or BE
            out: Path = typer.Option(..., help="Output directory (HF layout with model.onnx)."),
            format: str = typer.Option("onnx", "--format", help="Export format: onnx."),
            quantize: Optional[str] = typer.Option(None, help="int8: dynamic int8 quantization (default: fp32)."),
+           per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", help="int8 weight scales."),
+           quantize_embeddings: bool = typer.Option(True, "--quantize-embeddings/--fp32-embeddings",
+                                                    help="int8: quantize the word embeddings too."),
            opset: int = typer.Option(17, help="ONNX opset (>= 14)."),
            verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Export a model to ONNX (dynamic batch and sequence axes) that `polyner.load(OUT)` runs with ONNX Runtime."""
@@ -39,7 +43,8 @@ def export(model: str = typer.Argument(..., help="Model directory (student or BE
     if opset < 14:
         _fail(f"--opset must be 14 or more, not {opset}")
     try:
-        result = export_onnx(ExportConfig(model=model, out=str(out), quantize=quantize, opset=opset))
+        result = export_onnx(ExportConfig(model=model, out=str(out), quantize=quantize, opset=opset,
+                                          per_channel=per_channel, quantize_embeddings=quantize_embeddings))
     except (ModelDirectoryError, ImportError, RuntimeError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"{result.path}/model.onnx ({result.quantization or 'fp32'}, {result.size_bytes / 1e6:.1f} MB; "
@@ -77,7 +82,53 @@ def agreement(model_a: str = typer.Argument(..., help="Reference model directory
     typer.echo(f"A = {model_a}, B = {model_b}: {tagger_agreement(tagger_a, tagger_b, texts, batch_size).describe()}")
 
 
+def bench(teacher: Path = typer.Option(..., help="The fine-tuned teacher directory (e.g. runs/teacher-ner)."),
+          gold: Path = typer.Option(..., help="Gold root SOURCE/LANG/test.iob2 (F1, agreement and speed texts)."),
+          student: Optional[str] = typer.Option(None, help="Student directory (default: the shipped default)."),
+          max_sentences: int = typer.Option(200, help="Per gold test file, for F1 and agreement."),
+          speed_sentences: int = typer.Option(256, help="Sentences timed at batch 1 and 32."),
+          cost_words: str = typer.Option("10,100,1000,10000", help="Cost-curve text lengths in words."),
+          threads: int = typer.Option(os.cpu_count() or 1, help="Threads per model (torch and ONNX Runtime)."),
+          repeats: int = typer.Option(3, help="Timed passes (median) at batch 32 and per cost-curve text."),
+          scale: bool = typer.Option(True, "--scale/--no-scale", help="Include the xlm-roberta-base-sized encoder."),
+          int8_embeddings: bool = typer.Option(True, "--int8-embeddings/--fp32-embeddings",
+                                               help="Quantize the int8 student's word embeddings too."),
+          work: Optional[Path] = typer.Option(None, help="Where the ONNX exports go (default: $POLYNER_HOME/bench)."),
+          docs: Optional[Path] = typer.Option(Path("docs/benchmarks.md"), help="Markdown file for the report."),
+          no_docs: bool = typer.Option(False, "--no-docs", help="Print only; do not write the docs file."),
+          verbose: bool = typer.Option(True, "--verbose/--quiet")) -> None:
+    """Teacher, xlm-roberta-base-sized encoder and student (torch fp32, ONNX fp32, ONNX int8) side by side."""
+    import shlex
+    import sys
+
+    from polyner.bench.report import render, write_docs
+    from polyner.bench.runner import BenchConfig, run_bench
+    from polyner.models.io import ModelDirectoryError
+
+    _logging(verbose)
+    try:
+        sizes = [int(n) for n in cost_words.split(",") if n.strip()]
+    except ValueError:
+        _fail(f"--cost-words must be comma-separated integers, not {cost_words!r}")
+    if threads < 1 or repeats < 1 or speed_sentences < 1 or any(n < 1 for n in sizes):
+        _fail("--threads, --repeats, --speed-sentences and --cost-words must be positive")
+    config = BenchConfig(teacher=str(teacher), gold=str(gold), student=student, max_sentences=max_sentences,
+                         speed_sentences=speed_sentences, cost_words=sizes, threads=threads, repeats=repeats,
+                         scale=scale, int8_embeddings=int8_embeddings, work=str(work) if work else None, docs=None if no_docs else str(docs))
+    try:
+        run = run_bench(config)
+    except (ModelDirectoryError, FileNotFoundError, ImportError, RuntimeError, ValueError) as exc:
+        _fail(str(exc))
+    body = render(run, "polyner bench " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "polyner bench")
+    typer.echo(body)
+    if config.docs:
+        typer.echo(f"written to {write_docs(config.docs, body)}")
+    if any(r.error for r in run.results):
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``export`` and ``agreement`` to the ``polyner`` app."""
+    """Add ``export``, ``agreement`` and ``bench`` to the ``polyner`` app."""
     app.command("export")(export)
     app.command("agreement")(agreement)
+    app.command("bench")(bench)

@@ -102,6 +102,16 @@ class TestExport:
         for text, entities in zip(TEXTS, tagger(TEXTS)):
             assert all(text[e["start"]:e["end"]] == e["text"] for e in entities)
 
+    def test_int8_with_fp32_embeddings(self, student_dir, int8_dir, tmp_path):
+        result = export_onnx(ExportConfig(model=str(student_dir), out=str(tmp_path / "ng"), quantize="int8",
+                                          per_channel=False, quantize_embeddings=False))
+        assert result.per_channel is False and result.quantize_embeddings is False
+        assert result.size_bytes > (int8_dir / ONNX_FILE).stat().st_size
+        graph = onnx.load(str(tmp_path / "ng" / ONNX_FILE)).graph
+        gathers = [n for n in graph.node if n.op_type == "Gather" and "word" in n.name]
+        assert gathers and not any(i.endswith("_quantized") for n in gathers for i in n.input)
+        assert len(polyner.load(tmp_path / "ng")(TEXTS)) == len(TEXTS)
+
     def test_export_next_to_the_torch_weights(self, student_dir, tmp_path):
         both = tmp_path / "both"
         shutil.copytree(student_dir, both)

@@ -1,0 +1,156 @@
+"""``polyner bench``: the teacher, an xlm-roberta-base-sized encoder and the student (torch fp32, ONNX fp32,
+ONNX int8) measured side by side in one run on the same texts, each in a fresh process.
+
+The student is exported to ONNX (fp32 and int8) into the work directory first. The texts are the gold
+test sentences (at most ``max_sentences`` per file) for F1 and agreement, a seeded sample of
+``speed_sentences`` of them for speed, and texts of 10 to 10,000 words built from their words for the
+cost curve. See :mod:`polyner.bench.report` for the tables.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from polyner.bench.worker import XLMR_BASE_GEOMETRY, ContenderSpec, Measurement, measure
+
+logger = logging.getLogger(__name__)
+TEACHER, SCALE = "teacher", "xlm-roberta-base-sized"
+STUDENT_TORCH, STUDENT_ONNX, STUDENT_INT8 = "student torch fp32", "student ONNX fp32", "student ONNX int8"
+
+
+@dataclass
+class BenchConfig:
+    """Models, texts, repetitions and outputs of one benchmark run."""
+
+    teacher: str
+    gold: str
+    student: str | None = None  # None: the shipped default
+    max_sentences: int = 200  # per gold test file, for F1 and agreement
+    speed_sentences: int = 256
+    cost_words: list[int] = field(default_factory=lambda: [10, 100, 1000, 10000])
+    threads: int = 2
+    repeats: int = 3
+    batch_size: int = 32
+    scale: bool = True  # include the xlm-roberta-base-sized encoder
+    int8_embeddings: bool = True  # the int8 student also has int8 word embeddings
+    scale_geometry: dict = field(default_factory=lambda: dict(XLMR_BASE_GEOMETRY))
+    work: str | None = None  # where the ONNX exports go (default $POLYNER_HOME/bench)
+    docs: str | None = "docs/benchmarks.md"
+    isolate: bool = True  # one fresh process per model (False: in this process, for tests)
+    timeout_s: float = 7200.0
+    seed: int = 0
+
+
+@dataclass
+class BenchRun:
+    """All measurements of a run, with the texts' description and the machine."""
+
+    config: BenchConfig
+    results: list[Measurement]
+    machine: dict[str, str]
+    texts: dict[str, object]
+    exports: dict[str, dict]
+
+
+def prepare_texts(config: BenchConfig) -> tuple[dict, dict]:
+    """The shared texts (``speed``, ``f1``, ``cost``) and a description of them."""
+    from polyner.data.iob2 import discover_gold, read_gold
+
+    files = discover_gold(config.gold, splits=["test"])
+    sentences = [s for s in read_gold(files, config.max_sentences) if s.words]
+    if not sentences:
+        raise FileNotFoundError(f"no gold test sentences under {config.gold}")
+    sample = list(sentences)
+    random.Random(config.seed).shuffle(sample)
+    speed = [s.words for s in sample[:config.speed_sentences]]
+    pool = [w for words in speed for w in words]
+    cost = {}
+    for n in config.cost_words:
+        words = [pool[i % len(pool)] for i in range(n)]
+        cost[str(n)] = " ".join(words)
+    texts = {"speed": speed, "f1": [{"words": s.words, "tags": s.tags, "lang": s.lang} for s in sentences],
+             "cost": cost}
+    about = {"gold": str(config.gold), "f1_sentences": len(sentences), "languages": len({s.lang for s in sentences}),
+             "files": len(files), "max_per_file": config.max_sentences, "speed_sentences": len(speed),
+             "speed_words": sum(len(w) for w in speed), "cost_words": list(config.cost_words)}
+    return texts, about
+
+
+def export_students(config: BenchConfig, work: Path) -> dict[str, dict]:
+    """Export the student to ONNX fp32 and int8 under ``work``; the export reports by contender name."""
+    from polyner.loading import resolve_model
+    from polyner.models.onnx_export import ExportConfig, export_onnx
+
+    source = str(resolve_model(config.student))
+    reports = {}
+    for name, quantize, folder in ((STUDENT_ONNX, None, "student-onnx-fp32"),
+                                   (STUDENT_INT8, "int8", "student-onnx-int8")):
+        result = export_onnx(ExportConfig(model=source, out=str(work / folder), quantize=quantize,
+                                          quantize_embeddings=config.int8_embeddings))
+        reports[name] = asdict(result)
+    return reports
+
+
+def contenders(config: BenchConfig, exports: dict[str, dict]) -> list[ContenderSpec]:
+    """The models in table order: teacher, scale encoder, student torch fp32, ONNX fp32, ONNX int8."""
+    from polyner.loading import resolve_model
+
+    common = {"threads": config.threads, "repeats": config.repeats, "batch_size": config.batch_size}
+    specs = [ContenderSpec(TEACHER, str(config.teacher), backend="torch", **common)]
+    if config.scale:
+        specs.append(ContenderSpec(SCALE, str(config.teacher), kind="scale", trained=False,
+                                   geometry=dict(config.scale_geometry), **common))
+    specs.append(ContenderSpec(STUDENT_TORCH, str(resolve_model(config.student)), backend="torch", **common))
+    for name in (STUDENT_ONNX, STUDENT_INT8):
+        specs.append(ContenderSpec(name, exports[name]["path"], backend="onnx", **common))
+    return specs
+
+
+def run_contender(spec: ContenderSpec, texts_file: Path, texts: dict, config: BenchConfig) -> Measurement:
+    """Measure one model, in a fresh process when ``config.isolate``."""
+    if not config.isolate:
+        return measure(spec, texts, isolated=False)
+    with tempfile.TemporaryDirectory(prefix="polyner-bench-") as tmp:
+        spec_file, out_file = Path(tmp) / "spec.json", Path(tmp) / "out.json"
+        spec_file.write_text(json.dumps(asdict(spec)), encoding="utf-8")
+        threads = str(spec.threads)
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"}
+        command = [sys.executable, "-m", "polyner.bench.worker", str(spec_file), str(texts_file), str(out_file)]
+        try:
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=config.timeout_s)
+        except subprocess.TimeoutExpired:
+            return Measurement(spec.name, spec.backend or "torch", error=f"timed out after {config.timeout_s:.0f} s")
+        if not out_file.exists():
+            tail = (done.stderr or "").strip().splitlines()[-3:]
+            return Measurement(spec.name, spec.backend or "torch",
+                               error=f"worker exited with {done.returncode}: {' | '.join(tail)}")
+        return Measurement(**json.loads(out_file.read_text(encoding="utf-8")))
+
+
+def run_bench(config: BenchConfig) -> BenchRun:
+    """Export the student, measure every model on the same texts, and return all figures."""
+    from polyner.bench.machine import describe_machine
+    from polyner.home import cache_dir
+
+    machine = describe_machine(config.threads)
+    texts, about = prepare_texts(config)
+    work = Path(config.work).expanduser() if config.work else cache_dir("bench")
+    work.mkdir(parents=True, exist_ok=True)
+    exports = export_students(config, work)
+    texts_file = work / "texts.json"
+    texts_file.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+    results = []
+    for spec in contenders(config, exports):
+        logger.info("measuring %s (%s)", spec.name, spec.path)
+        result = run_contender(spec, texts_file, texts, config)
+        if result.error:
+            logger.warning("%s failed: %s", spec.name, result.error)
+        results.append(result)
+    return BenchRun(config, results, machine, about, exports)
