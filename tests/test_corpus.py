@@ -149,6 +149,8 @@ def test_unreadable_inputs_give_clear_errors(tmp_path, tiny_model_dir):
     (tmp_path / "corpus.txt").write_text("hello\n")
     with pytest.raises(CorpusInputError, match="--format"):
         run(tmp_path, tiny_model_dir, tmp_path / "corpus.txt")
+    write_jsonl(tmp_path / "corpus.txt", corpus_rows()[:3])  # any name, with --format
+    assert run(tmp_path, tiny_model_dir, tmp_path / "corpus.txt", format="jsonl")[0].records == 3
     with pytest.raises(CorpusInputError, match="collides"):
         run(tmp_path, tiny_model_dir, write_jsonl(tmp_path / "c.jsonl", corpus_rows()), keep_fields=("error",))
 
