@@ -1,6 +1,9 @@
 """The inference bench (tables, ratios, agreement, cost curve, machine, docs) on tiny models; no real model here."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("onnxruntime", reason="the bench exports ONNX models: pip install 'polyner[export]'")
@@ -10,7 +13,7 @@ from polyner.agreement import Agreement, entity_agreement, tag_keys  # noqa: E40
 from polyner.bench.machine import cpu_model, describe_machine, physical_cores  # noqa: E402
 from polyner.bench.report import Check, checks, is_linear, ratio, render, write_docs  # noqa: E402
 from polyner.bench.runner import (SCALE, STUDENT_INT8, STUDENT_ONNX, STUDENT_TORCH, TEACHER,  # noqa: E402
-                                  BenchConfig, contenders, run_bench, run_contender)
+                                  BenchConfig, contenders, prepare_texts, run_bench, run_contender)
 
 from tiny_student import save_tiny_student  # noqa: E402
 
@@ -99,10 +102,6 @@ def test_report_tables_and_docs(bench_run, tmp_path):
 def test_a_contender_in_a_fresh_process(bench_run):
     spec = next(s for s in contenders(bench_run.config, bench_run.exports) if s.name == STUDENT_INT8)
     config = BenchConfig(**{**bench_run.config.__dict__, "isolate": True, "timeout_s": 120})
-    from polyner.bench.runner import prepare_texts
-    from pathlib import Path
-    import json
-
     texts, _ = prepare_texts(config)
     texts_file = Path(config.work) / "texts-isolated.json"
     texts_file.write_text(json.dumps(texts), encoding="utf-8")

@@ -184,6 +184,21 @@ class TestBackend:
         assert [(e.start_char, e.end_char, e.label_) for e in doc.ents] == [
             (e["start"], e["end"], e["label"]) for e in expected]
 
+    def test_http_service_runs_onnx(self, onnx_dir):
+        pytest.importorskip("fastapi")
+        from fastapi.testclient import TestClient
+
+        from polyner.serve.app import create_app
+        from polyner.serve.settings import ServeSettings
+
+        expected = polyner.load(onnx_dir)(TEXTS[:3])
+        with TestClient(create_app(ServeSettings(model=str(onnx_dir)))) as client:
+            assert client.get("/v1/model").json()["size_bytes"] > 0
+            response = client.post("/v1/ner", json={"texts": TEXTS[:3]})
+        assert response.status_code == 200, response.text
+        got = [[(e["start"], e["end"], e["label"]) for e in r["entities"]] for r in response.json()["results"]]
+        assert got == [[(e["start"], e["end"], e["label"]) for e in entities] for entities in expected]
+
 
 class TestCommands:
     def test_export_command(self, student_dir, tmp_path):

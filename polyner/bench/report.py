@@ -107,7 +107,7 @@ def render(run: BenchRun, command: str = "polyner bench") -> str:
     results = run.results
     found = by_name(results)
     teacher = found.get(TEACHER)
-    lines = [f"## Inference: teacher, xlm-roberta-base-sized encoder and student backends side by side", "",
+    lines = ["## Inference: teacher, xlm-roberta-base-sized encoder and student backends side by side", "",
              f"Command: `{command}`. Each model is measured in {'a fresh process of its own' if all(r.isolated for r in results) else 'this process (not isolated: load time and RSS are not its own)'}, "
              f"on the same texts, with {run.config.threads} thread(s) (torch intra-op threads and ONNX Runtime "
              "intra-op threads).", "", "Machine:", ""]

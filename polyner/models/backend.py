@@ -33,7 +33,7 @@ def choose_backend(path: str | Path, backend: str | None = None) -> str:
         raise ModelDirectoryError(f"no ONNX model ({ONNX_FILE}) in {path}: "
                                   f"export one with `polyner export {path} --format onnx --out DIR`")
     if backend == "torch" and not has_torch:
-        hint = f"; it holds an ONNX model: load it with backend='onnx'" if has_onnx else ""
+        hint = "; it holds an ONNX model: load it with backend='onnx'" if has_onnx else ""
         raise ModelDirectoryError(f"no torch weights ({TORCH_FILE}) in {path}{hint}")
     return backend
 
