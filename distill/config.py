@@ -70,6 +70,7 @@ class DistillConfig:
     dev_per_language: int = 100
     seed: int = 13
     threads: int = 2
+    reuse_teacher_cache: str | None = None  # teacher_cache folder of an earlier run (same teacher, superset of text)
 
     def __post_init__(self) -> None:
         if isinstance(self.geometry, StudentPreset):

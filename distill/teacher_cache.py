@@ -59,17 +59,50 @@ class TeacherCache:
 
 
 def _fingerprint(teacher_dir: str, ids: np.ndarray, n_states: int) -> str:
-    weights = Path(teacher_dir) / "model.safetensors"
-    stamp = f"{weights.resolve()}:{weights.stat().st_mtime_ns}" if weights.exists() else teacher_dir
+    stamp = _teacher_stamp(teacher_dir)
     digest = hashlib.sha256(stamp.encode() + ids.tobytes() + str(n_states).encode())
     return digest.hexdigest()[:24]
+
+
+def _teacher_stamp(teacher_dir: str) -> str:
+    weights = Path(teacher_dir) / "model.safetensors"
+    return f"{weights.resolve()}:{weights.stat().st_mtime_ns}" if weights.exists() else str(teacher_dir)
+
+
+def copy_shared_sentences(source: TeacherCache, flat: np.ndarray, offsets: np.ndarray, logits_map: np.ndarray,
+                          hidden_map: np.ndarray | None) -> bool:
+    """Fill a new cache from an earlier one holding every one of its sentences (same student ids); False if
+    some sentence is missing or the shapes differ, leaving the teacher to compute everything."""
+    if (hidden_map is not None and (source.hidden is None or source.hidden.shape[1:] != hidden_map.shape[1:])) \
+            or source.logits.shape[1] != logits_map.shape[1]:
+        return False
+    rows: dict[bytes, int] = {}
+    for j in range(len(source)):
+        a, z = source.span(j)
+        rows.setdefault(source.ids[a:z].tobytes(), j)
+    picks = []
+    for i in range(len(offsets) - 1):
+        j = rows.get(flat[offsets[i]:offsets[i + 1]].astype(source.ids.dtype).tobytes())
+        if j is None:
+            return False
+        picks.append(j)
+    for i, j in enumerate(tqdm(picks, desc="teacher outputs (reused)")):
+        a, z = int(offsets[i]), int(offsets[i + 1])
+        sa, sz = source.span(j)
+        logits_map[a:z] = source.logits[sa:sz]
+        if hidden_map is not None:
+            hidden_map[a:z] = source.hidden[sa:sz]
+    return True
 
 
 def build_teacher_cache(folder: str | Path, teacher: torch.nn.Module, teacher_dir: str,
                         student_ids: Sequence[np.ndarray], keep_ids: np.ndarray, langs: Sequence[str],
                         n_states: int, pad_id: int, batch_size: int = 32, store_hidden: bool = True,
-                        chunk_batches: int = 20) -> TeacherCache:
-    """Run the teacher once over the transfer set (student tokenization mapped to teacher ids)."""
+                        chunk_batches: int = 20, reuse_from: str | Path | None = None) -> TeacherCache:
+    """Run the teacher once over the transfer set (student tokenization mapped to teacher ids).
+
+    ``reuse_from``: the cache of an earlier run with the same teacher and vocabulary whose sentences include
+    all of these (an ablation on a subset, say); its outputs are copied instead of running the teacher."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lengths = np.array([len(x) for x in student_ids], dtype=np.int64)
@@ -89,13 +122,28 @@ def build_teacher_cache(folder: str | Path, teacher: torch.nn.Module, teacher_di
         (folder / "langs.json").write_text(json.dumps(list(langs)))
         meta = {"key": key, "tokens": int(len(flat)), "sentences": len(student_ids), "n_states": n_states,
                 "width": width, "labels": labels, "batches_done": 0, "complete": False,
-                "store_hidden": store_hidden}
+                "store_hidden": store_hidden, "teacher": _teacher_stamp(teacher_dir)}
         meta_path.write_text(json.dumps(meta))
     mode = "w+" if fresh else "r+"
     tokens = max(len(flat), 1)
     logits_map = np.memmap(folder / "logits.f16", dtype=np.float16, mode=mode, shape=(tokens, labels))
     hidden_map = (np.memmap(folder / "hidden.f16", dtype=np.float16, mode=mode, shape=(tokens, n_states, width))
                   if store_hidden else None)
+    if fresh and reuse_from is not None:
+        source = open_teacher_cache(reuse_from)
+        stamp = json.loads((Path(reuse_from) / "meta.json").read_text()).get("teacher")
+        if stamp is not None and stamp != meta["teacher"]:
+            raise ValueError(f"teacher cache {reuse_from} was built with another teacher ({stamp}); "
+                             f"this run distils from {meta['teacher']}")
+        if copy_shared_sentences(source, flat, offsets, logits_map, hidden_map):
+            logger.info("teacher outputs copied from %s", reuse_from)
+            logits_map.flush()
+            if hidden_map is not None:
+                hidden_map.flush()
+            meta["complete"] = True
+            meta_path.write_text(json.dumps(meta))
+        else:
+            logger.warning("%s lacks some sentences of this transfer set: running the teacher", reuse_from)
     if not meta["complete"]:
         order = np.argsort(lengths, kind="stable")
         batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]

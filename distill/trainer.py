@@ -184,7 +184,8 @@ class Distiller:
             ids = [np.asarray(x, dtype=np.int32) for x in encoded["input_ids"]]
             cache = build_teacher_cache(self.work / "teacher_cache", self.teacher, config.teacher, ids, keep,
                                         [s.lang for s in transfer], config.student.layers + 1, pad,
-                                        store_hidden=config.use_representation_stage)
+                                        store_hidden=config.use_representation_stage,
+                                        reuse_from=config.reuse_teacher_cache)
         rng = np.random.default_rng(config.seed)
         order = rng.permutation(len(cache))
         n_heldout = max(1, int(len(order) * config.heldout_fraction))

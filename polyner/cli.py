@@ -135,6 +135,8 @@ def distill(
         stage1: bool = typer.Option(True, "--stage1/--no-stage1", help="Representation transfer (ablation: off)."),
         factorize: bool = typer.Option(True, "--factorize/--random-embeddings", help="PCA embeddings (ablation: random)."),
         augment: bool = typer.Option(True, "--augment/--no-augment", help="Augmented transfer text (ablation: off)."),
+        reuse_cache: Optional[Path] = typer.Option(None, help="work/teacher_cache of an earlier run with the same "
+                                                    "teacher and vocabulary: copy its outputs, skip the teacher."),
         seed: Optional[int] = typer.Option(None), threads: Optional[int] = typer.Option(None),
         evaluate_test: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Closing table on gold test."),
         verbose: bool = typer.Option(True, "--verbose/--quiet")) -> None:
@@ -148,7 +150,8 @@ def distill(
     overrides: dict = {"teacher": teacher, "out": str(out) if out else None, "preset": preset,
                        "gold": str(gold) if gold else None, "seed": seed, "threads": threads,
                        "languages": parse_languages(languages) if languages else None,
-                       "unlabeled": list(unlabeled) or None, "exclude_sources": list(exclude_source) or None}
+                       "unlabeled": list(unlabeled) or None, "exclude_sources": list(exclude_source) or None,
+                       "reuse_teacher_cache": str(reuse_cache) if reuse_cache else None}
     if not stage1:
         overrides["use_representation_stage"] = False
     if not factorize:

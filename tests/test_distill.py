@@ -285,6 +285,30 @@ def test_teacher_cache_holds_top_states_and_logits(tmp_path, cache_inputs):
     assert "teacher_hidden" not in cache.batch([0], inp.pad, with_hidden=False)
 
 
+def test_teacher_cache_reuses_an_earlier_cache_for_a_subset(tmp_path, cache_inputs):
+    inp = cache_inputs
+    full = _build(tmp_path / "full", inp)
+    subset = SimpleNamespace(**{**vars(inp), "ids": inp.ids[3:15:2], "langs": inp.langs[3:15:2]})
+
+    class NoTeacher(torch.nn.Module):  # the copy must not run the teacher
+        config = inp.teacher.config
+
+        def forward(self, **kwargs):
+            raise AssertionError("teacher ran")
+
+    subset.teacher = NoTeacher()
+    reused = _build(tmp_path / "subset", subset, reuse_from=tmp_path / "full")
+    for i, j in enumerate(range(3, 15, 2)):
+        (a, z), (fa, fz) = reused.span(i), full.span(j)
+        np.testing.assert_array_equal(reused.logits[a:z], full.logits[fa:fz])
+        np.testing.assert_array_equal(reused.hidden[a:z], full.hidden[fa:fz])
+    extra = SimpleNamespace(**{**vars(inp), "ids": inp.ids[:3] + [np.array([7, 8, 9, 10, 11, 12, 13], np.int32)],
+                               "langs": inp.langs[:4]})
+    computed = _build(tmp_path / "extra", extra, reuse_from=tmp_path / "full")  # a new sentence: the teacher runs
+    a, z = computed.span(3)
+    assert z - a == 7 and np.abs(np.asarray(computed.logits[a:z], np.float32)).sum() > 0
+
+
 def test_teacher_cache_resumes_after_interruption(tmp_path, cache_inputs, monkeypatch):
     inp = cache_inputs
     whole = _build(tmp_path / "whole", inp)
