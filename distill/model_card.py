@@ -8,7 +8,7 @@ from polyner.data.licences import NON_COMMERCIAL, UNLABELED_LICENCES, licence_of
 
 
 def write_model_card(folder: str | Path, *, title: str, languages: Sequence[str], gold_sources: Sequence[str],
-                     unlabeled: Sequence[str], preset: str, parameters: int, teacher: str, teacher_parameters: int,
+                     unlabeled: Sequence[str], geometry: str, parameters: int, teacher: str, teacher_parameters: int,
                      size_mb: float, results_markdown: str = "", speed_markdown: str = "",
                      notes: Sequence[str] = ()) -> Path:
     """Write ``README.md`` into a model directory and return its path."""
@@ -21,7 +21,7 @@ def write_model_card(folder: str | Path, *, title: str, languages: Sequence[str]
         "## Use", "", "```python", "import polyner", f"tagger = polyner.load({'' if title.startswith('polyner default') else repr(str(folder))})",
         'tagger("Angela Merkel besuchte Paris.")', "```", "",
         "## Model", "",
-        f"- preset `{preset}`: {parameters:,} parameters; teacher `{teacher}`: {teacher_parameters:,} parameters "
+        f"- {geometry}: {parameters:,} parameters; teacher `{teacher}`: {teacher_parameters:,} parameters "
         f"({teacher_parameters / max(parameters, 1):.1f}x larger)",
         f"- size on disk: {size_mb:.1f} MB",
         f"- languages ({len(languages)}): {' '.join(languages)}", "",

@@ -69,14 +69,17 @@ def card_for_student(source: str | Path, target: str | Path, title: str, results
     stages = [f"{h['stage']} step {h['step']}: " + (f"dev F1 {h['dev_f1']:.2f}" if "dev_f1" in h
                                                      else f"held-out MSE {h['heldout_mse']:.4f}")
               for h in log["history"]]
+    g = config.get("geometry")
+    shape = (f"{g['layers']} layers x {g['hidden']} hidden, {g['heads']} heads, FFN {g['ffn']}, embedding rank {g['rank']}"
+             if g else f"preset {config['preset']}")
     notes = ["## Training", "",
              f"- transfer sentences: {log['transfer_sentences']:,}; vocabulary trimmed to {log['vocabulary']:,} pieces",
-             f"- recipe: `distill/recipes/default.yaml` (preset {config['preset']}, seed {config['seed']}); "
+             f"- recipe: `distill/recipes/default.yaml` ({shape}, seed {config['seed']}); "
              f"best dev macro F1 {log['best_dev_f1']:.2f}; {log['minutes']:.0f} minutes on 2 CPU cores",
              "- checkpoint chosen on gold dev data, never on test", "",
              "<details><summary>stage log</summary>", "", *[f"- {s}" for s in stages], "", "</details>"]
     return write_model_card(target, title=title, languages=config["languages"], gold_sources=sorted(sources),
-                            unlabeled=config.get("unlabeled", []), preset=config["preset"],
+                            unlabeled=config.get("unlabeled", []), geometry=shape,
                             parameters=log["student_parameters"], teacher=Path(config["teacher"]).name,
                             teacher_parameters=log["teacher_parameters"], size_mb=directory_size_mb(target),
                             results_markdown=results_markdown, notes=notes)
