@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 from bisect import bisect_left, bisect_right
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -22,6 +21,9 @@ from spacy.util import minibatch
 
 logger = logging.getLogger(__name__)
 MODEL_FOLDER = "model"
+# The ``model`` setting that ``to_disk`` writes into the saved pipeline's config.cfg: the weights are those in
+# the pipeline's own folder, supplied by ``from_disk`` when ``spacy.load`` reads it back.
+SAVED_MODEL = "@saved-with-pipeline"
 
 if not Doc.has_extension("language"):
     Doc.set_extension("language", default=None)
@@ -43,12 +45,10 @@ class PolynerComponent:
         self.batch_size = batch_size
         self.max_length = max_length
         self.detect_language = detect_language
-        target = resolve_model(model)  # raises, naming the path, when there is no model: at add_pipe time
-        if isinstance(target, Path) and not target.exists() and _building_saved_pipeline():
-            # spacy.load of a saved pipeline: from_disk supplies the saved copy of the model, so the
-            # directory it was first added from may be gone; ``tagger`` names it if from_disk never runs.
-            self._source: Path | str = target
+        if model == SAVED_MODEL:  # spacy.load of a saved pipeline: from_disk supplies the model
+            self._source: Path | str | None = None
         else:
+            target = resolve_model(model)  # raises, naming the path, when there is no model: at add_pipe time
             self._source = check_model_dir(target) if isinstance(target, Path) else target
         self._tagger = None
         self._pid = os.getpid()
@@ -60,6 +60,9 @@ class PolynerComponent:
             import polyner
             from polyner.models.io import check_model_dir
 
+            if self._source is None:
+                raise ValueError(f"pipe {self.name!r}: model {SAVED_MODEL!r} means the weights are stored with a saved "
+                                 "pipeline; load that pipeline with spacy.load(PATH) instead of building it from config")
             if isinstance(self._source, Path):
                 check_model_dir(self._source)
             self._tagger = polyner.load(self._source, max_length=self.max_length, batch_size=self.batch_size)
@@ -113,19 +116,22 @@ class PolynerComponent:
         return get_ner_prf(examples)
 
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
-        """Write the model (weights, config, tokenizer) into ``path/model``."""
+        """Write the model (weights, config, tokenizer) into ``path/model`` and point the saved pipeline's
+        config.cfg at it, so that ``spacy.load`` needs nothing outside the pipeline's folder."""
         path = Path(path)
         target = path / MODEL_FOLDER
         path.mkdir(parents=True, exist_ok=True)
+        if self._source is None:
+            raise ValueError(f"pipe {self.name!r} has no model to save: it was built with model={SAVED_MODEL!r} "
+                             "and never read from disk")
         if not isinstance(self._source, Path):  # a hub name: save what was loaded
             self.tagger.model.save_pretrained(target)
             self.tagger.tokenizer.save_pretrained(target)
-            return
-        if target.exists() and target.resolve() == self._source.resolve():
-            return
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(self._source, target,
-                        ignore=shutil.ignore_patterns("work", "checkpoint*", "*.npy", "training_*"))
+        elif not (target.exists() and target.resolve() == self._source.resolve()):
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(self._source, target,
+                            ignore=shutil.ignore_patterns("work", "checkpoint*", "*.npy", "training_*"))
+        _point_config_at_saved_model(path.parent / "config.cfg", path.name)
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> "PolynerComponent":
         """Use the model written by :meth:`to_disk` (the configured ``model`` is then ignored)."""
@@ -159,14 +165,18 @@ def _one_thread_in_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _building_saved_pipeline() -> bool:
-    """True while ``spacy.load`` builds a saved pipeline from its config (before calling ``from_disk``)."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == "load_model_from_path" and frame.f_globals.get("__name__") == "spacy.util":
-            return True
-        frame = frame.f_back
-    return False
+def _point_config_at_saved_model(config_path: Path, name: str) -> None:
+    """``nlp.to_disk`` writes config.cfg before the pipes: set this pipe's ``model`` there to the saved copy."""
+    from thinc.api import Config
+
+    if not config_path.exists():  # the pipe alone was written (component.to_disk), not a whole pipeline
+        return
+    config = Config().from_disk(config_path, interpolate=False)
+    settings = config.get("components", {}).get(name)
+    if settings is None or settings.get("factory") != "polyner" or settings.get("model") == SAVED_MODEL:
+        return
+    settings["model"] = SAVED_MODEL
+    config.to_disk(config_path)
 
 
 def split_at_boundaries(doc: Doc, entities: list[dict]) -> None:
