@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import sys
@@ -11,19 +10,13 @@ from typing import List, Optional
 
 import typer
 
+from polyner.cli_common import fail as _fail, setup_logging as _logging
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="polyner: multilingual NER, small and fast.")
 teacher_app = typer.Typer(no_args_is_help=True, help="Build the multilingual teacher encoder.")
 app.add_typer(teacher_app, name="teacher")
 
 
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 @app.command()

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from polyner.cli_common import fail, setup_logging
 
 
 def register(app: typer.Typer) -> None:
@@ -35,11 +36,9 @@ def tag_corpus_cmd(
     from polyner.corpus.engines import RayUnavailableError
     from polyner.models.io import ModelDirectoryError
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(verbose)
     if address and engine != "ray":
-        typer.echo("error: --address is for --engine ray", err=True)
-        raise typer.Exit(2)
+        fail("--address is for --engine ray")
     config = TagCorpusConfig(
         input=str(input), output=str(output), text_field=text_field,
         keep_fields=tuple(name.strip() for name in keep.split(",") if name.strip()), model=model, engine=engine,
@@ -48,8 +47,7 @@ def tag_corpus_cmd(
     try:
         summary = tag_corpus(config)
     except (CorpusInputError, CorpusOutputError, ModelDirectoryError, RayUnavailableError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+        fail(str(exc))
     typer.echo(json.dumps({"output": summary.output, "records": summary.records, "errors": summary.errors,
                            "shards": summary.shards, "shards_skipped": summary.shards_skipped,
                            "docs_per_second": round(summary.docs_per_second, 1),

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from polyner.cli_common import fail, setup_logging
 
 finetune_app = typer.Typer(no_args_is_help=True,
                            help="Fine-tune a student (or any encoder) on GLUE or SQuAD 2.0, choosing on dev.")
@@ -21,8 +22,7 @@ def _run(kind: str, settings: dict, results: Optional[Path], verbose: bool) -> N
     from polyner.models.io import ModelDirectoryError
     from polyner.tasks.finetune import FinetuneConfig, display_name, finetune_glue, finetune_squad
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(verbose)
     config = FinetuneConfig(**settings)
     if kind == "glue":
         from polyner.tasks.glue import get_task
@@ -37,8 +37,7 @@ def _run(kind: str, settings: dict, results: Optional[Path], verbose: bool) -> N
     try:
         record = finetune_glue(config) if kind == "glue" else finetune_squad(config)
     except (ModelDirectoryError, FileNotFoundError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+        fail(str(exc))
     if results is not None:
         from polyner.tasks.report import update_results
 

@@ -4,22 +4,15 @@ Registered on the main typer app by :func:`register` (called from polyner/cli.py
 """
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+from polyner.cli_common import fail as _fail, setup_logging as _logging
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def export(model: str = typer.Argument(..., help="Model directory (student or BERT teacher) with model.safetensors."),

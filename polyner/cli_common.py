@@ -1,0 +1,19 @@
+"""What every ``polyner`` sub-command shares: log set-up and the error exit."""
+from __future__ import annotations
+
+import logging
+from typing import NoReturn
+
+import typer
+
+
+def setup_logging(verbose: bool) -> None:
+    """INFO logs with timestamps when verbose, warnings only otherwise."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``error: message`` on standard error and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
