@@ -30,6 +30,9 @@ PRESETS: dict[str, StudentPreset] = {
 }
 
 
+REPRESENTATION_TARGETS = ("top", "aligned")
+
+
 @dataclass
 class StageBudget:
     """Steps and early stopping of one training stage (a sub-stage per unfrozen layer)."""
@@ -47,6 +50,7 @@ class DistillConfig:
     teacher: str
     out: str
     languages: list[str] = field(default_factory=lambda: list(TARGET_LANGUAGES))
+    include_gold_languages: bool = False  # also every language with gold training data (vocabulary, text, labels, dev)
     preset: str = "s"
     geometry: dict | None = None  # a custom StudentPreset (layers, hidden, heads, ffn, rank) instead of a preset
     unlabeled: list[str] = field(default_factory=list)  # files or directories of LANG.txt, one sentence a line
@@ -57,9 +61,14 @@ class DistillConfig:
     augmented_per_language: int = 300
     use_augmented: bool = True
     use_representation_stage: bool = True  # stage 1
+    # stage-1 targets: "top" = the teacher's topmost hidden states (XtremeDistil); "aligned" = for a student
+    # started from teacher layers, the teacher states those layers produced (embeddings, then each picked layer)
+    representation_targets: str = "top"
     factorize_embeddings: bool = True  # False: random word embeddings (ablation)
     init_layers_from_teacher: bool = True  # only where the widths match
+    ffn_ranking_sentences: int = 256  # transfer sentences that rank teacher FFN neurons for a narrower student FFN
     min_piece_count: int = 2
+    keep_all_single_chars: bool = True  # False: single-character pieces only when the text has them (room for more pieces)
     max_vocab: int | None = 60000
     max_length: int = 64
     batch_size: int = 32
@@ -82,6 +91,9 @@ class DistillConfig:
                 raise ValueError(f"geometry {self.geometry}: {exc}") from None
         elif self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        if self.representation_targets not in REPRESENTATION_TARGETS:
+            raise ValueError(f"unknown representation_targets {self.representation_targets!r}: "
+                             f"choose one of {', '.join(REPRESENTATION_TARGETS)}")
         defaults = {f.name: f for f in fields(self)}
         for name in ("representation", "logits", "gold_labels"):
             value = getattr(self, name)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -58,27 +59,88 @@ LAYER_MAP = {
 }
 
 
+def teacher_layer_picks(teacher_layers: int, student_layers: int) -> list[int]:
+    """Evenly spaced teacher layers (first and last included) that start the student's layers."""
+    return [int(round(i)) for i in np.linspace(0, teacher_layers - 1, student_layers)]
+
+
+@torch.no_grad()
+def rank_ffn_neurons(teacher: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]],
+                     layers: Sequence[int]) -> dict[int, np.ndarray]:
+    """Feed-forward neurons of each teacher layer in ``layers``, most important first.
+
+    A neuron's importance is its mean absolute activation over the real tokens of ``batches`` times the
+    norm of its output weights: what the layer loses when the neuron is cut.
+    """
+    base = getattr(teacher, teacher.base_model_prefix)
+    sums: dict[int, torch.Tensor] = {}
+    tokens = [0]
+    hooks = []
+    mask_holder: dict[str, torch.Tensor] = {}
+    for index in layers:
+        def hook(_module, _inputs, output, index=index):
+            mask = mask_holder["mask"].unsqueeze(-1).to(output.dtype)
+            sums[index] = sums.get(index, 0) + (output.abs() * mask).sum(dim=(0, 1)).double()
+        hooks.append(base.encoder.layer[index].intermediate.register_forward_hook(hook))
+    teacher.eval()
+    try:
+        for batch in batches:
+            mask_holder["mask"] = batch["attention_mask"]
+            tokens[0] += int(batch["attention_mask"].sum())
+            teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    finally:
+        for handle in hooks:
+            handle.remove()
+    ranking = {}
+    for index in layers:
+        out_norm = base.encoder.layer[index].output.dense.weight.norm(dim=0).double()
+        importance = (sums[index] / max(tokens[0], 1)) * out_norm
+        ranking[index] = np.argsort(-importance.numpy(), kind="stable")
+    return ranking
+
+
 def copy_teacher_layers(student: PolynerStudentForTokenClassification, teacher_state: dict[str, torch.Tensor],
-                        prefix: str = "bert.") -> list[int]:
-    """Initialise student layers from evenly spaced teacher layers when their shapes match; return which."""
+                        prefix: str = "bert.", ffn_ranking: dict[int, np.ndarray] | None = None) -> list[int]:
+    """Initialise student layers from evenly spaced teacher layers when their widths match; return which.
+
+    A student feed-forward block narrower than the teacher's keeps the teacher's most important neurons
+    (``ffn_ranking`` from :func:`rank_ffn_neurons`; without it, the neurons with the largest weights).
+    """
     teacher_layers = sorted({int(k[len(prefix + "encoder.layer."):].split(".")[0])
                              for k in teacher_state if k.startswith(prefix + "encoder.layer.")})
     n = len(student.student.layers)
     if not teacher_layers:
         return []
-    picks = [teacher_layers[int(round(i))] for i in np.linspace(0, len(teacher_layers) - 1, n)]
-    for layer, source in zip(student.student.layers, picks):
-        for ours, theirs in LAYER_MAP.items():
-            module = getattr(layer, ours)
-            for param in ("weight", "bias"):
-                key = f"{prefix}encoder.layer.{source}.{theirs}.{param}"
-                if key not in teacher_state or teacher_state[key].shape != getattr(module, param).shape:
-                    return []
-        with torch.no_grad():
-            for ours, theirs in LAYER_MAP.items():
-                module = getattr(layer, ours)
-                module.weight.copy_(teacher_state[f"{prefix}encoder.layer.{source}.{theirs}.weight"])
-                module.bias.copy_(teacher_state[f"{prefix}encoder.layer.{source}.{theirs}.bias"])
+    picks = [teacher_layers[i] for i in teacher_layer_picks(len(teacher_layers), n)]
+    ffn = student.config.intermediate_size
+    sources: list[dict[str, torch.Tensor]] = []
+    for source in picks:
+        tensors = {f"{ours}.{param}": teacher_state.get(f"{prefix}encoder.layer.{source}.{theirs}.{param}")
+                   for ours, theirs in LAYER_MAP.items() for param in ("weight", "bias")}
+        if any(t is None for t in tensors.values()):
+            return []
+        teacher_ffn = tensors["intermediate.weight"].shape[0]
+        if ffn < teacher_ffn:  # keep the most important neurons: rows of intermediate, columns of output
+            if ffn_ranking is not None and source in ffn_ranking:
+                order = ffn_ranking[source]
+            else:
+                order = np.argsort(-(tensors["intermediate.weight"].norm(dim=1)
+                                     * tensors["output.weight"].norm(dim=0)).numpy(), kind="stable")
+            keep = torch.from_numpy(np.sort(order[:ffn]).astype(np.int64))
+            tensors["intermediate.weight"] = tensors["intermediate.weight"][keep]
+            tensors["intermediate.bias"] = tensors["intermediate.bias"][keep]
+            tensors["output.weight"] = tensors["output.weight"][:, keep]
+        sources.append(tensors)
+    for layer, tensors in zip(student.student.layers, sources):
+        own = {f"{ours}.{param}": getattr(getattr(layer, ours), param)
+               for ours in LAYER_MAP for param in ("weight", "bias")}
+        if any(own[k].shape != tensors[k].shape for k in own):
+            return []
+    with torch.no_grad():
+        for layer, tensors in zip(student.student.layers, sources):
+            for key, value in tensors.items():
+                ours, param = key.split(".")
+                getattr(getattr(layer, ours), param).copy_(value)
     if student.config.hidden_size == teacher_state[prefix + "embeddings.LayerNorm.weight"].shape[0]:
         with torch.no_grad():
             student.student.embeddings.norm.weight.copy_(teacher_state[prefix + "embeddings.LayerNorm.weight"])

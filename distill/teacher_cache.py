@@ -1,8 +1,9 @@
 """Teacher outputs on the transfer set, computed once and kept on disk as fp16 memory maps.
 
-For every token of every transfer sentence the cache holds the teacher's top ``n_states``
-hidden states (stage 1 targets) and its logits (stage 2-3 targets). Building is resumable: the
-work is done in length-sorted batches and progress is recorded after each chunk.
+For every token of every transfer sentence the cache holds the teacher hidden states that stage 1
+matches (by default the top ``n_states``; any ``state_indices`` into ``hidden_states``) and its
+logits (stage 2-3 targets). Building is resumable: the work is done in length-sorted batches and
+progress is recorded after each chunk.
 """
 from __future__ import annotations
 
@@ -58,9 +59,9 @@ class TeacherCache:
         return out
 
 
-def _fingerprint(teacher_dir: str, ids: np.ndarray, n_states: int) -> str:
+def _fingerprint(teacher_dir: str, ids: np.ndarray, state_indices: Sequence[int]) -> str:
     stamp = _teacher_stamp(teacher_dir)
-    digest = hashlib.sha256(stamp.encode() + ids.tobytes() + str(n_states).encode())
+    digest = hashlib.sha256(stamp.encode() + ids.tobytes() + str(list(state_indices)).encode())
     return digest.hexdigest()[:24]
 
 
@@ -98,8 +99,12 @@ def copy_shared_sentences(source: TeacherCache, flat: np.ndarray, offsets: np.nd
 def build_teacher_cache(folder: str | Path, teacher: torch.nn.Module, teacher_dir: str,
                         student_ids: Sequence[np.ndarray], keep_ids: np.ndarray, langs: Sequence[str],
                         n_states: int, pad_id: int, batch_size: int = 32, store_hidden: bool = True,
-                        chunk_batches: int = 20, reuse_from: str | Path | None = None) -> TeacherCache:
+                        chunk_batches: int = 20, reuse_from: str | Path | None = None,
+                        state_indices: Sequence[int] | None = None) -> TeacherCache:
     """Run the teacher once over the transfer set (student tokenization mapped to teacher ids).
+
+    ``state_indices``: which of the teacher's ``hidden_states`` (0 = embeddings) to keep, bottom to top;
+    None keeps the top ``n_states``.
 
     ``reuse_from``: the cache of an earlier run with the same teacher and vocabulary whose sentences include
     all of these (an ablation on a subset, say); its outputs are copied instead of running the teacher."""
@@ -108,7 +113,14 @@ def build_teacher_cache(folder: str | Path, teacher: torch.nn.Module, teacher_di
     lengths = np.array([len(x) for x in student_ids], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     flat = np.concatenate(student_ids).astype(np.int32) if len(student_ids) else np.zeros(0, np.int32)
-    key = _fingerprint(teacher_dir, flat, n_states)
+    total_states = teacher.config.num_hidden_layers + 1
+    if state_indices is None:
+        state_indices = list(range(total_states - n_states, total_states))
+    state_indices = [int(i) for i in state_indices]
+    if len(state_indices) != n_states or not all(0 <= i < total_states for i in state_indices):
+        raise ValueError(f"state_indices {state_indices}: expected {n_states} indices into the teacher's "
+                         f"{total_states} hidden states")
+    key = _fingerprint(teacher_dir, flat, state_indices)
     meta_path = folder / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     width = teacher.config.hidden_size
@@ -121,6 +133,7 @@ def build_teacher_cache(folder: str | Path, teacher: torch.nn.Module, teacher_di
         np.save(folder / "offsets.npy", offsets)
         (folder / "langs.json").write_text(json.dumps(list(langs)))
         meta = {"key": key, "tokens": int(len(flat)), "sentences": len(student_ids), "n_states": n_states,
+                "state_indices": state_indices,
                 "width": width, "labels": labels, "batches_done": 0, "complete": False,
                 "store_hidden": store_hidden, "teacher": _teacher_stamp(teacher_dir)}
         meta_path.write_text(json.dumps(meta))
@@ -131,11 +144,13 @@ def build_teacher_cache(folder: str | Path, teacher: torch.nn.Module, teacher_di
                   if store_hidden else None)
     if fresh and reuse_from is not None:
         source = open_teacher_cache(reuse_from)
-        stamp = json.loads((Path(reuse_from) / "meta.json").read_text()).get("teacher")
+        source_meta = json.loads((Path(reuse_from) / "meta.json").read_text())
+        stamp = source_meta.get("teacher")
         if stamp is not None and stamp != meta["teacher"]:
             raise ValueError(f"teacher cache {reuse_from} was built with another teacher ({stamp}); "
                              f"this run distils from {meta['teacher']}")
-        if copy_shared_sentences(source, flat, offsets, logits_map, hidden_map):
+        same_states = hidden_map is None or source_meta.get("state_indices", state_indices) == state_indices
+        if same_states and copy_shared_sentences(source, flat, offsets, logits_map, hidden_map):
             logger.info("teacher outputs copied from %s", reuse_from)
             logits_map.flush()
             if hidden_map is not None:
@@ -143,7 +158,8 @@ def build_teacher_cache(folder: str | Path, teacher: torch.nn.Module, teacher_di
             meta["complete"] = True
             meta_path.write_text(json.dumps(meta))
         else:
-            logger.warning("%s lacks some sentences of this transfer set: running the teacher", reuse_from)
+            logger.warning("%s lacks some sentences of this transfer set or holds other hidden states: "
+                           "running the teacher", reuse_from)
     if not meta["complete"]:
         order = np.argsort(lengths, kind="stable")
         batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
@@ -162,7 +178,7 @@ def build_teacher_cache(folder: str | Path, teacher: torch.nn.Module, teacher_di
                     mask[row, :z - a] = 1
                 out = teacher(input_ids=ids, attention_mask=mask, output_hidden_states=store_hidden)
                 logits = out.logits.float().numpy().astype(np.float16)
-                states = (torch.stack(out.hidden_states[-n_states:], dim=2).numpy().astype(np.float16)
+                states = (torch.stack([out.hidden_states[i] for i in state_indices], dim=2).numpy().astype(np.float16)
                           if store_hidden else None)
                 for row, i in enumerate(batch):
                     a, z = offsets[i], offsets[i + 1]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,8 @@ from polyner.data.align import cached_encode
 from polyner.data.iob2 import discover_gold, read_gold, read_iob2
 from polyner.distill.config import DistillConfig
 from polyner.distill.stages import LOSSES, DistillationModel, Stage, plan_stages
-from polyner.distill.student_init import copy_teacher_classifier, copy_teacher_layers, init_embeddings, student_config
+from polyner.distill.student_init import (copy_teacher_classifier, copy_teacher_layers, init_embeddings,
+                                          rank_ffn_neurons, student_config, teacher_layer_picks)
 from polyner.distill.teacher_cache import build_teacher_cache
 from polyner.distill.transfer import TransferSentence, build_transfer_set
 from polyner.evaluate import evaluate_by_language, macro
@@ -57,11 +58,22 @@ def check_tokenizers(teacher_tokenizer, student_tokenizer, keep_ids: np.ndarray)
             f"{teacher_vocab.get(int(keep_ids[i]))!r}); distil from the teacher this vocabulary came from")
 
 
+def with_gold_languages(config: DistillConfig) -> DistillConfig:
+    """``config`` itself, or (``include_gold_languages``) a copy whose languages add every gold training language."""
+    if not config.include_gold_languages or not config.gold:
+        return config
+    found = sorted({f.lang for f in discover_gold(config.gold, None, ["train"], config.exclude_sources)})
+    extra = [lang for lang in found if lang not in config.languages]
+    if extra:
+        logger.info("adding the gold training languages %s to the %d requested", ", ".join(extra), len(config.languages))
+    return replace(config, languages=list(config.languages) + extra)
+
+
 class Distiller:
     """One distillation run; ``run()`` does or resumes every step and returns the output directory."""
 
     def __init__(self, config: DistillConfig) -> None:
-        self.config = config
+        self.config = config = with_gold_languages(config)
         self.out = Path(config.out)
         self.work = self.out / "work"
         self.work.mkdir(parents=True, exist_ok=True)
@@ -115,7 +127,8 @@ class Distiller:
             words += [s.words for s in read_gold(self.gold_files(split))]
         counts = count_pieces(self.teacher_tokenizer, word_lists=words)
         keep = np.asarray(select_vocabulary(self.teacher_tokenizer, counts, min_count=self.config.min_piece_count,
-                                            max_size=self.config.max_vocab), dtype=np.int64)
+                                            max_size=self.config.max_vocab,
+                                            keep_single_chars=self.config.keep_all_single_chars), dtype=np.int64)
         student_tokenizer, _ = trim_tokenizer(self.teacher_tokenizer, keep.tolist(), folder)
         np.save(folder / "keep_ids.npy", keep)
         check_tokenizers(self.teacher_tokenizer, student_tokenizer, keep)
@@ -123,7 +136,35 @@ class Distiller:
         return student_tokenizer, keep
 
     # --- model ------------------------------------------------------------------------------
-    def build_student(self, keep: np.ndarray) -> PolynerStudentForTokenClassification:
+    def teacher_state_indices(self) -> list[int]:
+        """Which teacher hidden states stage 1 matches, bottom to top (see ``representation_targets``)."""
+        teacher_layers = self.teacher.config.num_hidden_layers
+        student_layers = self.config.student.layers
+        if self.config.representation_targets == "aligned":
+            return [0] + [p + 1 for p in teacher_layer_picks(teacher_layers, student_layers)]
+        return list(range(teacher_layers - student_layers, teacher_layers + 1))
+
+    def ffn_ranking(self, cache, keep: np.ndarray) -> dict[int, np.ndarray] | None:
+        """Teacher FFN neurons ranked on a sample of the transfer set, when the student's FFN is narrower."""
+        teacher_ffn = getattr(self.teacher.config, "intermediate_size", None)
+        if not self.config.init_layers_from_teacher or teacher_ffn is None or self.config.student.ffn >= teacher_ffn:
+            return None
+        rng = np.random.default_rng(self.config.seed)
+        sample = rng.permutation(len(cache))[: self.config.ffn_ranking_sentences]
+        batches = []
+        for i in range(0, len(sample), self.config.batch_size):
+            batch = cache.batch([int(j) for j in sample[i:i + self.config.batch_size]], self.teacher.config.pad_token_id,
+                                with_hidden=False)
+            ids = torch.from_numpy(keep[batch["input_ids"].numpy()].astype(np.int64))
+            ids[batch["attention_mask"] == 0] = self.teacher.config.pad_token_id
+            batches.append({"input_ids": ids, "attention_mask": batch["attention_mask"]})
+        picks = teacher_layer_picks(self.teacher.config.num_hidden_layers, self.config.student.layers)
+        logger.info("ranking the teacher's %d FFN neurons per layer on %d sentences (the student keeps %d)",
+                    teacher_ffn, len(sample), self.config.student.ffn)
+        return rank_ffn_neurons(self.teacher, batches, picks)
+
+    def build_student(self, keep: np.ndarray, ffn_ranking: dict[int, np.ndarray] | None = None
+                      ) -> PolynerStudentForTokenClassification:
         """A student from the preset, with factorized embeddings and teacher layers where widths match."""
         from polyner.distill.vocab import factorize_embeddings
 
@@ -143,7 +184,7 @@ class Distiller:
                 position = position + state[type_key][0].float().numpy()
             init_embeddings(student, coordinates, components, mean, position, self.config.seed)
         if self.config.init_layers_from_teacher:
-            picks = copy_teacher_layers(student, state, prefix)
+            picks = copy_teacher_layers(student, state, prefix, ffn_ranking)
             if picks:
                 logger.info("student layers initialised from teacher layers %s", picks)
             if copy_teacher_classifier(student, state, self.teacher.config.id2label):
@@ -185,7 +226,8 @@ class Distiller:
             cache = build_teacher_cache(self.work / "teacher_cache", self.teacher, config.teacher, ids, keep,
                                         [s.lang for s in transfer], config.student.layers + 1, pad,
                                         store_hidden=config.use_representation_stage,
-                                        reuse_from=config.reuse_teacher_cache)
+                                        reuse_from=config.reuse_teacher_cache,
+                                        state_indices=self.teacher_state_indices())
         rng = np.random.default_rng(config.seed)
         order = rng.permutation(len(cache))
         n_heldout = max(1, int(len(order) * config.heldout_fraction))
@@ -201,7 +243,8 @@ class Distiller:
             raise ValueError("distillation needs gold dev data (--gold) to choose checkpoints; none found for "
                              f"languages {', '.join(config.languages)}")
 
-        model = DistillationModel(self.build_student(keep), self.teacher.config.hidden_size).to(parallel.device)
+        ranking = self.ffn_ranking(cache, keep)
+        model = DistillationModel(self.build_student(keep, ranking), self.teacher.config.hidden_size).to(parallel.device)
         model.train()
         state_path = self.work / "state.json"
         state = json.loads(state_path.read_text()) if state_path.exists() else {

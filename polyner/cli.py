@@ -128,6 +128,8 @@ def distill(
         stage1: bool = typer.Option(True, "--stage1/--no-stage1", help="Representation transfer (ablation: off)."),
         factorize: bool = typer.Option(True, "--factorize/--random-embeddings", help="PCA embeddings (ablation: random)."),
         augment: bool = typer.Option(True, "--augment/--no-augment", help="Augmented transfer text (ablation: off)."),
+        gold_languages: Optional[bool] = typer.Option(None, "--gold-languages/--only-languages",
+                                                      help="Also every language with gold training data."),
         reuse_cache: Optional[Path] = typer.Option(None, help="work/teacher_cache of an earlier run with the same "
                                                     "teacher and vocabulary: copy its outputs, skip the teacher."),
         seed: Optional[int] = typer.Option(None), threads: Optional[int] = typer.Option(None),
@@ -135,7 +137,7 @@ def distill(
         verbose: bool = typer.Option(True, "--verbose/--quiet")) -> None:
     """Distil a compact student from the fine-tuned teacher for any set of languages."""
     from polyner.distill.config import DistillConfig, StageBudget
-    from polyner.distill.trainer import distill as run_distill
+    from polyner.distill.trainer import distill as run_distill, with_gold_languages
     from polyner.distill.transfer import MissingLanguageError
     from polyner.languages import parse_languages
 
@@ -144,7 +146,8 @@ def distill(
                        "gold": str(gold) if gold else None, "seed": seed, "threads": threads,
                        "languages": parse_languages(languages) if languages else None,
                        "unlabeled": list(unlabeled) or None, "exclude_sources": list(exclude_source) or None,
-                       "reuse_teacher_cache": str(reuse_cache) if reuse_cache else None}
+                       "reuse_teacher_cache": str(reuse_cache) if reuse_cache else None,
+                       "include_gold_languages": gold_languages}
     if not stage1:
         overrides["use_representation_stage"] = False
     if not factorize:
@@ -172,7 +175,7 @@ def distill(
         from polyner.evaluation_run import EvaluationRequest, run_evaluation
 
         typer.echo(run_evaluation(EvaluationRequest(
-            models=[str(folder)], data=settings.gold, splits=["test"], langs=settings.languages,
+            models=[str(folder)], data=settings.gold, splits=["test"], langs=with_gold_languages(settings).languages,
             results=str(folder / "results.md"), section="closing-evaluation")))
 
 

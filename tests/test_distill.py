@@ -18,9 +18,10 @@ from conftest import SAMPLE_TEXTS, build_tiny_model, write_gold_tree
 from polyner.distill.config import PRESETS, DistillConfig, StageBudget, StudentPreset
 from polyner.distill.stages import (
     LOSSES, DistillationModel, group_of, masked_mse, parameter_groups, plan_stages, representation_loss)
-from polyner.distill.student_init import copy_teacher_classifier, copy_teacher_layers, student_config
+from polyner.distill.student_init import (
+    copy_teacher_classifier, copy_teacher_layers, rank_ffn_neurons, student_config, teacher_layer_picks)
 from polyner.distill.teacher_cache import build_teacher_cache, open_teacher_cache
-from polyner.distill.trainer import Distiller, TokenizerMismatchError, check_tokenizers, distill
+from polyner.distill.trainer import Distiller, TokenizerMismatchError, check_tokenizers, distill, with_gold_languages
 from polyner.distill.transfer import MissingLanguageError, build_transfer_set, unlabeled_files
 from polyner.labels import ID2LABEL
 from polyner.models.student import (
@@ -131,6 +132,66 @@ def test_same_width_student_starts_as_the_teacher_layers_and_classifier(tokenize
         StudentPreset(layers=2, hidden=16, heads=2, ffn=32, rank=0), len(tokenizer), teacher.config))
     assert copy_teacher_layers(narrow, state, "bert.") == []
     assert not copy_teacher_classifier(narrow, state, teacher.config.id2label)
+
+
+def _layer_io(teacher, ids, mask, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The input and output hidden states of one teacher layer."""
+    seen = {}
+    layer = teacher.bert.encoder.layer[index]
+    handle = layer.register_forward_hook(lambda _m, args, out: seen.update(x=args[0], y=out[0] if isinstance(out, tuple) else out))
+    with torch.no_grad():
+        teacher(input_ids=ids, attention_mask=mask)
+    handle.remove()
+    return seen["x"], seen["y"]
+
+
+def test_narrow_ffn_student_keeps_the_teachers_most_important_neurons(tokenizer):
+    teacher = build_tiny_model(tokenizer, seed=5)
+    dead = torch.arange(0, 64, 2)  # half the neurons of every layer write nothing: cutting them loses nothing
+    with torch.no_grad():
+        for layer in teacher.bert.encoder.layer:
+            layer.output.dense.weight[:, dead] = 0.0
+    ids, mask = random_batch(vocab=len(tokenizer))
+    ranking = rank_ffn_neurons(teacher, [{"input_ids": ids, "attention_mask": mask}], [0, 1])
+    assert set(ranking[0][:32].tolist()) == set(range(1, 64, 2))  # the live neurons rank first
+    student = PolynerStudentForTokenClassification(student_config(
+        StudentPreset(layers=2, hidden=32, heads=2, ffn=32, rank=0), len(tokenizer), teacher.config)).eval()
+    assert copy_teacher_layers(student, teacher.state_dict(), "bert.", ranking) == [0, 1]
+    for index in (0, 1):  # each student layer computes what its teacher layer computes
+        inputs, outputs = _layer_io(teacher, ids, mask, index)
+        with torch.no_grad():
+            ours = student.student.layers[index](inputs, mask[:, None, None, :].bool())
+        assert torch.allclose(ours[mask.bool()], outputs[mask.bool()], atol=1e-5)
+    # without a ranking, weight norms decide, which also finds the dead neurons here
+    fresh = PolynerStudentForTokenClassification(student.config)
+    assert copy_teacher_layers(fresh, teacher.state_dict(), "bert.") == [0, 1]
+    assert torch.equal(fresh.student.layers[0].intermediate.weight, student.student.layers[0].intermediate.weight)
+
+
+def test_teacher_layer_picks_are_evenly_spaced_and_include_both_ends():
+    assert teacher_layer_picks(12, 4) == [0, 4, 7, 11]
+    assert teacher_layer_picks(12, 1) == [0]
+    assert teacher_layer_picks(2, 2) == [0, 1]
+
+
+@pytest.mark.parametrize("targets,expected", [("top", [1, 2]), ("aligned", [0, 1])])
+def test_representation_targets_choose_the_cached_teacher_states(targets, expected, tiny_model_dir, tmp_path):
+    config = DistillConfig(teacher=str(tiny_model_dir), out=str(tmp_path / "o"), geometry=TINY_GEOMETRY,
+                           representation_targets=targets)
+    assert Distiller(config).teacher_state_indices() == expected  # 1-layer student of a 2-layer teacher
+
+
+def test_unknown_representation_targets_are_refused():
+    with pytest.raises(ValueError, match="representation_targets"):
+        DistillConfig(teacher="t", out="o", representation_targets="middle")
+
+
+def test_include_gold_languages_adds_every_gold_training_language(gold_tree):
+    config = DistillConfig(teacher="t", out="o", languages=["de"], gold=str(gold_tree))
+    assert with_gold_languages(config).languages == ["de"]
+    wider = with_gold_languages(DistillConfig(teacher="t", out="o", languages=["de", "uk"], gold=str(gold_tree),
+                                              include_gold_languages=True))
+    assert wider.languages == ["de", "uk", "en", "ru"]
 
 
 # --- the stage plan ----------------------------------------------------------------------------
