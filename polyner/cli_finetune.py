@@ -78,11 +78,12 @@ def glue(task: str = typer.Option(..., help="sst2, mrpc, rte, cola, stsb, qnli, 
          max_eval_samples: Optional[int] = EVAL_SAMPLES, eval_every: Optional[int] = EVAL_EVERY,
          freeze_embeddings: bool = FREEZE, keep_checkpoint: bool = KEEP, seed: int = typer.Option(42),
          threads: int = typer.Option(2), results: Optional[Path] = RESULTS,
+         pooling: str = typer.Option("mean", help="Sentence vector of a new head on a polyner student: mean or first."),
          verbose: bool = typer.Option(True, "--verbose/--quiet")) -> None:
     """Fine-tune a sequence classifier (regressor for STS-B) on a GLUE task; the best on dev is saved."""
     settings = _common(model, out, data, hub, name, max_length, batch_size, lr, epochs, steps, max_train_samples,
                        max_eval_samples, eval_every, freeze_embeddings, keep_checkpoint, seed, threads)
-    _run("glue", {"task": task, **settings}, results, verbose)
+    _run("glue", {"task": task, "pooling": pooling, **settings}, results, verbose)
 
 
 @finetune_app.command("squad")

@@ -182,6 +182,25 @@ def test_heads_keep_the_encoder_of_a_ner_student_and_of_a_bert(student_dir, tiny
         heads.load_encoder_with_head(student_dir, "ner")
 
 
+def test_mean_pooling_ignores_padding_and_is_what_a_new_head_gets(tmp_path, student_dir):
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert torch.equal(heads.pool(hidden, mask, "mean"), torch.tensor([[2.0, 3.0]]))
+    assert torch.equal(heads.pool(hidden, mask, "first"), torch.tensor([[1.0, 2.0]]))
+    with pytest.raises(ValueError, match="unknown pooling"):
+        heads.pool(hidden, mask, "max")
+    model = heads.load_encoder_with_head(student_dir, "classify", ("a", "b"))
+    assert model.config.classifier_pooling == "mean"
+    ids = torch.tensor([[0, 5, 6, 2, 1, 1]])
+    padded = model.eval()(ids, torch.tensor([[1, 1, 1, 1, 0, 0]])).logits
+    trimmed = model(ids[:, :4], torch.ones(1, 4, dtype=torch.long)).logits
+    assert torch.allclose(padded, trimmed, atol=1e-5)  # padding changes nothing
+    model.save_pretrained(tmp_path)  # a trained head keeps its pooling, whatever is asked for now
+    assert heads.load_encoder_with_head(tmp_path, "classify", ("a", "b"), pooling="first").config.classifier_pooling == "mean"
+    first = heads.load_encoder_with_head(student_dir, "classify", ("a", "b"), pooling="first")
+    assert first.config.classifier_pooling == "first"
+
+
 # --- GLUE metrics and readers ---------------------------------------------------------------------------------
 
 def test_glue_metrics_on_hand_made_cases():

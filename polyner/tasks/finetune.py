@@ -58,6 +58,7 @@ class FinetuneConfig:
     eval_every: int | None = None  # None: once per epoch
     save_every: int = 200
     freeze_embeddings: bool = True  # the word-embedding table only
+    pooling: str = "mean"  # GLUE head on a polyner student: "mean" over tokens or the "first" token
     keep_checkpoint: bool = False
     seed: int = 42
     threads: int = 2
@@ -222,7 +223,7 @@ def finetune_glue(config: FinetuneConfig) -> dict:
     dev = subsample(dev, config.max_eval_samples, config.seed)
     logger.info("%s: %d of %d train examples (%s), %d of %d dev (%s)", task.title, len(train), full_train,
                 train_origin, len(dev), full_dev, dev_origin)
-    model = load_encoder_with_head(source, "classify", task.labels)
+    model = load_encoder_with_head(source, "classify", task.labels, pooling=config.pooling)
     data = glue_task_data(task, tokenizer, train, dev, config)
     data.description.update({"train_origin": train_origin, "train_available": full_train,
                              "dev_origin": dev_origin, "dev_size": len(dev), "dev_available": full_dev})

@@ -23,8 +23,27 @@ logger = logging.getLogger(__name__)
 HEAD_KINDS = ("classify", "qa")
 
 
+POOLINGS = ("first", "mean")
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, how: str) -> torch.Tensor:
+    """One vector per sequence: the first token's state, or the mean over the real (unpadded) tokens."""
+    if how == "first":
+        return hidden[:, 0]
+    if how != "mean":
+        raise ValueError(f"unknown pooling {how!r}: expected one of {POOLINGS}")
+    if attention_mask is None:
+        return hidden.mean(dim=1)
+    weights = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
 class PolynerStudentForSequenceClassification(PolynerStudentPreTrainedModel):
-    """The student with a sentence(-pair) head on the first token: dense + tanh, dropout, linear.
+    """The student with a sentence(-pair) head: pooled states, dense + tanh, dropout, linear.
+
+    ``config.classifier_pooling`` is "first" (the first token, BERT-style; the default of configs without
+    the field) or "mean" (mean over real tokens, as the e5 encoders the students come from were trained;
+    what ``polyner finetune`` gives a new head).
 
     ``num_labels == 1`` (or ``problem_type == "regression"``) is regression with a mean-squared-error loss
     (STS-B); integer labels are single-label classification with cross-entropy; float label vectors with
@@ -47,8 +66,8 @@ class PolynerStudentForSequenceClassification(PolynerStudentPreTrainedModel):
                 labels: torch.Tensor | None = None, output_hidden_states: bool = False,
                 return_dict: bool = True, **_) -> SequenceClassifierOutput:
         encoded = self.student(input_ids, attention_mask, output_hidden_states=output_hidden_states)
-        first = encoded.last_hidden_state[:, 0]
-        pooled = torch.tanh(self.pooler(self.dropout(first)))
+        sentence = pool(encoded.last_hidden_state, attention_mask, getattr(self.config, "classifier_pooling", "first"))
+        pooled = torch.tanh(self.pooler(self.dropout(sentence)))
         logits = self.score(self.dropout(pooled))
         loss = None if labels is None else self._loss(logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states)
@@ -111,20 +130,30 @@ def label_kwargs(labels: tuple[str, ...] | list[str]) -> dict:
 
 
 def load_encoder_with_head(path: str | Path, kind: str, labels: tuple[str, ...] | list[str] = (),
-                           dtype: torch.dtype = torch.float32):
+                           dtype: torch.dtype = torch.float32, pooling: str = "mean"):
     """Any encoder directory (or hub name) with a fresh or kept ``kind`` head: "classify" or "qa".
 
     A NER student or teacher keeps its encoder weights; the head is created for ``labels`` (classify)
     or as a start/end span head (qa). Heads of another size (e.g. the 7 NER labels) are re-initialised.
+    A new classification head on a polyner student pools with ``pooling``; a student that already has a
+    sequence-classification head keeps the pooling it was trained with.
     """
+    from transformers import AutoConfig
+
     from polyner.models.io import quiet_transformers
 
     if kind not in HEAD_KINDS:
         raise ValueError(f"unknown head {kind!r}: expected one of {HEAD_KINDS}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}: expected one of {POOLINGS}")
     quiet_transformers()
     if kind == "classify":
+        config = AutoConfig.from_pretrained(str(path), **label_kwargs(labels))
+        trained = any("SequenceClassification" in name for name in (getattr(config, "architectures", None) or []))
+        if config.model_type == PolynerStudentConfig.model_type and not trained:
+            config.classifier_pooling = pooling
         return AutoModelForSequenceClassification.from_pretrained(
-            str(path), dtype=dtype, use_safetensors=True, ignore_mismatched_sizes=True, **label_kwargs(labels))
+            str(path), config=config, dtype=dtype, use_safetensors=True, ignore_mismatched_sizes=True)
     return AutoModelForQuestionAnswering.from_pretrained(
         str(path), dtype=dtype, use_safetensors=True, ignore_mismatched_sizes=True,
         num_labels=2, id2label={0: "start", 1: "end"}, label2id={"start": 0, "end": 1},
