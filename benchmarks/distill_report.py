@@ -5,7 +5,11 @@ default student and of the fine-tuned teacher; CPU throughput (sentences/s, batc
 the student, the teacher and an xlm-roberta-base-sized encoder (random weights, for scale); and
 parameter counts. Each figure comes with its ratio and the target it is checked against.
 
-    python benchmarks/distill_report.py --teacher runs/teacher-ner [--student DIR] [--gold ../shared/data/gold]
+    python benchmarks/distill_report.py --teacher runs/teacher-ner [--student DIR] [--gold ../shared/data/gold] \
+        [--out docs/distill-report.md]
+
+``--out`` also writes the report as markdown (command, machine, tables); its speed and size part sits
+between ``<!-- polyner:speed -->`` markers, which ``polyner pack --speed`` copies into a model card.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from polyner.data.iob2 import discover_gold, read_gold
 from polyner.evaluate import evaluate_by_language, macro
 from polyner.languages import TARGET_LANGUAGES
 
+SPEED_START, SPEED_END = "<!-- polyner:speed -->", "<!-- /polyner:speed -->"
 DEFAULT_GOLD = Path(__file__).resolve().parents[2] / "shared" / "data" / "gold"
 
 
@@ -39,19 +44,22 @@ def xlmr_base_sized():
     return XLMRobertaForTokenClassification(config).eval()
 
 
-def throughput(model, batches: list[dict], repeats: int = 3) -> float:
-    """Sentences per second over the same pre-tokenized batches (median of ``repeats`` passes)."""
-    rates = []
+def throughput(models: dict[str, tuple[torch.nn.Module, list[dict]]], repeats: int = 5) -> dict[str, float]:
+    """Sentences per second of each model over its pre-tokenized batches: the median of ``repeats`` passes,
+    the models taking turns pass by pass so that a change in the machine's load touches them alike."""
+    rates: dict[str, list[float]] = {name: [] for name in models}
     with torch.inference_mode():
-        model(**batches[0])  # warm-up
+        for model, batches in models.values():
+            model(**batches[0])  # warm-up
         for _ in range(repeats):
-            start = time.perf_counter()
-            n = 0
-            for batch in batches:
-                model(**batch)
-                n += batch["input_ids"].shape[0]
-            rates.append(n / (time.perf_counter() - start))
-    return statistics.median(rates)
+            for name, (model, batches) in models.items():
+                start = time.perf_counter()
+                n = 0
+                for batch in batches:
+                    model(**batch)
+                    n += batch["input_ids"].shape[0]
+                rates[name].append(n / (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def make_batches(tokenizer, sentences: list[list[str]], batch_size: int = 32, max_length: int = 64,
@@ -73,8 +81,15 @@ def main() -> int:
     parser.add_argument("--max-sentences", type=int, default=200, help="per test file")
     parser.add_argument("--speed-sentences", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=None, help="also write the report to this markdown file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+
+    lines: list[str] = []
+
+    def emit(text: str = "") -> None:
+        print(text)
+        lines.extend(str(text).split("\n"))
 
     student = polyner.load(args.student)
     teacher = polyner.load(args.teacher)
@@ -83,40 +98,40 @@ def main() -> int:
         print(f"no gold test data under {args.gold}", file=sys.stderr)
         return 2
 
-    print(f"machine: {platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}")
-    print(f"test sentences: {len(test)} (at most {args.max_sentences} per file, {len({s.lang for s in test})} languages)\n")
+    emit(f"machine: {platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}")
+    emit(f"test sentences: {len(test)} (at most {args.max_sentences} per file, {len({s.lang for s in test})} languages)\n")
     f1 = {}
     for name, tagger in (("student", student), ("teacher", teacher)):
         start = time.perf_counter()
         scores = evaluate_by_language(tagger.tag_words, test)
         f1[name] = (macro(scores).f1, scores, time.perf_counter() - start)
     langs = sorted(f1["student"][1])
-    print("| lang | teacher F1 | student F1 | student/teacher |")
-    print("|---|---|---|---|")
+    emit("| lang | teacher F1 | student F1 | student/teacher |")
+    emit("|---|---|---|---|")
     for lang in langs:
         t, s = f1["teacher"][1][lang].f1, f1["student"][1][lang].f1
-        print(f"| {lang} | {t:.2f} | {s:.2f} | {s / t if t else float('nan'):.3f} |")
+        emit(f"| {lang} | {t:.2f} | {s:.2f} | {s / t if t else float('nan'):.3f} |")
     ratio_f1 = f1["student"][0] / f1["teacher"][0]
-    print(f"| **macro** | {f1['teacher'][0]:.2f} | {f1['student'][0]:.2f} | {ratio_f1:.3f} |")
+    emit(f"| **macro** | {f1['teacher'][0]:.2f} | {f1['student'][0]:.2f} | {ratio_f1:.3f} |")
     targets = {lang: None for lang in langs if lang in TARGET_LANGUAGES}
     target_f1 = {name: macro({lang: f1[name][1][lang] for lang in targets}).f1 for name in ("student", "teacher")}
     ratio_target = target_f1["student"] / target_f1["teacher"]
-    print(f"| **macro, {len(targets)} target languages** | {target_f1['teacher']:.2f} | {target_f1['student']:.2f} "
+    emit(f"| **macro, {len(targets)} target languages** | {target_f1['teacher']:.2f} | {target_f1['student']:.2f} "
           f"| {ratio_target:.3f} |\n")
 
     sentences = [s.words for s in test[: args.speed_sentences]]
     student_batches = make_batches(student.tokenizer, sentences)
     teacher_batches = make_batches(teacher.tokenizer, sentences)
     base = xlmr_base_sized()
-    rates = {"student": throughput(student.model, student_batches),
-             "teacher": throughput(teacher.model, teacher_batches),
-             "xlm-roberta-base-sized": throughput(base, teacher_batches)}
+    rates = throughput({"student": (student.model, student_batches), "teacher": (teacher.model, teacher_batches),
+                        "xlm-roberta-base-sized": (base, teacher_batches)})
     params = {"student": parameters(student.model), "teacher": parameters(teacher.model),
               "xlm-roberta-base-sized": parameters(base)}
-    print("| model | parameters | sentences/s (batch 32) |")
-    print("|---|---|---|")
+    emit(SPEED_START)
+    emit("| model | parameters | sentences/s (batch 32) |")
+    emit("|---|---|---|")
     for name in rates:
-        print(f"| {name} | {params[name]:,} | {rates[name]:.1f} |")
+        emit(f"| {name} | {params[name]:,} | {rates[name]:.1f} |")
     checks = [
         ("student F1 / teacher F1 (macro, gold test, all languages)", ratio_f1, ">=", 0.95),
         ("student F1 / teacher F1 (macro, gold test, target languages)", ratio_target, ">=", 0.95),
@@ -124,12 +139,27 @@ def main() -> int:
         ("student / xlm-roberta-base-sized throughput", rates["student"] / rates["xlm-roberta-base-sized"], ">=", 10.0),
         ("student / teacher parameters", params["student"] / params["teacher"], "<=", 0.2),
     ]
-    print("\n| ratio | measured | target | met |")
-    print("|---|---|---|---|")
+    emit("\n| ratio | measured | target | met |")
+    emit("|---|---|---|---|")
     for name, value, op, target in checks:
         met = value >= target if op == ">=" else value <= target
-        print(f"| {name} | {value:.3f} | {op} {target} | {'yes' if met else 'NO'} |")
+        emit(f"| {name} | {value:.3f} | {op} {target} | {'yes' if met else 'NO'} |")
+    emit(SPEED_END)
+    if args.out:
+        write_report(Path(args.out), lines, sys.argv[1:], args.threads)
     return 0
+
+
+def write_report(path: Path, lines: list[str], argv: list[str], threads: int) -> None:
+    """The printed report as a markdown page: the command, the date and machine, then the tables."""
+    from polyner.bench.machine import describe_machine
+
+    command = " ".join(["python benchmarks/distill_report.py", *argv])
+    head = ["# Distillation report (default student vs teacher)", "",
+            f"Written by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
+            "Machine:", "", *[f"- {k}: {v}" for k, v in describe_machine(threads).items()], ""]
+    text = "\n".join(line for line in lines if not line.startswith("machine: "))
+    path.write_text("\n".join(head) + "\n" + text.strip() + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -47,8 +47,16 @@ def directory_size_mb(folder: str | Path) -> float:
     return sum(f.stat().st_size for f in Path(folder).iterdir() if f.is_file()) / 1e6
 
 
+def marked_section(markdown: str, name: str) -> str:
+    """The text between ``<!-- polyner:NAME -->`` and ``<!-- /polyner:NAME -->``, or all of it without markers."""
+    start, end = f"<!-- polyner:{name} -->", f"<!-- /polyner:{name} -->"
+    if start in markdown and end in markdown:
+        return markdown.split(start, 1)[1].split(end, 1)[0].strip()
+    return markdown.strip()
+
+
 def card_for_student(source: str | Path, target: str | Path, title: str, results_markdown: str = "",
-                     teacher_sources: list[str] | None = None) -> Path:
+                     teacher_sources: list[str] | None = None, speed_markdown: str = "") -> Path:
     """Write the model card of a packed student from its training records (distill_config, training_log)."""
     from polyner.data.iob2 import discover_gold
     from polyner.distill.model_card import write_model_card
@@ -82,4 +90,4 @@ def card_for_student(source: str | Path, target: str | Path, title: str, results
                             unlabeled=config.get("unlabeled", []), geometry=shape,
                             parameters=log["student_parameters"], teacher=Path(config["teacher"]).name,
                             teacher_parameters=log["teacher_parameters"], size_mb=directory_size_mb(target),
-                            results_markdown=results_markdown, notes=notes)
+                            results_markdown=results_markdown, speed_markdown=speed_markdown, notes=notes)

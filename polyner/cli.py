@@ -185,9 +185,11 @@ def pack(source: Path = typer.Argument(..., help="A trained student directory (p
          dtype: str = typer.Option("float16", help="float16 or float32."),
          title: str = typer.Option("polyner student", help="Title of the model card."),
          results: Optional[Path] = typer.Option(None, help="A markdown file with the quality table for the card."),
+         speed: Optional[Path] = typer.Option(None, help="A markdown file with the speed table for the card (the "
+                                              "<!-- polyner:speed --> part of benchmarks/distill_report.py --out)."),
          verbose: bool = typer.Option(True, "--verbose/--quiet")) -> None:
     """Copy a student for shipping: weights cast to fp16, config, tokenizer, a model card; no training files."""
-    from polyner.distill.package import card_for_student, directory_size_mb, pack_model
+    from polyner.distill.package import card_for_student, directory_size_mb, marked_section, pack_model
     from polyner.models.io import ModelDirectoryError
 
     _logging(verbose)
@@ -198,7 +200,8 @@ def pack(source: Path = typer.Argument(..., help="A trained student directory (p
     except ModelDirectoryError as exc:
         _fail(str(exc))
     if (source / "training_log.json").exists():
-        card_for_student(source, folder, title, results.read_text(encoding="utf-8") if results else "")
+        card_for_student(source, folder, title, results.read_text(encoding="utf-8") if results else "",
+                         speed_markdown=marked_section(speed.read_text(encoding="utf-8"), "speed") if speed else "")
     typer.echo(f"{folder} ({directory_size_mb(folder):.1f} MB)")
 
 

@@ -36,7 +36,7 @@ class TestShippedDefault:
         assert config["torch_dtype"] in ("float16", "int8")
         assert config["id2label"]["0"] == "O"
         card = (DEFAULT_MODEL_DIR / "README.md").read_text()
-        for heading in ("Training data and licences", "Quality", "languages"):
+        for heading in ("Training data and licences", "Quality", "Speed", "languages"):
             assert heading in card
 
     def test_loads_offline_and_finds_people(self, tagger, monkeypatch):

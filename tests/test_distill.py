@@ -515,6 +515,14 @@ def test_check_tokenizers_refuses_a_foreign_vocabulary(tmp_path, tokenizer):
 # --- configuration ------------------------------------------------------------------------------
 
 
+def test_marked_section_takes_the_text_between_markers():
+    from polyner.distill.package import marked_section
+
+    page = "# report\nintro\n<!-- polyner:speed -->\n| a | b |\n<!-- /polyner:speed -->\nafter"
+    assert marked_section(page, "speed") == "| a | b |"
+    assert marked_section("| only | table |\n", "speed") == "| only | table |"
+
+
 def test_config_from_yaml_with_nested_budgets(tmp_path):
     path = tmp_path / "recipe.yaml"
     path.write_text("teacher: /models/teacher\nout: /models/student\npreset: xs\nlanguages: [de, sw]\n"
