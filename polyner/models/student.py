@@ -8,6 +8,8 @@ once ``polyner`` is imported.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification, PretrainedConfig, PreTrainedModel
@@ -88,9 +90,14 @@ class StudentLayer(nn.Module):
         def heads(x: torch.Tensor) -> torch.Tensor:
             return x.view(batch, length, self.heads, width // self.heads).transpose(1, 2)
 
-        context = nn.functional.scaled_dot_product_attention(
-            heads(self.query(hidden)), heads(self.key(hidden)), heads(self.value(hidden)), attn_mask=mask,
-            dropout_p=self.attention_dropout if self.training else 0.0)
+        query, key, value = heads(self.query(hidden)), heads(self.key(hidden)), heads(self.value(hidden))
+        if torch.onnx.is_in_onnx_export():  # written out: ONNX Runtime runs this faster than the exported SDPA
+            scores = torch.matmul(query, key.transpose(-1, -2)) / math.sqrt(width // self.heads)
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            context = torch.matmul(torch.softmax(scores, dim=-1), value)
+        else:
+            context = nn.functional.scaled_dot_product_attention(
+                query, key, value, attn_mask=mask, dropout_p=self.attention_dropout if self.training else 0.0)
         context = context.transpose(1, 2).reshape(batch, length, width)
         hidden = self.attention_norm(hidden + self.dropout(self.attention_output(context)))
         inner = nn.functional.gelu(self.intermediate(hidden))
