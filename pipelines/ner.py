@@ -54,6 +54,12 @@ def check_texts(texts: Any) -> tuple[list[str], bool]:
     return texts, False
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, in float32."""
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
 def plan_windows(piece_counts: Sequence[int], content: int, stride: int) -> list[tuple[int, int]]:
     """Cut words into windows ``[start, end)`` of at most ``content`` pieces; neighbours share about ``stride`` pieces."""
     windows: list[tuple[int, int]] = []
@@ -177,20 +183,24 @@ class Tagger:
 
     @torch.inference_mode()
     def _run(self, windows: list[_Window], batch_size: int) -> list[np.ndarray]:
-        """Softmax probabilities per piece for every window, batched by similar length."""
+        """Softmax probabilities per piece for every window, batched by similar length.
+
+        Everything around the model call is numpy: no torch kernel wakes torch's thread pool, which on a
+        small machine would spin against ONNX Runtime's own threads when the model is an ONNX graph.
+        """
         out: list[np.ndarray | None] = [None] * len(windows)
         order = sorted(range(len(windows)), key=lambda i: len(windows[i].input_ids))
         for b in range(0, len(order), batch_size):
             batch = order[b:b + batch_size]
             width = max(len(windows[i].input_ids) for i in batch)
-            ids = torch.full((len(batch), width), self.pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            ids = np.full((len(batch), width), self.pad, dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
             for row, i in enumerate(batch):
                 seq = windows[i].input_ids
-                ids[row, :len(seq)] = torch.tensor(seq)
+                ids[row, :len(seq)] = seq
                 mask[row, :len(seq)] = 1
-            logits = self.model(input_ids=ids, attention_mask=mask).logits
-            probs = torch.softmax(logits.float(), dim=-1).numpy()
+            logits = self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
+            probs = softmax(logits.float().numpy())
             for row, i in enumerate(batch):
                 out[i] = probs[row]
         return out  # type: ignore[return-value]

@@ -363,3 +363,20 @@ def test_real_teacher_trim_and_factorize(tmp_path):
     result = factorize_embeddings(embeddings, keep, rank=128)
     print(f"factorize {result.seconds:.2f} s, explained variance {result.explained_variance_ratio.sum():.3f}")
     assert result.coordinates.shape == (len(keep), 128) and result.components.shape == (128, embeddings.shape[1])
+
+
+def test_packed_tokenizer_loads_its_file_as_is_with_the_same_ids(tokenizer, tmp_path):
+    from transformers import AutoTokenizer
+
+    from polyner.distill.package import TOKENIZER_PROBES, use_fast_tokenizer_file
+
+    keep = select_vocabulary(tokenizer, count_pieces(tokenizer, texts=SAMPLE_TEXTS))
+    trimmed, _ = trim_tokenizer(tokenizer.name_or_path, keep, tmp_path / "student")
+    before = trimmed(TOKENIZER_PROBES + SAMPLE_TEXTS, return_offsets_mapping=True)
+    assert use_fast_tokenizer_file(tmp_path / "student")
+    config = json.loads((tmp_path / "student" / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast"
+    after = AutoTokenizer.from_pretrained(str(tmp_path / "student"))
+    again = after(TOKENIZER_PROBES + SAMPLE_TEXTS, return_offsets_mapping=True)
+    assert again["input_ids"] == before["input_ids"] and again["offset_mapping"] == before["offset_mapping"]
+    assert not use_fast_tokenizer_file(tmp_path / "nowhere")

@@ -31,6 +31,7 @@ from polyner.models.onnx_backend import EXPORT_INFO_FILE, INPUT_NAMES, ONNX_FILE
 logger = logging.getLogger(__name__)
 QUANTIZATIONS = ("int8",)
 COPIED_FILES = ("README.md",)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "sentencepiece.bpe.model")
 
 
 @dataclass
@@ -131,7 +132,12 @@ def export_onnx(config: ExportConfig) -> ExportResult:
     _, agreement = _compare(model, target, checks)
     if out.resolve() != source.resolve():
         model.config.save_pretrained(out)
-        tokenizer.save_pretrained(out)
+        if (source / "tokenizer.json").exists():  # the tokenizer files as they are (same class, same pipeline)
+            for name in TOKENIZER_FILES:
+                if (source / name).exists():
+                    shutil.copy2(source / name, out / name)
+        else:
+            tokenizer.save_pretrained(out)
         for name in COPIED_FILES:
             if (source / name).exists():
                 shutil.copy2(source / name, out / name)
