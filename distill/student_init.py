@@ -73,20 +73,21 @@ def rank_ffn_neurons(teacher: torch.nn.Module, batches: Sequence[dict[str, torch
     norm of its output weights: what the layer loses when the neuron is cut.
     """
     base = getattr(teacher, teacher.base_model_prefix)
-    sums: dict[int, torch.Tensor] = {}
-    tokens = [0]
-    hooks = []
-    mask_holder: dict[str, torch.Tensor] = {}
-    for index in layers:
-        def hook(_module, _inputs, output, index=index):
-            mask = mask_holder["mask"].unsqueeze(-1).to(output.dtype)
-            sums[index] = sums.get(index, 0) + (output.abs() * mask).sum(dim=(0, 1)).double()
-        hooks.append(base.encoder.layer[index].intermediate.register_forward_hook(hook))
+    sums: dict[int, torch.Tensor] = {index: torch.zeros((), dtype=torch.float64) for index in layers}
+    seen = {"mask": None, "tokens": 0}  # the batch being run, read by the hooks
+
+    def hook_for(index: int):
+        def hook(_module, _inputs, output):
+            mask = seen["mask"].unsqueeze(-1).to(output.dtype)
+            sums[index] = sums[index] + (output.abs() * mask).sum(dim=(0, 1)).double()
+        return hook
+
+    hooks = [base.encoder.layer[index].intermediate.register_forward_hook(hook_for(index)) for index in layers]
     teacher.eval()
     try:
         for batch in batches:
-            mask_holder["mask"] = batch["attention_mask"]
-            tokens[0] += int(batch["attention_mask"].sum())
+            seen["mask"] = batch["attention_mask"]
+            seen["tokens"] += int(batch["attention_mask"].sum())
             teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     finally:
         for handle in hooks:
@@ -94,7 +95,7 @@ def rank_ffn_neurons(teacher: torch.nn.Module, batches: Sequence[dict[str, torch
     ranking = {}
     for index in layers:
         out_norm = base.encoder.layer[index].output.dense.weight.norm(dim=0).double()
-        importance = (sums[index] / max(tokens[0], 1)) * out_norm
+        importance = (sums[index] / max(seen["tokens"], 1)) * out_norm
         ranking[index] = np.argsort(-importance.numpy(), kind="stable")
     return ranking
 
