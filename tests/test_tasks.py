@@ -218,6 +218,23 @@ def test_glue_metrics_on_hand_made_cases():
         glue_metrics(get_task("sst2"), [1], [1, 0])
 
 
+def test_constant_baselines_are_the_floor_of_each_metric():
+    from polyner.tasks.glue import constant_baseline
+    from polyner.tasks.squad import SquadExample, no_answer_baseline
+
+    train = [GlueExample("a", "b", 1)] * 3 + [GlueExample("c", "d", 0)]
+    dev = [GlueExample("e", "f", label) for label in (1, 1, 1, 0)]
+    # always "equivalent": precision 3/4, recall 1 -> F1 6/7
+    assert constant_baseline(get_task("mrpc"), train, dev) == {"f1": pytest.approx(600 / 7), "accuracy": 75.0}
+    assert constant_baseline(get_task("cola"), train, dev)["mcc"] == 0.0
+    scores = [GlueExample("a", "b", s) for s in (1.0, 2.0, 4.0)]
+    assert constant_baseline(get_task("stsb"), scores, scores) == {"pearson": 0.0, "spearman": 0.0}
+    with pytest.raises(ValueError, match="baseline"):
+        constant_baseline(get_task("sst2"), [], dev)
+    questions = [SquadExample("1", "q", "c", ["x"], [0]), SquadExample("2", "q", "c"), SquadExample("3", "q", "c")]
+    assert no_answer_baseline(questions)["best_f1"] == pytest.approx(200 / 3)
+
+
 def test_task_names_and_subsampling():
     assert get_task("SST-2") is get_task("sst2") and get_task("STS_B").is_regression
     with pytest.raises(ValueError, match="unknown GLUE task"):
@@ -534,6 +551,9 @@ def test_cli_finetune_glue_and_squad_write_one_results_table(tmp_path, student_d
     text = results.read_text()
     assert text.count("<!-- polyner:finetune-glue-squad -->") == 1
     assert "| tiny-student |" in text and "XtremeDistil-l6-h256 (paper) | 13M | 91.2" in text
+    runs = {r["task"]: r for r in read_runs(results)}
+    assert set(runs["mrpc"]["baseline"]) == {"f1", "accuracy"} and "best_f1" in runs["squad"]["baseline"]
+    assert "constant baseline |" in text
     assert {(r["name"], r["task"]) for r in read_runs(results)} == {("tiny-student", "mrpc"),
                                                                   ("tiny-student", "squad")}
     bad = runner.invoke(app, ["finetune", "glue", "--task", "wnli", *common])

@@ -209,7 +209,7 @@ def _setup(config: FinetuneConfig):
 
 def finetune_glue(config: FinetuneConfig) -> dict:
     """Fine-tune on one GLUE task (train split, or a sample of it) with checkpoint choice on dev."""
-    from polyner.tasks.glue import get_task, load_glue, subsample
+    from polyner.tasks.glue import constant_baseline, get_task, load_glue, subsample
     from polyner.tasks.task_data import glue_task_data
     from polyner.tasks.heads import load_encoder_with_head
 
@@ -226,7 +226,8 @@ def finetune_glue(config: FinetuneConfig) -> dict:
     model = load_encoder_with_head(source, "classify", task.labels, pooling=config.pooling)
     data = glue_task_data(task, tokenizer, train, dev, config)
     data.description.update({"train_origin": train_origin, "train_available": full_train,
-                             "dev_origin": dev_origin, "dev_size": len(dev), "dev_available": full_dev})
+                             "dev_origin": dev_origin, "dev_size": len(dev), "dev_available": full_dev,
+                             "baseline": constant_baseline(task, train, dev)})
     return run_training(config, model, tokenizer, data)
 
 
@@ -234,7 +235,7 @@ def finetune_squad(config: FinetuneConfig) -> dict:
     """Fine-tune on SQuAD 2.0 (train, or a sample of its questions); choose on dev F1 with a tuned threshold."""
     from polyner.tasks.glue import subsample
     from polyner.tasks.heads import load_encoder_with_head
-    from polyner.tasks.squad import load_squad
+    from polyner.tasks.squad import load_squad, no_answer_baseline
     from polyner.tasks.task_data import squad_task_data
 
     config.task = "squad"
@@ -250,5 +251,5 @@ def finetune_squad(config: FinetuneConfig) -> dict:
     data = squad_task_data(tokenizer, train, dev, config)
     data.description.update({"train_origin": train_origin, "train_questions": len(train),
                              "train_available": full_train, "dev_origin": dev_origin, "dev_size": len(dev),
-                             "dev_available": full_dev})
+                             "dev_available": full_dev, "baseline": no_answer_baseline(dev)})
     return run_training(config, model, tokenizer, data)

@@ -50,7 +50,8 @@ def run_row(record: dict) -> dict:
             "train_available": record["train_available"], "dev_size": record["dev_size"],
             "dev_available": record["dev_available"], "origin": record["dev_origin"], "epochs": record["epochs"],
             "steps": record["steps"], "max_length": record["max_length"], "lr": record["config"]["lr"],
-            "minutes": record["minutes"], "date": record["date"]}
+            "minutes": record["minutes"], "date": record["date"],
+            "baseline": {k: round(v, 2) for k, v in (record.get("baseline") or {}).items()}}
 
 
 def read_runs(path: str | Path) -> list[dict]:
@@ -76,11 +77,7 @@ def _origin(run: dict) -> str:
     if not origin.startswith("/"):
         return origin  # a hub dataset
     path = Path(origin)
-    note = ""
-    if run["task"] == "squad" and run["metrics"].get("total"):
-        share = 100 * run["metrics"].get("NoAns_total", 0) / run["metrics"]["total"]
-        note = f"; always answering 'no answer' scores {share:.1f}"
-    return f"local {path.parent.name}/{path.name}{note}"
+    return f"local {path.parent.name}/{path.name}"
 
 
 def render(runs: list[dict]) -> str:
@@ -98,12 +95,13 @@ def render(runs: list[dict]) -> str:
         cells = [f"{figures[t]:.1f}" if t in figures else "n/p" for t in tasks]
         lines.append(f"| {name} | {params} | " + " | ".join(cells) + " |")
     details = ["| model | task | data | train examples | dev examples | epochs | steps | max length | lr | minutes | "
-               "date |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+               "date | result | constant baseline |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(runs, key=lambda r: (r["name"], tasks.index(r["task"]) if r["task"] in tasks else 99)):
         details.append(f"| {r['name']} | {COLUMNS.get(r['task'], (r['task'],))[0].split()[0]} | {_origin(r)} | "
                        f"{r['train_size']} of {r['train_available']} | {r['dev_size']} of {r['dev_available']} | "
                        f"{r['epochs']} | {r['steps']} | {r['max_length']} | {r['lr']:g} | {r['minutes']} | "
-                       f"{r['date']} |")
+                       f"{r['date']} | {_cell(r['task'], r['metrics'])} | "
+                       f"{_cell(r['task'], r['baseline']) if r.get('baseline') else '–'} |")
     if not runs:
         details = ["No run recorded yet: `polyner finetune glue|squad ... --results docs/results.md` adds one."]
     record = json.dumps(runs, ensure_ascii=False, sort_keys=True).replace("-->", "--\\u003e")
@@ -117,7 +115,9 @@ def render(runs: list[dict]) -> str:
         "and few epochs (2 CPU cores; see the run table), so they are not comparable one to one with the "
         "published figures, which use full training sets. MRPC/QQP: F1/accuracy (positive class); "
         "STS-B: Pearson/Spearman x 100; SQuAD2: exact match/F1; the published rows give one number per task. "
-        "n/p: not published; –: not run.",
+        "n/p: not published; –: not run. The constant baseline of each run (run table) scores its dev set "
+        "with one answer for every example: the most frequent train label (the train mean for STS-B; "
+        "'no answer' for SQuAD 2.0).",
         "",
         *lines,
         "",

@@ -136,6 +136,14 @@ def load_squad(split: str, data_dir: str | Path | None = None, use_hub: bool = T
     return examples, (f"{hub_name} {split}" if origin == "hub" else f"{origin}/{file_name}")
 
 
+def no_answer_baseline(dev: Sequence[SquadExample]) -> dict[str, float]:
+    """Dev exact match and F1 of answering "no answer" to every question: the share of unanswerable ones."""
+    if not dev:
+        raise ValueError("a baseline needs dev questions")
+    share = 100.0 * sum(ex.is_impossible for ex in dev) / len(dev)
+    return {"exact": share, "f1": share, "best_exact": share, "best_f1": share}
+
+
 def truncate_question(tokenizer, question: str, max_pieces: int) -> str:
     """``question`` without leading whitespace, cut after its first ``max_pieces`` pieces."""
     question = question.lstrip()
