@@ -101,7 +101,7 @@ def render(runs: list[dict]) -> str:
                        f"{r['train_size']} of {r['train_available']} | {r['dev_size']} of {r['dev_available']} | "
                        f"{r['epochs']} | {r['steps']} | {r['max_length']} | {r['lr']:g} | {r['minutes']} | "
                        f"{r['date']} | {_cell(r['task'], r['metrics'])} | "
-                       f"{_cell(r['task'], r['baseline']) if r.get('baseline') else '–'} |")
+                       f"{_cell(r['task'], r.get('baseline', {}))} |")
     if not runs:
         details = ["No run recorded yet: `polyner finetune glue|squad ... --results docs/results.md` adds one."]
     record = json.dumps(runs, ensure_ascii=False, sort_keys=True).replace("-->", "--\\u003e")

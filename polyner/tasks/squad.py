@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from polyner.pipelines.ner import softmax
+
 logger = logging.getLogger(__name__)
 DEFAULT_NULL_THRESHOLD = 0.5  # na_prob > 0.5 <=> the no-answer score beats the best span
 
@@ -235,11 +237,6 @@ def qa_logits(model, features: QAFeatures, pad_id: int, batch_size: int = 32,
     return starts, ends  # type: ignore[return-value]
 
 
-def _softmax(values: np.ndarray) -> np.ndarray:
-    shifted = np.exp(values - values.max())
-    return shifted / shifted.sum()
-
-
 def best_spans(contexts: Sequence[str], features: QAFeatures, start_logits: Sequence[np.ndarray],
                end_logits: Sequence[np.ndarray], config: WindowConfig) -> list[QAPrediction]:
     """The best non-null span of each context with its character offsets, and the no-answer probability.
@@ -261,8 +258,8 @@ def best_spans(contexts: Sequence[str], features: QAFeatures, start_logits: Sequ
             allowed = [cls] + [i for i, o in enumerate(offsets) if o is not None]
             if len(allowed) == 1:
                 continue
-            p_start = dict(zip(allowed, _softmax(s[allowed])))
-            p_end = dict(zip(allowed, _softmax(e[allowed])))
+            p_start = dict(zip(allowed, softmax(s[allowed])))
+            p_end = dict(zip(allowed, softmax(e[allowed])))
             top_starts = sorted(allowed[1:], key=lambda i: -s[i])[:config.n_best]
             top_ends = sorted(allowed[1:], key=lambda i: -e[i])[:config.n_best]
             for i in top_starts:
