@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -19,6 +19,8 @@ from polyner.pipelines.words import Span, segment_words, tokenizer_run_splitter
 from polyner.labels import ID2LABEL, LABELS, tags_to_spans
 
 logger = logging.getLogger(__name__)
+
+TOKENIZE_CHUNK = 256  # sentences per tokenizer call in Tagger.predict_words
 
 
 @dataclass
@@ -145,15 +147,10 @@ class Tagger:
         stride = min(self.config.stride, content // 2)
         windows: list[_Window] = []
         owner: list[dict[int, int]] = []
-        for t, words in enumerate(sentences):
-            if not words:
+        for t, pieces in enumerate(self._word_pieces(sentences, content)):
+            if not pieces:
                 owner.append({})
                 continue
-            enc = self.tokenizer(list(words), is_split_into_words=True, add_special_tokens=False)
-            pieces: list[list[int]] = [[] for _ in words]
-            for piece, word in zip(enc["input_ids"], enc.word_ids()):
-                if word is not None and len(pieces[word]) < content:
-                    pieces[word].append(piece)
             counts = [len(p) for p in pieces]
             planned = plan_windows(counts, content, stride)
             owner.append({word: len(windows) + w for word, w in choose_windows(planned, counts).items()})
@@ -180,6 +177,29 @@ class Tagger:
                 tagged.append((self.id2label[best], float(p[best])))
             results.append(tagged)
         return results
+
+    def _word_pieces(self, sentences: Sequence[Sequence[str]], content: int) -> Iterator[list[list[int]]]:
+        """The piece ids of each word of each sentence (at most ``content`` per word), tokenized in chunks.
+
+        One tokenizer call per chunk of sentences instead of one per sentence: the fast tokenizer
+        encodes a chunk in one pass, which takes a visible share off the time of short sentences.
+        """
+        for first in range(0, len(sentences), TOKENIZE_CHUNK):
+            chunk = [list(words) for words in sentences[first:first + TOKENIZE_CHUNK]]
+            filled = [i for i, words in enumerate(chunk) if words]
+            enc = self.tokenizer([chunk[i] for i in filled], is_split_into_words=True,
+                                 add_special_tokens=False) if filled else None
+            encoded = {i: row for row, i in enumerate(filled)}
+            for i, words in enumerate(chunk):
+                if not words:
+                    yield []
+                    continue
+                row = encoded[i]
+                pieces: list[list[int]] = [[] for _ in words]
+                for piece, word in zip(enc["input_ids"][row], enc.word_ids(row)):
+                    if word is not None and len(pieces[word]) < content:
+                        pieces[word].append(piece)
+                yield pieces
 
     @torch.inference_mode()
     def _run(self, windows: list[_Window], batch_size: int) -> list[np.ndarray]:

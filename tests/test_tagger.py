@@ -167,3 +167,17 @@ def test_real_tiny_model_round_trip(tiny_model_dir, tokenizer):
     texts = SAMPLE_TEXTS[:8]
     assert loaded(texts) == in_memory(texts)
     assert loaded.tag_words([["Angela", "Merkel"]]) == in_memory.tag_words([["Angela", "Merkel"]])
+
+
+def test_chunked_tokenization_matches_one_text_at_a_time(rule_tagger, monkeypatch):
+    """Texts are tokenized in chunks; chunk seams and empty texts between full ones change no result."""
+    import polyner.pipelines.ner as ner
+
+    texts = [text if i % 4 else "   " for i, text in enumerate(TRICKY * 2)]
+    one_by_one = [rule_tagger(text) for text in texts]
+    sentences = [[], ["Anna", "in", "Paris"], [], ["Rome"]]
+    words_one_by_one = [rule_tagger.tag_words([words])[0] for words in sentences]
+    for chunk in (1, 3, 1000):
+        monkeypatch.setattr(ner, "TOKENIZE_CHUNK", chunk)
+        assert rule_tagger(texts) == one_by_one
+        assert rule_tagger.tag_words(sentences) == words_one_by_one
