@@ -85,6 +85,7 @@ class StudentLayer(nn.Module):
         self.attention_dropout = config.attention_probs_dropout_prob
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``mask``: boolean ``[batch, 1, 1, length]`` (True = attend); additive float while exporting to ONNX."""
         batch, length, width = hidden.shape
 
         def heads(x: torch.Tensor) -> torch.Tensor:
@@ -93,7 +94,7 @@ class StudentLayer(nn.Module):
         query, key, value = heads(self.query(hidden)), heads(self.key(hidden)), heads(self.value(hidden))
         if torch.onnx.is_in_onnx_export():  # written out: ONNX Runtime runs this faster than the exported SDPA
             scores = torch.matmul(query, key.transpose(-1, -2)) / math.sqrt(width // self.heads)
-            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            scores = scores + mask  # additive (0 / very negative), built once per forward: no Where per layer
             context = torch.matmul(torch.softmax(scores, dim=-1), value)
         else:
             context = nn.functional.scaled_dot_product_attention(
@@ -147,6 +148,8 @@ class PolynerStudentModel(PolynerStudentPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         mask = attention_mask[:, None, None, :].bool()
+        if torch.onnx.is_in_onnx_export():  # an additive mask: one Add per layer in the graph instead of a Where
+            mask = (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
         hidden = self.embeddings(input_ids)
         states = [hidden]
         for layer in self.layers:
