@@ -82,7 +82,9 @@ def bench(teacher: Path = typer.Option(..., help="The fine-tuned teacher directo
           speed_sentences: int = typer.Option(256, help="Sentences timed at batch 1 and 32."),
           cost_words: str = typer.Option("10,100,1000,10000", help="Cost-curve text lengths in words."),
           threads: int = typer.Option(os.cpu_count() or 1, help="Threads per model (torch and ONNX Runtime)."),
-          repeats: int = typer.Option(3, help="Timed passes (median) at batch 32 and per cost-curve text."),
+          repeats: int = typer.Option(3, help="Timed passes (median) at batch 32 and 1, and per cost-curve text."),
+          turns: bool = typer.Option(True, "--turns/--one-by-one",
+                                     help="Models take turns pass by pass (default) or are measured one after the other."),
           scale: bool = typer.Option(True, "--scale/--no-scale", help="Include the xlm-roberta-base-sized encoder."),
           int8_embeddings: bool = typer.Option(True, "--int8-embeddings/--fp32-embeddings",
                                                help="Quantize the int8 student's word embeddings too."),
@@ -107,7 +109,8 @@ def bench(teacher: Path = typer.Option(..., help="The fine-tuned teacher directo
         _fail("--threads, --repeats, --speed-sentences and --cost-words must be positive")
     config = BenchConfig(teacher=str(teacher), gold=str(gold), student=student, max_sentences=max_sentences,
                          speed_sentences=speed_sentences, cost_words=sizes, threads=threads, repeats=repeats,
-                         scale=scale, int8_embeddings=int8_embeddings, work=str(work) if work else None, docs=None if no_docs else str(docs))
+                         scale=scale, int8_embeddings=int8_embeddings, work=str(work) if work else None,
+                         docs=None if no_docs else str(docs), turns=turns)
     try:
         run = run_bench(config)
     except (ModelDirectoryError, FileNotFoundError, ImportError, RuntimeError, ValueError) as exc:

@@ -108,3 +108,25 @@ def test_a_contender_in_a_fresh_process(bench_run):
     result = run_contender(spec, texts_file, texts, config)
     assert result.error is None and result.isolated
     assert result.load_s > 0 and result.peak_rss_mb > 50 and result.f1_macro is not None
+
+
+def test_contenders_take_turns_in_fresh_processes(bench_run, tmp_path):
+    """Workers in turns mode: each measured in its own process; a broken one is reported, the others finish."""
+    from polyner.bench.runner import run_in_turns
+    from polyner.bench.worker import ContenderSpec
+
+    specs = [s for s in contenders(bench_run.config, bench_run.exports) if s.name in (STUDENT_TORCH, STUDENT_INT8)]
+    specs.insert(1, ContenderSpec("broken", str(tmp_path / "no-such-model"), backend="torch", repeats=2))
+    config = BenchConfig(**{**bench_run.config.__dict__, "isolate": True, "repeats": 2, "timeout_s": 120})
+    texts, _ = prepare_texts(config)
+    texts_file = tmp_path / "texts.json"
+    texts_file.write_text(json.dumps(texts), encoding="utf-8")
+    results = run_in_turns(specs, texts_file, config)
+    assert [r.name for r in results] == [STUDENT_TORCH, "broken", STUDENT_INT8]
+    broken = results[1]
+    assert broken.error and "no-such-model" in broken.error and broken.batch32_sps is None
+    for result in (results[0], results[2]):
+        assert result.error is None and result.isolated
+        assert result.batch32_sps > 0 and result.batch1_sps > 0 and result.p50_ms > 0
+        assert result.load_s > 0 and result.peak_rss_mb > 50 and result.f1_macro is not None
+        assert set(result.cost_s) == {str(n) for n in config.cost_words}

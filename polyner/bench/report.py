@@ -102,13 +102,27 @@ def checks(run: BenchRun) -> list[Check]:
     return out
 
 
+def in_turns(run: BenchRun) -> bool:
+    """Whether the models took turns pass by pass (isolated workers in turns mode)."""
+    return bool(run.config.isolate and getattr(run.config, "turns", False))
+
+
+def turns_note(run: BenchRun) -> str:
+    """How the timed passes were ordered, for the report's first sentence."""
+    if not in_turns(run):
+        return ", one model after the other"
+    return (" (the processes load one after the other, then take turns: one timed pass of each model, round after "
+            "round, so that a drift in the machine's speed during the run shifts every model alike)")
+
+
 def render(run: BenchRun, command: str = "polyner bench") -> str:
     """The whole report as markdown."""
     results = run.results
     found = by_name(results)
     teacher = found.get(TEACHER)
     lines = ["## Inference: teacher, xlm-roberta-base-sized encoder and student backends side by side", "",
-             f"Command: `{command}`. Each model is measured in {'a fresh process of its own' if all(r.isolated for r in results) else 'this process (not isolated: load time and RSS are not its own)'}, "
+             f"Command: `{command}`. Each model is measured in {'a fresh process of its own' if all(r.isolated for r in results) else 'this process (not isolated: load time and RSS are not its own)'}"
+             f"{turns_note(run)}, "
              f"on the same texts, with {run.config.threads} thread(s) (torch intra-op threads and ONNX Runtime "
              "intra-op threads).", "", "Machine:", ""]
     lines += [f"- {key}: {value}" for key, value in run.machine.items()]
@@ -118,8 +132,9 @@ def render(run: BenchRun, command: str = "polyner bench") -> str:
               f"seeded sample of {t['speed_sentences']} of them ({t['speed_words']} words), read as pre-split words "
               f"through the same `Tagger` (tokenization, windows, decoding included).", "",
               "- sentences/s at batch 32: the speed sample in one call, batches of 32 (median of "
-              f"{run.config.repeats}, after one untimed pass); at batch 1: one call per sentence; p50: median "
-              "time of those calls. Cost curve: after one untimed text of up to 3,000 words.",
+              f"{run.config.repeats} passes, after one untimed pass); at batch 1: one call per sentence "
+              f"({'median of ' + str(run.config.repeats) + ' passes' if in_turns(run) else 'one pass'}); p50: "
+              "median time of those calls. Cost curve: after one untimed text of up to 3,000 words.",
               "- load: `polyner.load()` in a fresh process after `import polyner`; peak RSS: the high-water mark of "
               "that process's resident memory (`VmHWM`, as `ru_maxrss` would carry the parent's over `exec`) after "
               "its speed and cost-curve runs, before the F1 scorer is imported; size: the weights file and every top-level file of the model "

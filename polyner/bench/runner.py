@@ -12,13 +12,15 @@ import json
 import logging
 import os
 import random
+import selectors
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from polyner.bench.worker import XLMR_BASE_GEOMETRY, ContenderSpec, Measurement, measure
+from polyner.bench.worker import REPLY, XLMR_BASE_GEOMETRY, ContenderSpec, Measurement, measure
 
 logger = logging.getLogger(__name__)
 TEACHER, SCALE = "teacher", "xlm-roberta-base-sized"
@@ -44,6 +46,7 @@ class BenchConfig:
     work: str | None = None  # where the ONNX exports go (default $POLYNER_HOME/bench)
     docs: str | None = "docs/benchmarks.md"
     isolate: bool = True  # one fresh process per model (False: in this process, for tests)
+    turns: bool = True  # isolated workers take turns pass by pass (False: each model measured alone, in order)
     timeout_s: float = 7200.0
     seed: int = 0
 
@@ -113,15 +116,19 @@ def contenders(config: BenchConfig, exports: dict[str, dict]) -> list[ContenderS
     return specs
 
 
+def _worker_env(spec: ContenderSpec) -> dict[str, str]:
+    threads = str(spec.threads)
+    return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"}
+
+
 def run_contender(spec: ContenderSpec, texts_file: Path, texts: dict, config: BenchConfig) -> Measurement:
-    """Measure one model, in a fresh process when ``config.isolate``."""
+    """Measure one model alone, in a fresh process when ``config.isolate``."""
     if not config.isolate:
         return measure(spec, texts, isolated=False)
     with tempfile.TemporaryDirectory(prefix="polyner-bench-") as tmp:
         spec_file, out_file = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_file.write_text(json.dumps(asdict(spec)), encoding="utf-8")
-        threads = str(spec.threads)
-        env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"}
+        env = _worker_env(spec)
         command = [sys.executable, "-m", "polyner.bench.worker", str(spec_file), str(texts_file), str(out_file)]
         try:
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=config.timeout_s)
@@ -132,6 +139,111 @@ def run_contender(spec: ContenderSpec, texts_file: Path, texts: dict, config: Be
             return Measurement(spec.name, spec.backend or "torch",
                                error=f"worker exited with {done.returncode}: {' | '.join(tail)}")
         return Measurement(**json.loads(out_file.read_text(encoding="utf-8")))
+
+
+class TurnWorker:
+    """A worker process in turns mode (``python -m polyner.bench.worker ... --turns``) and its protocol."""
+
+    def __init__(self, spec: ContenderSpec, texts_file: Path, folder: Path) -> None:
+        self.spec = spec
+        self.out_file = folder / f"{len(list(folder.iterdir()))}-out.json"
+        spec_file = self.out_file.with_name(self.out_file.name.replace("out", "spec"))
+        spec_file.write_text(json.dumps(asdict(spec)), encoding="utf-8")
+        self.stderr = open(self.out_file.with_suffix(".log"), "w+", encoding="utf-8")
+        command = [sys.executable, "-m", "polyner.bench.worker", str(spec_file), str(texts_file), str(self.out_file),
+                   "--turns"]
+        self.process = subprocess.Popen(command, env=_worker_env(spec), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=self.stderr, bufsize=0)
+        self._buffer = b""
+        self.error: str | None = None
+
+    def ask(self, command: str | None, timeout_s: float) -> dict:
+        """Send ``command`` (None: only wait) and return the worker's next protocol line; errors set ``self.error``."""
+        if self.error:
+            return {"error": self.error}
+        try:
+            if command is not None:
+                self.process.stdin.write((command + "\n").encode())
+                self.process.stdin.flush()
+            return self._next_reply(time.monotonic() + timeout_s)
+        except (OSError, TimeoutError, ValueError) as exc:
+            self.error = self._describe(exc)
+            self.close()
+            return {"error": self.error}
+
+    def _next_reply(self, deadline: float) -> dict:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            while True:
+                while b"\n" in self._buffer:
+                    line, self._buffer = self._buffer.split(b"\n", 1)
+                    text = line.decode("utf-8", "replace")
+                    if text.startswith(REPLY):
+                        reply = json.loads(text[len(REPLY):])
+                        if "error" in reply:
+                            raise ValueError(reply["error"])
+                        return reply
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("timed out")
+                if selector.select(left):
+                    chunk = os.read(self.process.stdout.fileno(), 65536)
+                    if not chunk:
+                        raise OSError("worker exited")
+                    self._buffer += chunk
+
+    def _describe(self, exc: Exception) -> str:
+        self.stderr.flush()
+        self.stderr.seek(0)
+        tail = [line for line in self.stderr.read().strip().splitlines() if line.strip()][-3:]
+        return f"{exc}" + (f": {' | '.join(tail)}" if tail else "")
+
+    def result(self) -> Measurement:
+        """The worker's measurement (or one carrying its error)."""
+        if self.out_file.exists():
+            return Measurement(**json.loads(self.out_file.read_text(encoding="utf-8")))
+        return Measurement(self.spec.name, self.spec.backend or "torch", error=self.error or "no result written")
+
+    def close(self) -> None:
+        """End the process (if still running) and its log."""
+        if self.process.poll() is None:
+            try:
+                self.process.stdin.close()
+                self.process.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+        self.stderr.close()
+
+
+def run_in_turns(specs: list[ContenderSpec], texts_file: Path, config: BenchConfig) -> list[Measurement]:
+    """Every model in its own process: loaded one after the other, then timed pass by pass in turns
+    (``repeats`` rounds at batch 32, then ``repeats`` at batch 1), then finished one at a time."""
+    with tempfile.TemporaryDirectory(prefix="polyner-bench-") as tmp:
+        workers: list[TurnWorker] = []
+        try:
+            for spec in specs:  # one at a time: load time and load memory are each model's own
+                logger.info("loading %s (%s)", spec.name, spec.path)
+                worker = TurnWorker(spec, texts_file, Path(tmp))
+                worker.ask(None, config.timeout_s)
+                workers.append(worker)
+            for step in ("batch32", "batch1"):
+                for round_ in range(max(1, config.repeats)):
+                    for worker in workers:
+                        reply = worker.ask(step, config.timeout_s)
+                        if "sps" in reply:
+                            logger.info("%s %s pass %d: %.1f sentences/s", worker.spec.name, step, round_ + 1,
+                                        reply["sps"])
+            for worker in workers:
+                logger.info("finishing %s (cost curve, F1)", worker.spec.name)
+                worker.ask("finish", config.timeout_s)
+                worker.close()
+            return [worker.result() for worker in workers]
+        finally:
+            for worker in workers:
+                if worker.process.poll() is None:
+                    worker.process.kill()
+                    worker.process.wait()
 
 
 def run_bench(config: BenchConfig) -> BenchRun:
@@ -146,6 +258,12 @@ def run_bench(config: BenchConfig) -> BenchRun:
     exports = export_students(config, work)
     texts_file = work / "texts.json"
     texts_file.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+    if config.isolate and config.turns:
+        results = run_in_turns(contenders(config, exports), texts_file, config)
+        for result in results:
+            if result.error:
+                logger.warning("%s failed: %s", result.name, result.error)
+        return BenchRun(config, results, machine, about, exports)
     results = []
     for spec in contenders(config, exports):
         logger.info("measuring %s (%s)", spec.name, spec.path)

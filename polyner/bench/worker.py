@@ -1,7 +1,9 @@
 """Measure one model: load time, speed at batch 1 and 32, latency, peak RSS, F1, the cost curve.
 
-Run as ``python -m polyner.bench.worker SPEC.json TEXTS.json OUT.json`` by the bench runner, one fresh
-process per model, so that load time and peak RSS (``VmHWM``) belong to that model alone.
+Run as ``python -m polyner.bench.worker SPEC.json TEXTS.json OUT.json --turns`` by the bench runner, one fresh
+process per model, so that load time and peak RSS (``VmHWM``) belong to that model alone; with ``--turns`` the
+workers load one after the other, then take turns pass by pass at the runner's command (see
+:func:`serve_turns`), so a machine whose speed drifts during the run shifts every model alike.
 """
 from __future__ import annotations
 
@@ -99,71 +101,110 @@ def load_contender(spec: ContenderSpec):
     return Tagger(XLMRobertaForTokenClassification(config).eval(), tokenizer, name=spec.name)
 
 
-def measure(spec: ContenderSpec, texts: dict, isolated: bool = True) -> Measurement:
-    """Measure one contender on the shared texts (``speed``: word lists; ``f1``: gold sentences; ``cost``: texts)."""
-    import torch
+class ContenderSession:
+    """One loaded contender, measured in steps, so that several can take turns pass by pass.
 
-    from polyner.data.iob2 import Sentence
+    ``load`` (timed), then any number of ``batch32_pass`` / ``batch1_pass`` calls in any order, then
+    ``finish`` (cost curve, peak RSS, F1) gives the :class:`Measurement`.
+    """
 
-    torch.set_num_threads(spec.threads)
-    started = time.perf_counter()
-    tagger = load_contender(spec)
-    load_s = time.perf_counter() - started
-    backend = type(tagger.model).__name__
-    result = Measurement(spec.name, "onnx" if backend == "OnnxTokenClassifier" else "torch", trained=spec.trained,
-                         isolated=isolated)
-    result.load_s = load_s if spec.kind == "dir" else None
-    _describe_files(spec, tagger, result)
+    def __init__(self, spec: ContenderSpec, texts: dict, isolated: bool = True) -> None:
+        self.spec, self.texts, self.isolated = spec, texts, isolated
+        self.rates: list[float] = []  # sentences/s of each batch-32 pass
+        self.batch1_rates: list[float] = []  # sentences/s of each batch-1 pass
+        self.latencies: list[float] = []  # seconds of every batch-1 call
+        self.tagger = None
+        self.result: Measurement | None = None
 
-    speed = texts["speed"]
-    tagger.tag_words(speed, batch_size=spec.batch_size)  # warm-up: every batch shape once, untimed
-    rates = []
-    for _ in range(max(1, spec.repeats)):
+    def load(self) -> None:
+        """Load the model (timed), describe its files and warm up on the speed texts (untimed)."""
+        import torch
+
+        torch.set_num_threads(self.spec.threads)
+        started = time.perf_counter()
+        self.tagger = load_contender(self.spec)
+        load_s = time.perf_counter() - started
+        backend = type(self.tagger.model).__name__
+        self.result = Measurement(self.spec.name, "onnx" if backend == "OnnxTokenClassifier" else "torch",
+                                  trained=self.spec.trained, isolated=self.isolated)
+        self.result.load_s = load_s if self.spec.kind == "dir" else None
+        _describe_files(self.spec, self.tagger, self.result)
+        self.tagger.tag_words(self.texts["speed"], batch_size=self.spec.batch_size)  # every batch shape once
+
+    def batch32_pass(self) -> float:
+        """One timed pass over the speed texts in batches; its sentences/s."""
+        speed = self.texts["speed"]
         begin = time.perf_counter()
-        tagger.tag_words(speed, batch_size=spec.batch_size)
-        rates.append(len(speed) / (time.perf_counter() - begin))
-    result.batch32_sps = statistics.median(rates)
-    latencies = []
-    for words in speed:
-        begin = time.perf_counter()
-        tagger.tag_words([words], batch_size=1)
-        latencies.append(time.perf_counter() - begin)
-    result.batch1_sps = len(speed) / sum(latencies)
-    result.p50_ms = 1000 * statistics.median(latencies)
+        self.tagger.tag_words(speed, batch_size=self.spec.batch_size)
+        self.rates.append(len(speed) / (time.perf_counter() - begin))
+        return self.rates[-1]
 
-    cost = texts.get("cost", {})
-    if cost:  # warm-up with full batches of full windows (the largest shapes), so no size pays for first use
-        longest = max(cost.values(), key=len).split(" ")
-        tagger(" ".join(longest[:3000]), batch_size=spec.batch_size)
-    for words, text in cost.items():
+    def batch1_pass(self) -> float:
+        """One timed pass over the speed texts, one call per sentence; its sentences/s."""
+        speed = self.texts["speed"]
         times = []
-        for _ in range(max(1, spec.repeats)):
+        for words in speed:
             begin = time.perf_counter()
-            tagger(text, batch_size=spec.batch_size)
+            self.tagger.tag_words([words], batch_size=1)
             times.append(time.perf_counter() - begin)
-        result.cost_s[words] = statistics.median(times)
-    result.peak_rss_mb = peak_rss_mb()  # tagging only: before the F1 scorer (seqeval) is imported
+        self.latencies.extend(times)
+        self.batch1_rates.append(len(speed) / sum(times))
+        return self.batch1_rates[-1]
 
-    if spec.trained and texts.get("f1"):
-        from polyner.evaluate import evaluate_by_language, macro
+    def finish(self) -> Measurement:
+        """Speed medians, the cost curve, peak RSS and (trained models) F1 per language."""
+        from polyner.data.iob2 import Sentence
 
-        sentences = [Sentence(s["words"], s["tags"], s["lang"]) for s in texts["f1"]]
-        predicted: list[list[str]] = []
+        spec, tagger, result = self.spec, self.tagger, self.result
+        if not self.rates:
+            self.batch32_pass()
+        if not self.batch1_rates:
+            self.batch1_pass()
+        result.batch32_sps = statistics.median(self.rates)
+        result.batch1_sps = statistics.median(self.batch1_rates)
+        result.p50_ms = 1000 * statistics.median(self.latencies)
+        cost = self.texts.get("cost", {})
+        if cost:  # warm-up with full batches of full windows (the largest shapes), so no size pays for first use
+            longest = max(cost.values(), key=len).split(" ")
+            tagger(" ".join(longest[:3000]), batch_size=spec.batch_size)
+        for words, text in cost.items():
+            times = []
+            for _ in range(max(1, spec.repeats)):
+                begin = time.perf_counter()
+                tagger(text, batch_size=spec.batch_size)
+                times.append(time.perf_counter() - begin)
+            result.cost_s[words] = statistics.median(times)
+        result.peak_rss_mb = peak_rss_mb()  # tagging only: before the F1 scorer (seqeval) is imported
 
-        def tag_and_keep(word_lists):
-            tags = tagger.tag_words(word_lists, batch_size=spec.batch_size)
-            predicted.extend(tags)
-            return tags
+        if spec.trained and self.texts.get("f1"):
+            from polyner.evaluate import evaluate_by_language, macro
 
-        scores = evaluate_by_language(tag_and_keep, sentences)
-        result.f1_macro = macro(scores).f1
-        result.f1_by_lang = {lang: s.f1 for lang, s in scores.items()}
-        order = sorted(range(len(sentences)), key=lambda i: sentences[i].lang)  # evaluate_by_language's order
-        result.tags = [[] for _ in sentences]
-        for position, index in enumerate(order):
-            result.tags[index] = predicted[position]
+            sentences = [Sentence(s["words"], s["tags"], s["lang"]) for s in self.texts["f1"]]
+            predicted: list[list[str]] = []
 
-    return result
+            def tag_and_keep(word_lists):
+                tags = tagger.tag_words(word_lists, batch_size=spec.batch_size)
+                predicted.extend(tags)
+                return tags
+
+            scores = evaluate_by_language(tag_and_keep, sentences)
+            result.f1_macro = macro(scores).f1
+            result.f1_by_lang = {lang: s.f1 for lang, s in scores.items()}
+            order = sorted(range(len(sentences)), key=lambda i: sentences[i].lang)  # evaluate_by_language's order
+            result.tags = [[] for _ in sentences]
+            for position, index in enumerate(order):
+                result.tags[index] = predicted[position]
+        return result
+
+
+def measure(spec: ContenderSpec, texts: dict, isolated: bool = True) -> Measurement:
+    """Measure one contender alone on the shared texts (``speed``: word lists; ``f1``: gold sentences; ``cost``: texts)."""
+    session = ContenderSession(spec, texts, isolated)
+    session.load()
+    for _ in range(max(1, spec.repeats)):
+        session.batch32_pass()
+    session.batch1_pass()
+    return session.finish()
 
 
 def _describe_files(spec: ContenderSpec, tagger, result: Measurement) -> None:
@@ -182,14 +223,62 @@ def _describe_files(spec: ContenderSpec, tagger, result: Measurement) -> None:
         result.quantization = export_info(folder).get("quantization")
 
 
+REPLY = "POLYNER-BENCH "  # prefix of the worker's protocol lines on stdout (other output is ignored)
+
+
+def reply(payload: dict) -> None:
+    """One protocol line to the runner."""
+    sys.stdout.write(REPLY + json.dumps(payload) + "\n")
+    sys.stdout.flush()
+
+
+def serve_turns(spec: ContenderSpec, texts: dict, out: Path) -> None:
+    """Take turns with other workers: load, say ready, then run the runner's commands one line at a time.
+
+    Commands on stdin: ``batch32`` and ``batch1`` (one timed pass, answered with its sentences/s) and
+    ``finish`` (cost curve and F1, written to ``out``; the worker then exits).
+    """
+    session = ContenderSession(spec, texts)
+    try:
+        session.load()
+    except Exception as exc:
+        logger.exception("loading %s failed", spec.name)
+        out.write_text(json.dumps(asdict(Measurement(spec.name, spec.backend or "torch",
+                                                     error=f"{type(exc).__name__}: {exc}"))), encoding="utf-8")
+        reply({"error": str(exc)})
+        return
+    reply({"ready": True})
+    steps = {"batch32": session.batch32_pass, "batch1": session.batch1_pass}
+    for line in sys.stdin:
+        command = line.strip()
+        if command in steps:
+            reply({"sps": steps[command]()})
+        elif command == "finish":
+            try:
+                result = session.finish()
+            except Exception as exc:  # reported in the table, the other models still run
+                logger.exception("measuring %s failed", spec.name)
+                result = Measurement(spec.name, spec.backend or "torch", error=f"{type(exc).__name__}: {exc}")
+            out.write_text(json.dumps(asdict(result)), encoding="utf-8")
+            reply({"done": True})
+            return
+        else:
+            reply({"error": f"unknown command {command!r}"})
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``SPEC.json TEXTS.json OUT.json``: measure and write the result (errors are written, not raised)."""
+    """``SPEC.json TEXTS.json OUT.json [--turns]``: measure and write the result (errors are written, not raised)."""
     argv = sys.argv[1:] if argv is None else argv
+    turns = "--turns" in argv
+    argv = [a for a in argv if a != "--turns"]
     if len(argv) != 3:
-        print("usage: python -m polyner.bench.worker SPEC.json TEXTS.json OUT.json", file=sys.stderr)
+        print("usage: python -m polyner.bench.worker SPEC.json TEXTS.json OUT.json [--turns]", file=sys.stderr)
         return 2
     spec = ContenderSpec(**json.loads(Path(argv[0]).read_text(encoding="utf-8")))
     texts = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
+    if turns:
+        serve_turns(spec, texts, Path(argv[2]))
+        return 0
     try:
         result = measure(spec, texts)
     except Exception as exc:  # reported in the table, the other models still run
