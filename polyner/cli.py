@@ -24,6 +24,8 @@ def tag(texts: List[str] = typer.Argument(None, help="Texts to tag; none: read -
         file: Optional[Path] = typer.Option(None, "--file", "-f", help="A text file, one text per line."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory or name (default: shipped)."),
         batch_size: int = typer.Option(32, help="Windows per forward pass."),
+        backend: Optional[str] = typer.Option(None, help="torch, onnx or onnx-int8 (exported once on first use; "
+                                              "the fastest on a CPU); default: from the model directory."),
         verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Tag texts and write one JSON line per text: {"text": ..., "entities": [...]}."""
     import polyner
@@ -39,8 +41,8 @@ def tag(texts: List[str] = typer.Argument(None, help="Texts to tag; none: read -
     else:
         lines = sys.stdin.read().splitlines()
     try:
-        tagger = polyner.load(model, batch_size=batch_size)
-    except ModelDirectoryError as exc:
+        tagger = polyner.load(model, backend=backend, batch_size=batch_size)
+    except (ModelDirectoryError, ImportError, ValueError) as exc:
         _fail(str(exc))
     for text, entities in zip(lines, tagger(lines)):
         sys.stdout.write(json.dumps({"text": text, "entities": entities}, ensure_ascii=False) + "\n")
@@ -207,6 +209,7 @@ def pack(source: Path = typer.Argument(..., help="A trained student directory (p
 
 @app.command()
 def serve(model: Optional[str] = typer.Option(None, help="Model directory or name (default: the shipped student)."),
+          backend: Optional[str] = typer.Option(None, help="torch, onnx or onnx-int8 (default: from the directory)."),
           host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8080),
           max_batch_size: Optional[int] = typer.Option(None, help="Texts per model call across requests."),
           batch_wait_ms: Optional[float] = typer.Option(None, help="How long to gather a batch."),
@@ -227,8 +230,14 @@ def serve(model: Optional[str] = typer.Option(None, help="Model directory or nam
     from polyner.loading import resolve_model
     from polyner.models.io import ModelDirectoryError, check_model_dir
 
+    from polyner.models.backend import check_backend
+
+    try:
+        check_backend(backend)
+    except ValueError as exc:
+        _fail(str(exc))
     settings = ServeSettings.from_env(
-        model=model, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
+        model=model, backend=backend, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
         max_texts_per_request=max_texts_per_request, max_chars_per_text=max_chars_per_text,
         max_chars_per_request=max_chars_per_request, request_timeout_s=request_timeout_s, api_key=api_key)
     if settings.api_key is not None and not settings.api_key.strip():

@@ -37,8 +37,10 @@ def load(path_or_name: str | Path | None = None, task: str = "ner", backend: str
 
     ``path_or_name`` is a model directory, a name under ``$POLYNER_HOME/models``, or a Hugging Face
     hub name; None loads the default student shipped inside the package, offline.
-    ``backend`` is "torch", "onnx" or None (ONNX Runtime when the directory holds model.onnx and no
-    model.safetensors); ``onnx_threads`` sets ONNX Runtime's intra-op threads (None: all cores).
+    ``backend`` is "torch", "onnx", "onnx-int8" or None (ONNX Runtime when the directory holds model.onnx
+    and no model.safetensors). "onnx" / "onnx-int8" on a directory of torch weights (the default student
+    included) export it to ONNX fp32 / dynamic int8 once, into ``$POLYNER_HOME/onnx``, and run that: the
+    fastest way to tag on a CPU. ``onnx_threads`` sets ONNX Runtime's intra-op threads (None: all cores).
     Extra keyword options go to :class:`~polyner.pipelines.ner.TaggerConfig`.
     ``task="classify"`` / ``task="qa"`` load a model fine-tuned by ``polyner finetune glue`` / ``squad`` and
     return a :class:`~polyner.tasks.inference.SequenceClassifier` / :class:`~polyner.tasks.inference.QuestionAnswerer`.
@@ -53,7 +55,7 @@ def load(path_or_name: str | Path | None = None, task: str = "ner", backend: str
 
         if isinstance(target, Path):
             model, tokenizer = load_with_backend(target, backend, onnx_threads)
-        elif backend == "onnx":
+        elif backend in ("onnx", "onnx-int8"):
             raise ModelDirectoryError(f"the ONNX backend needs a local model directory, not {target!r}: "
                                       "export one with `polyner export MODEL --format onnx --out DIR`")
         else:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 from contextlib import asynccontextmanager
@@ -42,14 +43,18 @@ def model_info(tagger, settings: ServeSettings) -> ModelInfo:
 
     model = tagger.model
     parameters = sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else 0
-    folder = Path(getattr(tagger, "source", "") or "")
+    model_file = getattr(model, "model_file", None)  # an ONNX model: its own folder (maybe an export of source)
+    folder = Path(model_file).parent if model_file else Path(getattr(tagger, "source", "") or "")
     size = sum(f.stat().st_size for f in folder.glob("*") if f.is_file()) if folder.is_dir() else 0
     languages = list(getattr(getattr(model, "config", None), "polyner_languages", None) or TARGET_LANGUAGES)
     limits = {k: float(getattr(settings, k)) for k in ("max_texts_per_request", "max_chars_per_text",
                                                         "max_chars_per_request", "max_batch_size", "batch_wait_ms",
                                                         "request_timeout_s")}
+    from polyner.models.backend import backend_of
+
     return ModelInfo(name=tagger.name or "polyner", version=__version__, languages=languages,
-                     labels=tagger.labels, parameters=parameters, size_bytes=size, limits=limits)
+                     labels=tagger.labels, parameters=parameters, size_bytes=size, backend=backend_of(model),
+                     limits=limits)
 
 
 def create_app(settings: ServeSettings | None = None, tagger=None) -> FastAPI:
@@ -65,7 +70,8 @@ def create_app(settings: ServeSettings | None = None, tagger=None) -> FastAPI:
         if loaded is None:
             import polyner
 
-            loaded = await asyncio.get_running_loop().run_in_executor(None, polyner.load, settings.model)
+            loaded = await asyncio.get_running_loop().run_in_executor(
+                None, functools.partial(polyner.load, settings.model, backend=settings.backend))
         state.tagger = loaded
         state.batcher = MicroBatcher(tag_and_detect(loaded), settings.max_batch_size, settings.batch_wait_ms)
         state.batcher.start()

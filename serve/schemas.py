@@ -60,6 +60,7 @@ class ModelInfo(BaseModel):
     labels: list[str]
     parameters: int
     size_bytes: int
+    backend: str = "torch"  # torch, onnx or onnx-int8
     limits: dict[str, float]
 
 

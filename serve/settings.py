@@ -10,6 +10,7 @@ class ServeSettings:
     """Every knob of ``polyner serve``; each limit's name appears in the error that enforces it."""
 
     model: str | None = None  # None: the shipped default
+    backend: str | None = None  # None: from the model directory; "torch", "onnx" or "onnx-int8" (see polyner.load)
     max_texts_per_request: int = 64
     max_chars_per_text: int = 10_000
     max_chars_per_request: int = 100_000

@@ -78,7 +78,7 @@ def test_tag_output_matches_the_tagger(runner, tiny_model_dir, rule_tagger, monk
 
     seen = {}
 
-    def fake_load(model, batch_size=32):
+    def fake_load(model, batch_size=32, backend=None):
         seen.update(model=model, batch_size=batch_size)
         return rule_tagger
 

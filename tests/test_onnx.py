@@ -154,14 +154,53 @@ class TestBackend:
     def test_errors(self, student_dir, onnx_dir, tmp_path):
         with pytest.raises(ModelDirectoryError, match="not found"):
             polyner.load(tmp_path / "missing", backend="onnx")
-        with pytest.raises(ModelDirectoryError, match="no ONNX model"):
-            polyner.load(student_dir, backend="onnx")
+        with pytest.raises(ModelDirectoryError, match="not int8"):
+            polyner.load(onnx_dir, backend="onnx-int8")  # an fp32 graph and no torch weights to quantize
+        empty = tmp_path / "config-only"
+        empty.mkdir()
+        shutil.copy2(onnx_dir / "config.json", empty / "config.json")
+        with pytest.raises(ModelDirectoryError, match="no model weights"):
+            polyner.load(empty, backend="onnx")
         with pytest.raises(ModelDirectoryError, match="backend='onnx'"):
             polyner.load(onnx_dir, backend="torch")
         with pytest.raises(ValueError, match="unknown backend"):
             polyner.load(onnx_dir, backend="tensorrt")
         with pytest.raises(ModelDirectoryError, match="local model directory"):
             polyner.load("some-org/some-model", backend="onnx")
+        with pytest.raises(ModelDirectoryError, match="local model directory"):
+            polyner.load("some-org/some-model", backend="onnx-int8")
+
+    @pytest.mark.parametrize("backend,quantization", [("onnx", None), ("onnx-int8", "int8")])
+    def test_torch_directory_exported_once_on_first_use(self, student_dir, backend, quantization, monkeypatch):
+        from polyner.models import onnx_export
+        from polyner.models.onnx_backend import export_info
+
+        tagger = polyner.load(student_dir, backend=backend)
+        folder = tagger.model.model_file.parent
+        assert isinstance(tagger.model, OnnxTokenClassifier) and folder.parent.name == "onnx"
+        assert export_info(folder)["quantization"] == quantization
+        assert not list(folder.parent.glob(".*partial"))  # the export was renamed into place whole
+        reference = polyner.load(student_dir, backend="torch")(TEXTS)
+        agreement = entity_agreement([entity_keys(e) for e in reference],
+                                     [entity_keys(e) for e in tagger(TEXTS)]).rate
+        assert agreement == 1.0 if quantization is None else agreement > 0.8
+        monkeypatch.setattr(onnx_export, "export_onnx", lambda *a, **k: pytest.fail("exported a second time"))
+        assert polyner.load(student_dir, backend=backend).model.model_file == tagger.model.model_file
+
+    def test_incomplete_cached_export_is_redone(self, student_dir):
+        first = polyner.load(student_dir, backend="onnx").model.model_file
+        first.unlink()  # as if deleted by hand
+        again = polyner.load(student_dir, backend="onnx").model.model_file
+        assert again == first and again.exists()
+
+    def test_changed_weights_get_a_new_export(self, student_dir, tmp_path):
+        copy = tmp_path / "student-copy"
+        shutil.copytree(student_dir, copy)
+        first = polyner.load(copy, backend="onnx").model.model_file.parent
+        config = json.loads((copy / "config.json").read_text())
+        config["id2label"] = dict(config["id2label"])  # same labels; a changed file is a changed model
+        (copy / "config.json").write_text(json.dumps(config, indent=1))
+        assert polyner.load(copy, backend="onnx").model.model_file.parent != first
 
     def test_corrupt_model_file(self, onnx_dir, tmp_path):
         broken = tmp_path / "broken"
@@ -198,6 +237,41 @@ class TestBackend:
         assert response.status_code == 200, response.text
         got = [[(e["start"], e["end"], e["label"]) for e in r["entities"]] for r in response.json()["results"]]
         assert got == [[(e["start"], e["end"], e["label"]) for e in entities] for entities in expected]
+
+
+    def test_surfaces_take_a_backend_for_a_torch_directory(self, student_dir):
+        """polyner tag, the HTTP service and the spaCy pipe run a torch directory as int8 ONNX on request."""
+        spacy = pytest.importorskip("spacy")
+        pytest.importorskip("fastapi")
+        from fastapi.testclient import TestClient
+
+        from polyner.serve.app import create_app
+        from polyner.serve.settings import ServeSettings
+
+        expected = polyner.load(student_dir, backend="onnx-int8")(TEXTS[:3])
+        keys = [[(e["start"], e["end"], e["label"]) for e in entities] for entities in expected]
+        result = CliRunner().invoke(app, ["tag", "--model", str(student_dir), "--backend", "onnx-int8", *TEXTS[:3]])
+        assert result.exit_code == 0, result.output
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [[(e["start"], e["end"], e["label"]) for e in line["entities"]] for line in lines] == keys
+        with TestClient(create_app(ServeSettings(model=str(student_dir), backend="onnx-int8"))) as client:
+            info = client.get("/v1/model").json()
+            response = client.post("/v1/ner", json={"texts": TEXTS[:3]})
+        assert info["backend"] == "onnx-int8" and info["size_bytes"] > 0
+        assert [[(e["start"], e["end"], e["label"]) for e in r["entities"]] for r in response.json()["results"]] == keys
+        nlp = spacy.blank("en")
+        pipe = nlp.add_pipe("polyner", config={"model": str(student_dir), "backend": "onnx-int8",
+                                               "detect_language": False})
+        doc = nlp(TEXTS[0])
+        assert isinstance(pipe.tagger.model, OnnxTokenClassifier)
+        assert [(e.start_char, e.end_char, e.label_) for e in doc.ents] == keys[0]
+
+    def test_surfaces_refuse_an_unknown_backend(self, student_dir):
+        spacy = pytest.importorskip("spacy")
+        result = CliRunner().invoke(app, ["tag", "--model", str(student_dir), "--backend", "tensorrt", "x"])
+        assert result.exit_code == 2 and "unknown backend" in result.output
+        with pytest.raises(ValueError, match="unknown backend"):
+            spacy.blank("en").add_pipe("polyner", config={"model": str(student_dir), "backend": "tensorrt"})
 
 
 class TestCommands:

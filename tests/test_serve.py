@@ -103,7 +103,7 @@ def test_health_ready_and_model_info(client, rule_tagger):
     info = client.get("/v1/model")
     assert info.status_code == 200
     body = info.json()
-    assert set(body) == {"name", "version", "languages", "labels", "parameters", "size_bytes", "limits"}
+    assert set(body) == {"name", "version", "languages", "labels", "parameters", "size_bytes", "backend", "limits"}
     import polyner
 
     assert body["version"] == polyner.__version__
@@ -111,6 +111,7 @@ def test_health_ready_and_model_info(client, rule_tagger):
     assert body["labels"] == rule_tagger.labels == ["LOC", "ORG", "PER"]
     assert "de" in body["languages"] and "ru" in body["languages"]
     assert isinstance(body["parameters"], int) and isinstance(body["size_bytes"], int)
+    assert body["backend"] == "torch"
     defaults = ServeSettings()
     for limit in ("max_texts_per_request", "max_chars_per_text", "max_chars_per_request", "max_batch_size",
                   "batch_wait_ms", "request_timeout_s"):
@@ -254,7 +255,7 @@ def test_503_while_the_model_loads_then_200(monkeypatch, rule_tagger, tmp_path):
     release = threading.Event()
     asked: list = []
 
-    def slow_load(path):
+    def slow_load(path, backend=None):
         asked.append(path)
         assert release.wait(10), "never released"
         return rule_tagger

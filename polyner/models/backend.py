@@ -1,18 +1,23 @@
-"""Choose how a model directory is run: torch (model.safetensors) or ONNX Runtime (model.onnx)."""
+"""Choose how a model directory is run: torch (model.safetensors) or ONNX Runtime (model.onnx).
+
+"onnx" and "onnx-int8" also run a directory that holds only torch weights: it is exported to ONNX
+(fp32, or dynamic int8) once, on first use, into ``$POLYNER_HOME/onnx`` (:mod:`polyner.models.onnx_cache`).
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 from polyner.models.io import ModelDirectoryError, check_model_dir
 
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "onnx-int8")
 TORCH_FILE = "model.safetensors"
 
 
 def check_backend(backend: str | None) -> str | None:
     """``backend`` itself when it is None, "torch" or "onnx"; a ValueError otherwise."""
     if backend is not None and backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: expected 'torch', 'onnx' or None (chosen from the directory)")
+        raise ValueError(f"unknown backend {backend!r}: expected 'torch', 'onnx', 'onnx-int8' "
+                         "or None (chosen from the directory)")
     return backend
 
 
@@ -38,8 +43,40 @@ def choose_backend(path: str | Path, backend: str | None = None) -> str:
     return backend
 
 
+def onnx_directory(path: str | Path, backend: str) -> Path:
+    """The directory whose ``model.onnx`` runs ``path`` with ``backend`` "onnx" or "onnx-int8".
+
+    A directory's own ONNX model serves "onnx" (whatever its quantization) and "onnx-int8" when it is
+    int8; otherwise the torch weights are exported once into the cache (fp32 for "onnx", int8 for
+    "onnx-int8"). Fails, naming the path, when the directory has neither a fitting ONNX model nor torch weights.
+    """
+    from polyner.models.onnx_backend import ONNX_FILE, export_info
+
+    path = check_model_dir(path)
+    has_torch, has_onnx = (path / TORCH_FILE).exists(), (path / ONNX_FILE).exists()
+    want_int8 = backend == "onnx-int8"
+    if has_onnx and (not want_int8 or export_info(path).get("quantization") == "int8"):
+        return path
+    if not has_torch:  # check_model_dir saw a model file: an ONNX one that is not int8
+        raise ModelDirectoryError(f"the ONNX model in {path} is not int8 and there are no torch weights "
+                                  f"({TORCH_FILE}) to quantize: export one with `polyner export MODEL "
+                                  "--format onnx --quantize int8 --out DIR`")
+    from polyner.models.onnx_cache import cached_export
+
+    return cached_export(path, "int8" if want_int8 else None)
+
+
 def load_with_backend(path: str | Path, backend: str | None = None, onnx_threads: int | None = None):
-    """``(model, tokenizer)`` from a model directory, run by the chosen backend (see :func:`choose_backend`)."""
+    """``(model, tokenizer)`` from a model directory, run by the chosen backend (see :func:`choose_backend`).
+
+    "onnx" / "onnx-int8" on a directory of torch weights export it once (see :func:`onnx_directory`).
+    """
+    check_backend(backend)
+    if backend in ("onnx", "onnx-int8"):
+        from polyner.models.onnx_backend import load_onnx_classifier, require_onnxruntime
+
+        require_onnxruntime()
+        return load_onnx_classifier(onnx_directory(path, backend), onnx_threads)
     chosen = choose_backend(path, backend)
     if chosen == "onnx":
         from polyner.models.onnx_backend import load_onnx_classifier
@@ -48,3 +85,13 @@ def load_with_backend(path: str | Path, backend: str | None = None, onnx_threads
     from polyner.models.io import load_token_classifier
 
     return load_token_classifier(path)
+
+
+def backend_of(model) -> str:
+    """The backend name a loaded model runs on: "torch", "onnx" or "onnx-int8"."""
+    model_file = getattr(model, "model_file", None)
+    if model_file is None:
+        return "torch"
+    from polyner.models.onnx_backend import export_info
+
+    return "onnx-int8" if export_info(Path(model_file).parent).get("quantization") == "int8" else "onnx"
