@@ -15,6 +15,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from polyner.pipelines.decoding import Decoder, check_decoding
 from polyner.pipelines.words import Span, segment_words, tokenizer_run_splitter
 from polyner.labels import ID2LABEL, LABELS, tags_to_spans
 
@@ -31,6 +32,7 @@ class TaggerConfig:
     stride: int = 32  # pieces of context shared by two neighbouring windows
     batch_size: int = 32
     max_text_chars: int | None = None  # None: no limit (long texts are windowed)
+    decoding: str = "viterbi"  # "viterbi": the best IOB2-valid label sequence; "argmax": each word on its own
 
 
 @dataclass
@@ -109,10 +111,16 @@ class Tagger:
         self.source = source  # the model directory, when loaded from one
         id2label = getattr(getattr(model, "config", None), "id2label", None) or ID2LABEL
         self.id2label = {int(k): v for k, v in id2label.items()}
+        if sorted(self.id2label) != list(range(len(self.id2label))):
+            raise ValueError(f"model {name or ''} has label ids {sorted(self.id2label)}, not 0..{len(self.id2label) - 1}")
         unknown = set(self.id2label.values()) - set(LABELS)
         if unknown:
             raise ValueError(f"model {name or ''} has labels outside the IOB2 PER/ORG/LOC scheme: {sorted(unknown)}")
+        check_decoding(self.config.decoding)
         self._split_run = tokenizer_run_splitter(tokenizer)
+        if "O" not in self.id2label.values():
+            raise ValueError(f"model {name or ''} has no 'O' label")
+        self._outside = next(i for i, label in self.id2label.items() if label == "O")
         self.bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
         self.eos = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -162,20 +170,18 @@ class Tagger:
                 ids = ids[:content + 1] + [self.eos]
                 windows.append(_Window(t, list(range(start, end)), ids, first))
         probs = self._run(windows, batch_size)
+        decode = Decoder([self.id2label[i] for i in range(len(self.id2label))], self.config.decoding)
+        outside = np.eye(len(self.id2label), dtype=np.float32)[self._outside]  # a word without pieces is O
         results: list[list[tuple[str, float]]] = []
         for t, words in enumerate(sentences):
-            tagged = []
+            word_probs = np.empty((len(words), len(self.id2label)), dtype=np.float32)
             for word in range(len(words)):
                 w = owner[t].get(word)
                 window = windows[w] if w is not None else None
                 position = window.first_piece[word - window.word_indices[0]] if window else -1
-                if position < 0:
-                    tagged.append(("O", 1.0))
-                    continue
-                p = probs[w][position]
-                best = int(p.argmax())
-                tagged.append((self.id2label[best], float(p[best])))
-            results.append(tagged)
+                word_probs[word] = probs[w][position] if position >= 0 else outside
+            chosen = decode(word_probs)
+            results.append([(self.id2label[int(k)], float(word_probs[i, k])) for i, k in enumerate(chosen)])
         return results
 
     def _word_pieces(self, sentences: Sequence[Sequence[str]], content: int) -> Iterator[list[list[int]]]:

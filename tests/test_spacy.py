@@ -428,10 +428,8 @@ REAL_SENTENCES = {  # spaCy language -> (text, entities the shipped student must
 }
 
 
-KNOWN_GAPS = {  # strict: these start failing (XPASS) the day a better default finds the entities
-    "zh": "Chinese (a gold-only language, not one of the 41) is weak: the student finds 联合国 and 古特雷斯 "
-          "but cuts 北京 into 北 (LOC) and 京会 (ORG)",
-}
+KNOWN_GAPS: dict[str, str] = {}  # strict xfails: they start failing (XPASS) the day the default finds the entities
+# (zh left this list with IOB2-constrained decoding: 北京 is no longer cut into 北 (LOC) and 京会 (ORG))
 
 
 @pytest.mark.slow
