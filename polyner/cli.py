@@ -97,6 +97,8 @@ def evaluate(models: List[str] = typer.Argument(..., help="Model directories (se
              results: Path = typer.Option(Path("docs/results.md"), help="Markdown file to write the tables to."),
              section: Optional[str] = typer.Option(None, help="Section name in the results file."),
              batch_size: int = typer.Option(64),
+             decoding: str = typer.Option("viterbi", help="Word labels: viterbi (IOB2-constrained, the "
+                                          "Tagger's default) or argmax (each word on its own)."),
              verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Word-level seqeval (strict IOB2) per language and macro average; prints and writes docs/results.md."""
     from polyner.evaluation_run import EvaluationRequest, run_evaluation
@@ -107,7 +109,8 @@ def evaluate(models: List[str] = typer.Argument(..., help="Model directories (se
         models=models, data=data, splits=[s.strip() for s in split.split(",") if s.strip()],
         langs=[s.strip() for s in langs.split(",")] if langs else None,
         names=[s.strip() for s in names.split(",")] if names else None, max_sentences=max_sentences,
-        wikiann_path=wikiann_path, results=str(results), section=section, batch_size=batch_size)
+        wikiann_path=wikiann_path, results=str(results), section=section, batch_size=batch_size,
+        decoding=decoding)
     try:
         typer.echo(run_evaluation(request))
     except (ModelDirectoryError, FileNotFoundError, ValueError) as exc:

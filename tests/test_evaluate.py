@@ -198,7 +198,11 @@ def test_cli_evaluate_writes_rows_per_language(tiny_model_dir, gold_tree, tmp_pa
     assert [r[:3] for r in rows["ru"]] == [["ru", "1", "2"]] * 2
     assert len(rows["**macro**"]) == 2
     assert "data" not in rows and all(len(r) == 6 for group in rows.values() for r in group[1:])
-    assert "| de |" in result.stdout
+    assert "| de |" in result.stdout and "decoded by viterbi" in text
+    argmax = CliRunner().invoke(app, [*args, "--decoding", "argmax", "--section", "argmax"])
+    assert argmax.exit_code == 0 and "decoded by argmax" in argmax.stdout
+    unknown = CliRunner().invoke(app, [*args, "--decoding", "beam"])
+    assert unknown.exit_code == 2 and "unknown decoding" in unknown.stderr
 
     # a second run replaces its own section
     again = CliRunner().invoke(app, args)
@@ -243,15 +247,16 @@ def test_run_evaluation_scores_each_model(gold_tree, tmp_path, monkeypatch):
 
     loaded = []
 
-    def fake_load(path, batch_size=32):
-        loaded.append((path, batch_size))
+    def fake_load(path, batch_size=32, decoding="viterbi"):
+        loaded.append((path, batch_size, decoding))
         return _Oracle(gold_tree, drop_entities=path == "blind")
 
     monkeypatch.setattr(polyner, "load", fake_load)
     results = tmp_path / "results.md"
     body = run_evaluation(EvaluationRequest(models=["oracle", "blind"], data=str(gold_tree), splits=["dev"],
                                             names=["gold", "none"], results=str(results), batch_size=7))
-    assert loaded == [("oracle", 7), ("blind", 7)]
+    assert loaded == [("oracle", 7, "viterbi"), ("blind", 7, "viterbi")]
+    assert "decoded by viterbi" in body
     rows = _lang_rows(body)
     assert rows["lang"][0] == ["lang", "sentences", "entities", "F1 gold", "F1 none"]
     for lang in ("de", "en", "ru", "**macro**"):
@@ -263,7 +268,7 @@ def test_run_evaluation_scores_each_model(gold_tree, tmp_path, monkeypatch):
 def test_run_evaluation_single_file_and_name_mismatch(gold_tree, tmp_path, monkeypatch):
     import polyner
 
-    monkeypatch.setattr(polyner, "load", lambda path, batch_size=32: _Oracle(gold_tree))
+    monkeypatch.setattr(polyner, "load", lambda path, batch_size=32, decoding="viterbi": _Oracle(gold_tree))
     one_file = gold_tree / "src_a" / "en" / "test.iob2"
     body = run_evaluation(EvaluationRequest(models=["m"], data=str(one_file), results=str(tmp_path / "r.md"),
                                             max_sentences=1))
