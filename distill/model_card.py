@@ -6,6 +6,8 @@ from typing import Sequence
 
 from polyner.data.licences import NON_COMMERCIAL, UNLABELED_LICENCES, licence_of
 
+QUALITY_HEADING = "Quality (word-level seqeval, strict IOB2)"
+
 
 def write_model_card(folder: str | Path, *, title: str, languages: Sequence[str], gold_sources: Sequence[str],
                      unlabeled: Sequence[str], geometry: str, parameters: int, teacher: str, teacher_parameters: int,
@@ -34,10 +36,39 @@ def write_model_card(folder: str | Path, *, title: str, languages: Sequence[str]
         lines += [f"**NonCommercial or unverified sources were used: {', '.join(nc)}.** This model inherits their "
                   "terms: do not use it commercially. Retrain with `--exclude-source` for a commercial model.", ""]
     if results_markdown:
-        lines += ["## Quality (word-level seqeval, strict IOB2)", "", results_markdown.strip(), ""]
+        lines += [f"## {QUALITY_HEADING}", "", results_markdown.strip(), ""]
     if speed_markdown:
         lines += ["## Speed", "", speed_markdown.strip(), ""]
     lines += list(notes)
     path = folder / "README.md"
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    return path
+
+
+def replace_card_section(card: str, heading: str, body: str) -> str:
+    """``card`` with the section under ``## heading`` (up to the next ``## ``) holding ``body``.
+
+    A card without that section gets it before ``## Training`` (or at the end).
+    """
+    lines = card.rstrip("\n").split("\n")
+    new = [f"## {heading}", "", body.strip(), ""]
+    start = next((i for i, line in enumerate(lines) if line.strip() == f"## {heading}"), None)
+    if start is None:
+        at = next((i for i, line in enumerate(lines) if line.strip() == "## Training"), len(lines))
+        return "\n".join(lines[:at] + new + lines[at:]) + "\n"
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return "\n".join(lines[:start] + new + lines[end:]) + "\n"
+
+
+def refresh_model_card(folder: str | Path, results_markdown: str = "", speed_markdown: str = "") -> Path:
+    """Rewrite the quality and/or speed sections of a model directory's card, keeping everything else."""
+    path = Path(folder) / "README.md"
+    if not path.exists():
+        raise FileNotFoundError(f"no model card (README.md) in {folder}")
+    card = path.read_text(encoding="utf-8")
+    if results_markdown:
+        card = replace_card_section(card, QUALITY_HEADING, results_markdown)
+    if speed_markdown:
+        card = replace_card_section(card, "Speed", speed_markdown)
+    path.write_text(card, encoding="utf-8")
     return path

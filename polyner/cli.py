@@ -211,6 +211,36 @@ def pack(source: Path = typer.Argument(..., help="A trained student directory (p
 
 
 @app.command()
+def card(model: Path = typer.Argument(..., help="A model directory with a card (README.md), e.g. polyner/default."),
+         results: Optional[Path] = typer.Option(None, help="A markdown file with the quality table (e.g. docs/results.md)."),
+         section: Optional[str] = typer.Option(None, help="The <!-- polyner:NAME --> section of --results to use "
+                                               "(default: the whole file)."),
+         speed: Optional[Path] = typer.Option(None, help="A markdown file with the speed table (the "
+                                              "<!-- polyner:speed --> part of benchmarks/distill_report.py --out).")) -> None:
+    """Rewrite the quality and speed sections of a model card from fresh figures, keeping the rest."""
+    from polyner.distill.model_card import refresh_model_card
+    from polyner.distill.package import marked_section
+
+    if results is None and speed is None:
+        _fail("nothing to write: give --results and/or --speed")
+    for given in (results, speed):
+        if given is not None and not given.is_file():
+            _fail(f"file not found: {given}")
+    quality = ""
+    if results is not None:
+        text = results.read_text(encoding="utf-8")
+        if section and f"<!-- polyner:{section} -->" not in text:
+            _fail(f"no section {section!r} in {results}")
+        quality = marked_section(text, section) if section else text
+    try:
+        path = refresh_model_card(model, quality,
+                                  marked_section(speed.read_text(encoding="utf-8"), "speed") if speed else "")
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    typer.echo(str(path))
+
+
+@app.command()
 def serve(model: Optional[str] = typer.Option(None, help="Model directory or name (default: the shipped student)."),
           backend: Optional[str] = typer.Option(None, help="torch, onnx or onnx-int8 (default: from the directory)."),
           host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8080),

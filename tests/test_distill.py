@@ -752,3 +752,35 @@ def test_cli_distill_names_languages_without_text(tmp_path, tiny_model_dir):
     assert result.exit_code == 2, result.output
     assert "xx" in result.output and "Traceback" not in result.output
     assert re.search(r"language\(s\) xx:", result.output)
+
+
+def test_card_command_rewrites_quality_and_speed_only(tmp_path):
+    from typer.testing import CliRunner
+
+    from polyner.cli import app
+    from polyner.distill.model_card import QUALITY_HEADING
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    card = folder / "README.md"
+    card.write_text(f"# m\n\n## Model\n\n- keep me\n\n## {QUALITY_HEADING}\n\nold table\n\n## Speed\n\nold speed\n\n"
+                    "## Training\n\n- keep me too\n", encoding="utf-8")
+    results = tmp_path / "results.md"
+    results.write_text("# Results\n\n<!-- polyner:other -->\nnot this\n<!-- /polyner:other -->\n\n"
+                       "<!-- polyner:main -->\n| new | table |\n<!-- /polyner:main -->\n", encoding="utf-8")
+    speed = tmp_path / "report.md"
+    speed.write_text("intro\n<!-- polyner:speed -->\nnew speed\n<!-- /polyner:speed -->\n", encoding="utf-8")
+    runner = CliRunner()
+    ok = runner.invoke(app, ["card", str(folder), "--results", str(results), "--section", "main", "--speed", str(speed)])
+    assert ok.exit_code == 0, ok.output
+    text = card.read_text(encoding="utf-8")
+    assert "| new | table |" in text and "new speed" in text
+    assert "old table" not in text and "old speed" not in text and "not this" not in text
+    assert "- keep me\n" in text and "- keep me too" in text
+    assert text.index("## Model") < text.index("| new | table |") < text.index("new speed") < text.index("## Training")
+    missing = runner.invoke(app, ["card", str(folder), "--results", str(results), "--section", "nope"])
+    assert missing.exit_code == 2 and "no section 'nope'" in missing.output
+    nothing = runner.invoke(app, ["card", str(folder)])
+    assert nothing.exit_code == 2 and "nothing to write" in nothing.output
+    no_card = runner.invoke(app, ["card", str(tmp_path), "--speed", str(speed)])
+    assert no_card.exit_code == 2 and "no model card" in no_card.output
