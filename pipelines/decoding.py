@@ -38,6 +38,7 @@ class Decoder:
     def __init__(self, labels: Sequence[str], decoding: str = "viterbi") -> None:
         self.decoding = check_decoding(decoding)
         allowed, may_start = transition_mask(labels)
+        self._allowed, self._may_start = allowed, may_start
         self._transition = np.where(allowed, 0.0, _FORBIDDEN)
         self._start = np.where(may_start, 0.0, _FORBIDDEN)
 
@@ -45,8 +46,9 @@ class Decoder:
         """The chosen label index of each word (an empty array for no words)."""
         if len(probs) == 0:
             return np.zeros(0, dtype=np.int64)
-        if self.decoding == "argmax":
-            return probs.argmax(-1)
+        best = probs.argmax(-1)
+        if self.decoding == "argmax" or self.is_valid(best):  # the common case: nothing to repair
+            return best
         logp = np.log(np.maximum(probs, _FLOOR))
         score = logp[0] + self._start
         back = np.empty((len(probs), probs.shape[1]), dtype=np.int64)
@@ -54,8 +56,12 @@ class Decoder:
             candidates = score[:, None] + self._transition  # previous x current
             back[t] = candidates.argmax(0)
             score = candidates[back[t], np.arange(probs.shape[1])] + logp[t]
-        path = np.empty(len(probs), dtype=np.int64)
+        path = np.empty(len(probs), dtype=np.int64)  # backtrack the best valid sequence
         path[-1] = int(score.argmax())
         for t in range(len(probs) - 1, 0, -1):
             path[t - 1] = back[t][path[t]]
         return path
+
+    def is_valid(self, path: np.ndarray) -> bool:
+        """Whether a label-index sequence is IOB2-valid (no I-X without a preceding B-X / I-X)."""
+        return bool(self._may_start[path[0]] and self._allowed[path[:-1], path[1:]].all())

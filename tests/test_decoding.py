@@ -90,3 +90,11 @@ def test_tagger_decoding_option(tokenizer):
     assert [(e["start"], e["end"]) for e in viterbi(text)] == [(e["start"], e["end"]) for e in argmax(text)]
     with pytest.raises(ValueError, match="unknown decoding"):
         Tagger(InsideOnly(tokenizer), tokenizer, TaggerConfig(decoding="crf"))
+
+
+def test_validity_check_agrees_with_the_rule():
+    decode = Decoder(LABELS)
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        seq = rng.integers(0, len(LABELS), size=int(rng.integers(1, 6)))
+        assert decode.is_valid(seq) == is_valid([LABELS[i] for i in seq])
