@@ -130,3 +130,23 @@ def test_contenders_take_turns_in_fresh_processes(bench_run, tmp_path):
         assert result.batch32_sps > 0 and result.batch1_sps > 0 and result.p50_ms > 0
         assert result.load_s > 0 and result.peak_rss_mb > 50 and result.f1_macro is not None
         assert set(result.cost_s) == {str(n) for n in config.cost_words}
+
+
+def test_ratios_pair_the_rounds_when_models_take_turns():
+    """A machine twice as fast in round 2: paired per-round ratios see a steady 10x; one-by-one runs use medians."""
+    from polyner.bench.report import round_ratios, speed_ratio
+    from polyner.bench.runner import BenchRun
+    from polyner.bench.worker import Measurement
+
+    teacher = Measurement(TEACHER, "torch", batch32_sps=50.0, batch32_passes=[40.0, 80.0, 50.0],
+                          batch1_sps=10.0, batch1_passes=[10.0, 20.0, 10.0])
+    student = Measurement(STUDENT_INT8, "onnx", batch32_sps=800.0, batch32_passes=[400.0, 800.0, 500.0],
+                          batch1_sps=100.0, batch1_passes=[100.0, 200.0, 100.0])
+    turns = BenchRun(BenchConfig(teacher="t", gold="g", isolate=True, turns=True), [teacher, student], {}, {}, {})
+    alone = BenchRun(BenchConfig(teacher="t", gold="g", isolate=True, turns=False), [teacher, student], {}, {}, {})
+    assert speed_ratio(turns, student, teacher) == pytest.approx(10.0)
+    assert round_ratios(turns, student, teacher) == pytest.approx([10.0, 10.0, 10.0])
+    assert speed_ratio(turns, student, teacher, batch=1) == pytest.approx(10.0)
+    assert speed_ratio(alone, student, teacher) == pytest.approx(16.0)  # 800 / 50: the medians of other rounds
+    assert round_ratios(alone, student, teacher) == []
+    assert speed_ratio(turns, student, None) is None

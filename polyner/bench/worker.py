@@ -55,6 +55,8 @@ class Measurement:
     batch1_sps: float | None = None
     batch32_sps: float | None = None
     p50_ms: float | None = None
+    batch32_passes: list[float] = field(default_factory=list)  # sentences/s of each timed pass, in order
+    batch1_passes: list[float] = field(default_factory=list)
     peak_rss_mb: float | None = None
     f1_macro: float | None = None
     f1_by_lang: dict[str, float] = field(default_factory=dict)
@@ -162,6 +164,7 @@ class ContenderSession:
             self.batch1_pass()
         result.batch32_sps = statistics.median(self.rates)
         result.batch1_sps = statistics.median(self.batch1_rates)
+        result.batch32_passes, result.batch1_passes = list(self.rates), list(self.batch1_rates)
         result.p50_ms = 1000 * statistics.median(self.latencies)
         cost = self.texts.get("cost", {})
         if cost:  # warm-up with full batches of full windows (the largest shapes), so no size pays for first use
