@@ -209,6 +209,18 @@ class TestBackend:
         with pytest.raises(ModelDirectoryError, match="cannot load the ONNX model"):
             polyner.load(broken)
 
+    @pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"id2label": {"zero": "O"}}'])
+    def test_corrupt_config_names_the_directory(self, onnx_dir, tmp_path, content):
+        broken = tmp_path / "broken-config"
+        shutil.copytree(onnx_dir, broken)
+        (broken / "config.json").write_text(content)
+        with pytest.raises(ModelDirectoryError, match="(corrupt|cannot read) config.json in .*broken-config"):
+            polyner.load(broken)
+
+    def test_labels_come_from_config_without_transformers_config(self, onnx_dir):
+        config = polyner.load(onnx_dir).model.config
+        assert config.id2label[0] == "O" and config.label2id["O"] == 0 and config.num_labels == len(config.id2label)
+
     def test_missing_onnxruntime_names_the_extra(self, onnx_dir, monkeypatch):
         monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
         with pytest.raises(ImportError, match=r"polyner\[export\]"):

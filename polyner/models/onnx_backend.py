@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -111,16 +112,30 @@ def load_onnx_classifier(path: str | Path, threads: int | None = None):
     return OnnxTokenClassifier(model_file, read_config(path), threads), load_tokenizer(path)
 
 
-def read_config(path: Path):
-    """config.json as a plain ``PretrainedConfig`` (label maps, geometry), without importing any model class:
-    the ONNX backend needs no torch modelling code, which keeps its load time and memory low."""
-    from transformers import PretrainedConfig
+class OnnxModelConfig(SimpleNamespace):
+    """config.json of an exported model as attributes (``id2label`` with int keys, ``num_labels``).
 
+    A plain namespace rather than a transformers ``PretrainedConfig``: importing that class costs about a
+    second of a cold ``polyner.load``, and the ONNX backend needs only the label maps and a few fields.
+    """
+
+    def get(self, key: str, default=None):
+        """A field, or ``default`` when config.json has none."""
+        return getattr(self, key, default)
+
+
+def read_config(path: Path) -> OnnxModelConfig:
+    """config.json as an :class:`OnnxModelConfig` (label maps, geometry), without importing any model class:
+    the ONNX backend needs no torch modelling code, which keeps its load time and memory low."""
     try:
-        data = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        model_type = data.pop("model_type", None)
-        config = PretrainedConfig(**data)
+        data = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        id2label = {int(k): str(v) for k, v in (data.get("id2label") or {}).items()}
     except Exception as exc:
         raise ModelDirectoryError(f"cannot read config.json in {path}: {exc}") from exc
-    config.model_type = model_type
-    return config
+    data["id2label"] = id2label
+    data["label2id"] = {label: i for i, label in id2label.items()}
+    data["num_labels"] = len(id2label)
+    data.setdefault("model_type", None)
+    return OnnxModelConfig(**data)
