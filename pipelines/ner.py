@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from polyner.pipelines.decoding import Decoder, check_decoding
+from polyner.pipelines.decoding import Decoder
 from polyner.pipelines.words import Span, segment_words, tokenizer_run_splitter
 from polyner.labels import ID2LABEL, LABELS, tags_to_spans
 
@@ -33,6 +33,7 @@ class TaggerConfig:
     batch_size: int = 32
     max_text_chars: int | None = None  # None: no limit (long texts are windowed)
     decoding: str = "viterbi"  # "viterbi": the best IOB2-valid label sequence; "argmax": each word on its own
+    # (read when the Tagger is built)
 
 
 @dataclass
@@ -116,11 +117,12 @@ class Tagger:
         unknown = set(self.id2label.values()) - set(LABELS)
         if unknown:
             raise ValueError(f"model {name or ''} has labels outside the IOB2 PER/ORG/LOC scheme: {sorted(unknown)}")
-        check_decoding(self.config.decoding)
         self._split_run = tokenizer_run_splitter(tokenizer)
         if "O" not in self.id2label.values():
             raise ValueError(f"model {name or ''} has no 'O' label")
-        self._outside = next(i for i, label in self.id2label.items() if label == "O")
+        labels = [self.id2label[i] for i in range(len(self.id2label))]
+        self._decode = Decoder(labels, self.config.decoding)  # checks the decoding name
+        self._outside = np.eye(len(labels), dtype=np.float32)[labels.index("O")]  # a word without pieces is O
         self.bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
         self.eos = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -170,8 +172,6 @@ class Tagger:
                 ids = ids[:content + 1] + [self.eos]
                 windows.append(_Window(t, list(range(start, end)), ids, first))
         probs = self._run(windows, batch_size)
-        decode = Decoder([self.id2label[i] for i in range(len(self.id2label))], self.config.decoding)
-        outside = np.eye(len(self.id2label), dtype=np.float32)[self._outside]  # a word without pieces is O
         results: list[list[tuple[str, float]]] = []
         for t, words in enumerate(sentences):
             word_probs = np.empty((len(words), len(self.id2label)), dtype=np.float32)
@@ -179,8 +179,8 @@ class Tagger:
                 w = owner[t].get(word)
                 window = windows[w] if w is not None else None
                 position = window.first_piece[word - window.word_indices[0]] if window else -1
-                word_probs[word] = probs[w][position] if position >= 0 else outside
-            chosen = decode(word_probs)
+                word_probs[word] = probs[w][position] if position >= 0 else self._outside
+            chosen = self._decode(word_probs)
             results.append([(self.id2label[int(k)], float(word_probs[i, k])) for i, k in enumerate(chosen)])
         return results
 

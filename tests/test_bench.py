@@ -134,7 +134,7 @@ def test_contenders_take_turns_in_fresh_processes(bench_run, tmp_path):
 
 def test_ratios_pair_the_rounds_when_models_take_turns():
     """A machine twice as fast in round 2: paired per-round ratios see a steady 10x; one-by-one runs use medians."""
-    from polyner.bench.report import round_ratios, speed_ratio
+    from polyner.bench.report import paired_ratios, speed_ratio
     from polyner.bench.runner import BenchRun
     from polyner.bench.worker import Measurement
 
@@ -145,8 +145,8 @@ def test_ratios_pair_the_rounds_when_models_take_turns():
     turns = BenchRun(BenchConfig(teacher="t", gold="g", isolate=True, turns=True), [teacher, student], {}, {}, {})
     alone = BenchRun(BenchConfig(teacher="t", gold="g", isolate=True, turns=False), [teacher, student], {}, {}, {})
     assert speed_ratio(turns, student, teacher) == pytest.approx(10.0)
-    assert round_ratios(turns, student, teacher) == pytest.approx([10.0, 10.0, 10.0])
+    assert paired_ratios(turns, student, teacher) == pytest.approx([10.0, 10.0, 10.0])
     assert speed_ratio(turns, student, teacher, batch=1) == pytest.approx(10.0)
     assert speed_ratio(alone, student, teacher) == pytest.approx(16.0)  # 800 / 50: the medians of other rounds
-    assert round_ratios(alone, student, teacher) == []
+    assert paired_ratios(alone, student, teacher) == []
     assert speed_ratio(turns, student, None) is None

@@ -41,6 +41,17 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
+def paired_ratios(run: BenchRun, a: Measurement | None, b: Measurement | None, batch: int = 32) -> list[float]:
+    """``a``'s speed over ``b``'s, round by round, at batch 32 (or 1); empty unless the models took turns."""
+    if a is None or b is None or not in_turns(run):
+        return []
+    kind = "batch32" if batch == 32 else "batch1"
+    pa, pb = getattr(a, f"{kind}_passes"), getattr(b, f"{kind}_passes")
+    if not pa or len(pa) != len(pb) or not all(pb):
+        return []
+    return [x / y for x, y in zip(pa, pb)]
+
+
 def speed_ratio(run: BenchRun, a: Measurement | None, b: Measurement | None, batch: int = 32) -> float | None:
     """How many times faster ``a`` is than ``b`` at batch 32 (or 1).
 
@@ -49,18 +60,10 @@ def speed_ratio(run: BenchRun, a: Measurement | None, b: Measurement | None, bat
     """
     if a is None or b is None:
         return None
-    field_name = "batch32" if batch == 32 else "batch1"
-    pa, pb = getattr(a, f"{field_name}_passes"), getattr(b, f"{field_name}_passes")
-    if in_turns(run) and pa and len(pa) == len(pb) and all(pb):
-        return statistics.median(x / y for x, y in zip(pa, pb))
-    return ratio(getattr(a, f"{field_name}_sps"), getattr(b, f"{field_name}_sps"))
-
-
-def round_ratios(run: BenchRun, a: Measurement | None, b: Measurement | None) -> list[float]:
-    """The batch-32 ratio of each round (empty unless the models took turns)."""
-    if a is None or b is None or not in_turns(run) or len(a.batch32_passes) != len(b.batch32_passes):
-        return []
-    return [x / y for x, y in zip(a.batch32_passes, b.batch32_passes) if y]
+    rounds = paired_ratios(run, a, b, batch)
+    if rounds:
+        return statistics.median(rounds)
+    return ratio(*(getattr(m, "batch32_sps" if batch == 32 else "batch1_sps") for m in (a, b)))
 
 
 def fmt(value: float | None, digits: int = 1, suffix: str = "") -> str:
@@ -186,7 +189,7 @@ def render(run: BenchRun, command: str = "polyner bench") -> str:
                      f"| {fmt(ratio(r.load_s, teacher.load_s), 3)} |")
     best = fastest_student(results)
     for other in (teacher, found.get(SCALE)):
-        rounds = round_ratios(run, best, other)
+        rounds = paired_ratios(run, best, other)
         if rounds:
             lines += ["", f"{best.name} / {other.name} at batch 32, round by round: "
                       f"{', '.join(f'{x:.2f}' for x in rounds)} (median {statistics.median(rounds):.2f}; the ratios "

@@ -50,12 +50,12 @@ def onnx_directory(path: str | Path, backend: str) -> Path:
     int8; otherwise the torch weights are exported once into the cache (fp32 for "onnx", int8 for
     "onnx-int8"). Fails, naming the path, when the directory has neither a fitting ONNX model nor torch weights.
     """
-    from polyner.models.onnx_backend import ONNX_FILE, export_info
+    from polyner.models.onnx_backend import ONNX_FILE, is_int8
 
     path = check_model_dir(path)
     has_torch, has_onnx = (path / TORCH_FILE).exists(), (path / ONNX_FILE).exists()
     want_int8 = backend == "onnx-int8"
-    if has_onnx and (not want_int8 or export_info(path).get("quantization") == "int8"):
+    if has_onnx and (not want_int8 or is_int8(path)):
         return path
     if not has_torch:  # check_model_dir saw a model file: an ONNX one that is not int8
         raise ModelDirectoryError(f"the ONNX model in {path} is not int8 and there are no torch weights "
@@ -92,6 +92,6 @@ def backend_of(model) -> str:
     model_file = getattr(model, "model_file", None)
     if model_file is None:
         return "torch"
-    from polyner.models.onnx_backend import export_info
+    from polyner.models.onnx_backend import is_int8
 
-    return "onnx-int8" if export_info(Path(model_file).parent).get("quantization") == "int8" else "onnx"
+    return "onnx-int8" if is_int8(Path(model_file).parent) else "onnx"

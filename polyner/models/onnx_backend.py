@@ -45,6 +45,11 @@ def export_info(path: str | Path) -> dict:
         raise ModelDirectoryError(f"corrupt {EXPORT_INFO_FILE} in {path}: {exc}") from exc
 
 
+def is_int8(path: str | Path) -> bool:
+    """Whether the ONNX model in ``path`` was exported as int8 (per its ``onnx_export.json``)."""
+    return export_info(path).get("quantization") == "int8"
+
+
 class OnnxTokenClassifier:
     """An ONNX token classifier that is called like a transformers model: ``model(input_ids=..., attention_mask=...)``."""
 
