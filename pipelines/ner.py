@@ -121,6 +121,7 @@ class Tagger:
         if "O" not in self.id2label.values():
             raise ValueError(f"model {name or ''} has no 'O' label")
         labels = [self.id2label[i] for i in range(len(self.id2label))]
+        self._names = labels  # label name by index
         self._decode = Decoder(labels, self.config.decoding)  # checks the decoding name
         self._outside = np.eye(len(labels), dtype=np.float32)[labels.index("O")]  # a word without pieces is O
         self.bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
@@ -174,15 +175,28 @@ class Tagger:
         probs = self._run(windows, batch_size)
         results: list[list[tuple[str, float]]] = []
         for t, words in enumerate(sentences):
-            word_probs = np.empty((len(words), len(self.id2label)), dtype=np.float32)
-            for word in range(len(words)):
-                w = owner[t].get(word)
-                window = windows[w] if w is not None else None
-                position = window.first_piece[word - window.word_indices[0]] if window else -1
-                word_probs[word] = probs[w][position] if position >= 0 else self._outside
+            word_probs = self._word_probs(len(words), owner[t], windows, probs)
             chosen = self._decode(word_probs)
-            results.append([(self.id2label[int(k)], float(word_probs[i, k])) for i, k in enumerate(chosen)])
+            scores = word_probs[np.arange(len(chosen)), chosen].tolist()
+            results.append([(self._names[k], p) for k, p in zip(chosen.tolist(), scores)])
         return results
+
+    def _word_probs(self, n_words: int, owner: dict[int, int], windows: list[_Window],
+                    probs: list[np.ndarray]) -> np.ndarray:
+        """The label probabilities of each word's first piece, read in the window chosen for it (O if no piece)."""
+        if n_words and len(owner) == n_words and len(set(owner.values())) == 1:  # one window: one gather
+            w = owner[0]
+            positions = np.asarray(windows[w].first_piece[:n_words])
+            found = probs[w][np.maximum(positions, 0)]
+            found[positions < 0] = self._outside
+            return found
+        word_probs = np.empty((n_words, len(self.id2label)), dtype=np.float32)
+        for word in range(n_words):
+            w = owner.get(word)
+            window = windows[w] if w is not None else None
+            position = window.first_piece[word - window.word_indices[0]] if window else -1
+            word_probs[word] = probs[w][position] if position >= 0 else self._outside
+        return word_probs
 
     def _word_pieces(self, sentences: Sequence[Sequence[str]], content: int) -> Iterator[list[list[int]]]:
         """The piece ids of each word of each sentence (at most ``content`` per word), tokenized in chunks.

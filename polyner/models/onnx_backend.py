@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -50,6 +51,19 @@ def is_int8(path: str | Path) -> bool:
     return export_info(path).get("quantization") == "int8"
 
 
+@dataclass
+class OnnxOutput:
+    """What a call of :class:`OnnxTokenClassifier` returns: ``out.logits`` or ``out["logits"]``, as from a
+    transformers ``TokenClassifierOutput`` (whose import alone would be most of the first call's time)."""
+
+    logits: torch.Tensor
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key != "logits":
+            raise KeyError(key)
+        return self.logits
+
+
 class OnnxTokenClassifier:
     """An ONNX token classifier that is called like a transformers model: ``model(input_ids=..., attention_mask=...)``."""
 
@@ -78,13 +92,11 @@ class OnnxTokenClassifier:
         self.threads = threads
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_):
-        """Logits for a batch; returns a ``TokenClassifierOutput`` whose ``logits`` is a float32 torch tensor."""
-        from transformers.modeling_outputs import TokenClassifierOutput
-
+        """Logits for a batch; returns an :class:`OnnxOutput` whose ``logits`` is a float32 torch tensor."""
         ids = _as_int64(input_ids)
         mask = np.ones_like(ids) if attention_mask is None else _as_int64(attention_mask)
         (logits,) = self.session.run([OUTPUT_NAME], {"input_ids": ids, "attention_mask": mask})
-        return TokenClassifierOutput(logits=torch.from_numpy(np.asarray(logits, dtype=np.float32)))
+        return OnnxOutput(logits=torch.from_numpy(np.asarray(logits, dtype=np.float32)))
 
     forward = __call__
 
@@ -104,7 +116,7 @@ def _as_int64(values) -> np.ndarray:
 
 def load_onnx_classifier(path: str | Path, threads: int | None = None):
     """Load ``(OnnxTokenClassifier, tokenizer)`` from a directory holding ``model.onnx``, config.json and a tokenizer."""
-    from polyner.models.io import check_model_dir, load_tokenizer, quiet_transformers
+    from polyner.models.io import check_model_dir
 
     path = check_model_dir(path)
     model_file = path / ONNX_FILE
@@ -113,8 +125,19 @@ def load_onnx_classifier(path: str | Path, threads: int | None = None):
                                   f"export one with `polyner export {path} --format onnx --out DIR`")
     require_onnxruntime()
     export_info(path)  # a corrupt info file is reported now, with the path
+    return OnnxTokenClassifier(model_file, read_config(path), threads), load_onnx_tokenizer(path)
+
+
+def load_onnx_tokenizer(path: Path):
+    """The tokenizer of an ONNX directory: read from ``tokenizer.json`` without transformers when there is one
+    (transformers' import is most of a cold load), else through transformers (a sentencepiece-only folder)."""
+    from polyner.models.io import load_tokenizer, quiet_transformers
+    from polyner.models.rust_tokenizer import TOKENIZER_FILE, RustTokenizer
+
+    if (path / TOKENIZER_FILE).exists():
+        return RustTokenizer.from_directory(path)
     quiet_transformers()
-    return OnnxTokenClassifier(model_file, read_config(path), threads), load_tokenizer(path)
+    return load_tokenizer(path)
 
 
 class OnnxModelConfig(SimpleNamespace):
