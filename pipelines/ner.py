@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
-import torch
 
 from polyner.pipelines.decoding import Decoder
 from polyner.pipelines.words import Span, segment_words, tokenizer_run_splitter
@@ -103,7 +102,7 @@ def choose_windows(windows: list[tuple[int, int]], piece_counts: Sequence[int]) 
 class Tagger:
     """Tag texts with a token-classification model; ``tagger(texts)`` gives entities per text."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer, config: TaggerConfig | None = None,
+    def __init__(self, model: "torch.nn.Module", tokenizer, config: TaggerConfig | None = None,
                  name: str = "", source: str | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -221,7 +220,6 @@ class Tagger:
                         pieces[word].append(piece)
                 yield pieces
 
-    @torch.inference_mode()
     def _run(self, windows: list[_Window], batch_size: int) -> list[np.ndarray]:
         """Softmax probabilities per piece for every window, batched by similar length.
 
@@ -239,11 +237,22 @@ class Tagger:
                 seq = windows[i].input_ids
                 ids[row, :len(seq)] = seq
                 mask[row, :len(seq)] = 1
-            logits = self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
-            probs = softmax(logits.float().numpy())
+            probs = softmax(self._logits(ids, mask))
             for row, i in enumerate(batch):
                 out[i] = probs[row]
         return out  # type: ignore[return-value]
+
+    def _logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The model's float32 logits for one padded batch. An ONNX model takes and gives numpy arrays (torch is
+        never imported on that path); a torch model runs under ``inference_mode``."""
+        run_logits = getattr(self.model, "run_logits", None)
+        if run_logits is not None:
+            return run_logits(ids, mask)
+        import torch
+
+        with torch.inference_mode():
+            logits = self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
+        return logits.float().numpy()
 
     def _entities(self, text: str, spans: list[Span], tagged: list[tuple[str, float]]) -> list[dict]:
         entities = []

@@ -110,6 +110,13 @@ def test_a_contender_in_a_fresh_process(bench_run):
     assert result.load_s > 0 and result.peak_rss_mb > 50 and result.f1_macro is not None
 
 
+def test_only_torch_contenders_import_torch(bench_run):
+    from polyner.bench.worker import runs_on_torch
+
+    runs = {spec.name: runs_on_torch(spec) for spec in contenders(bench_run.config, bench_run.exports)}
+    assert runs == {TEACHER: True, SCALE: True, STUDENT_TORCH: True, STUDENT_ONNX: False, STUDENT_INT8: False}
+
+
 def test_contenders_take_turns_in_fresh_processes(bench_run, tmp_path):
     """Workers in turns mode: each measured in its own process; a broken one is reported, the others finish."""
     from polyner.bench.runner import run_in_turns

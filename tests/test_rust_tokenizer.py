@@ -87,7 +87,7 @@ def test_added_token_objects_in_config(tokenizer_dir, tmp_path):
     assert RustTokenizer.from_directory(copy).pad_token_id == 1
 
 
-def test_onnx_load_does_not_import_transformers(tokenizer, tmp_path):
+def test_onnx_load_and_tagging_import_neither_transformers_nor_torch(tokenizer, tmp_path):
     pytest.importorskip("onnxruntime", reason="the ONNX backend needs onnxruntime (pip install 'polyner[export]')")
     pytest.importorskip("onnx", reason="the ONNX export needs onnx (pip install 'polyner[export]')")
     from polyner.models.onnx_export import ExportConfig, export_onnx
@@ -95,8 +95,8 @@ def test_onnx_load_does_not_import_transformers(tokenizer, tmp_path):
     out = tmp_path / "onnx"
     export_onnx(ExportConfig(model=str(save_tiny_student(tokenizer, tmp_path / "student")), out=str(out)))
     code = ("import sys, polyner; tagger = polyner.load(sys.argv[1]); tagger('Angela Merkel visited Paris.'); "
-            "print(type(tagger.tokenizer).__name__, 'transformers' in sys.modules)")
+            "print(type(tagger.tokenizer).__name__, 'transformers' in sys.modules, 'torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["RustTokenizer", "False"]
+    assert done.stdout.split() == ["RustTokenizer", "False", "False"]

@@ -161,7 +161,8 @@ def render(run: BenchRun, command: str = "polyner bench") -> str:
               f"{run.config.repeats} passes, after one untimed pass); at batch 1: one call per sentence "
               f"({'median of ' + str(run.config.repeats) + ' passes' if in_turns(run) else 'one pass'}); p50: "
               "median time of those calls. Cost curve: after one untimed text of up to 3,000 words.",
-              "- load: `polyner.load()` in a fresh process after `import polyner`; peak RSS: the high-water mark of "
+              "- load: `polyner.load()` in a fresh process after `import polyner` (and `import torch` for the models "
+              "torch runs; an ONNX model's process never imports torch or transformers); peak RSS: the high-water mark of "
               "that process's resident memory (`VmHWM`, as `ru_maxrss` would carry the parent's over `exec`) after "
               "its speed and cost-curve runs, before the F1 scorer is imported; size: the weights file and every top-level file of the model "
               "directory. The xlm-roberta-base-sized encoder has random weights (speed only): it is built, "

@@ -81,16 +81,26 @@ def peak_rss_mb() -> float:
     return peak / 1024 ** 2 if sys.platform == "darwin" else peak / 1024
 
 
+def runs_on_torch(spec: ContenderSpec) -> bool:
+    """Whether the contender's model is a torch module (the scale encoder, or a directory run by torch)."""
+    if spec.kind != "dir":
+        return True
+    if spec.backend in ("onnx", "onnx-int8"):
+        return False
+    from polyner.models.backend import choose_backend
+
+    return choose_backend(spec.path, spec.backend) == "torch"
+
+
 def load_contender(spec: ContenderSpec):
     """The Tagger of a contender and, for "scale", its parameter count (built from config, random weights)."""
-    import torch
-
     import polyner
 
     if spec.kind == "dir":
         return polyner.load(spec.path, backend=spec.backend, onnx_threads=spec.threads)
     if spec.kind != "scale":
         raise ValueError(f"unknown contender kind {spec.kind!r}")
+    import torch
     from transformers import XLMRobertaConfig, XLMRobertaForTokenClassification
 
     from polyner.models.io import load_tokenizer, ner_config_kwargs
@@ -120,9 +130,10 @@ class ContenderSession:
 
     def load(self) -> None:
         """Load the model (timed), describe its files and warm up on the speed texts (untimed)."""
-        import torch
+        if runs_on_torch(self.spec):  # imported before the clock starts, as `import polyner` has it; an ONNX
+            import torch              # contender never imports torch, so its load time and RSS leave it out
 
-        torch.set_num_threads(self.spec.threads)
+            torch.set_num_threads(self.spec.threads)
         started = time.perf_counter()
         self.tagger = load_contender(self.spec)
         load_s = time.perf_counter() - started

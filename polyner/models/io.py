@@ -4,10 +4,12 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from polyner.labels import ID2LABEL, LABEL2ID
+
+if TYPE_CHECKING:  # torch is imported where a torch model is loaded: the ONNX backend runs without it
+    import torch
 
 logger = logging.getLogger(__name__)
 WEIGHT_FILES = ("model.safetensors", "model.onnx")
@@ -48,8 +50,10 @@ def load_tokenizer(path: str | Path):
         raise ModelDirectoryError(f"cannot load the tokenizer in {path}: {exc}") from exc
 
 
-def load_token_classifier(path: str | Path, dtype: torch.dtype = torch.float32):
-    """Load ``(model, tokenizer)`` for NER from a checked directory, weights read with safetensors."""
+def load_token_classifier(path: str | Path, dtype: torch.dtype | None = None):
+    """Load ``(model, tokenizer)`` for NER from a checked directory, weights read with safetensors (float32 unless
+    ``dtype`` says otherwise)."""
+    import torch
     from transformers import AutoConfig, AutoModelForTokenClassification
 
     import polyner.models.student  # noqa: F401  (registers the student architecture with Auto*)
@@ -58,7 +62,7 @@ def load_token_classifier(path: str | Path, dtype: torch.dtype = torch.float32):
     quiet_transformers()
     try:
         config = AutoConfig.from_pretrained(str(path))
-        model = AutoModelForTokenClassification.from_pretrained(str(path), config=config, dtype=dtype,
+        model = AutoModelForTokenClassification.from_pretrained(str(path), config=config, dtype=dtype or torch.float32,
                                                                 use_safetensors=True)
     except Exception as exc:
         raise ModelDirectoryError(f"cannot load the model in {path}: {exc}") from exc

@@ -46,8 +46,6 @@ def is_complete(folder: Path) -> bool:
 
 def cached_export(source: str | Path, quantize: str | None = None) -> Path:
     """The directory of an ONNX export of ``source`` (fp32, or ``quantize="int8"``), exported on first use."""
-    from polyner.models.onnx_export import ExportConfig, export_onnx
-
     source = Path(source).resolve()
     kind = quantize or "fp32"
     root = cache_dir("onnx")
@@ -57,6 +55,8 @@ def cached_export(source: str | Path, quantize: str | None = None) -> Path:
     if target.exists():  # left incomplete by hand or by an older version: export again
         logger.warning("incomplete ONNX export in %s: exporting again", target)
         shutil.rmtree(target, ignore_errors=True)
+    from polyner.models.onnx_export import ExportConfig, export_onnx  # torch and onnx: only to export
+
     logger.info("exporting %s to ONNX (%s) once, into %s", source, kind, target)
     partial = Path(tempfile.mkdtemp(dir=root, prefix=f".{target.name}-", suffix=".partial"))
     try:
