@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from polyner.pipelines.decoding import Decoder
 from polyner.pipelines.words import Span, segment_words, tokenizer_run_splitter
 from polyner.labels import ID2LABEL, LABELS, tags_to_spans
+
+if TYPE_CHECKING:  # a torch model is one kind of model; an ONNX one runs without torch
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +105,7 @@ def choose_windows(windows: list[tuple[int, int]], piece_counts: Sequence[int]) 
 class Tagger:
     """Tag texts with a token-classification model; ``tagger(texts)`` gives entities per text."""
 
-    def __init__(self, model: "torch.nn.Module", tokenizer, config: TaggerConfig | None = None,
+    def __init__(self, model: torch.nn.Module, tokenizer, config: TaggerConfig | None = None,
                  name: str = "", source: str | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer

@@ -14,7 +14,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-
 from typing import TYPE_CHECKING
 
 import numpy as np
