@@ -149,8 +149,8 @@ def render(run: BenchRun, command: str = "polyner bench") -> str:
     lines = ["## Inference: teacher, xlm-roberta-base-sized encoder and student backends side by side", "",
              f"Command: `{command}`. Each model is measured in {'a fresh process of its own' if all(r.isolated for r in results) else 'this process (not isolated: load time and RSS are not its own)'}"
              f"{turns_note(run)}, "
-             f"on the same texts, with {run.config.threads} thread(s) (torch intra-op threads and ONNX Runtime "
-             "intra-op threads).", "", "Machine:", ""]
+             f"on the same texts, with {run.config.threads} thread(s) (torch intra-op threads or ONNX Runtime "
+             "intra-op threads, and the Rust tokenizer's threads).", "", "Machine:", ""]
     lines += [f"- {key}: {value}" for key, value in run.machine.items()]
     t = run.texts
     lines += ["", f"Texts: gold test sets under `{t['gold']}` ({t['files']} files, {t['languages']} languages, at most "

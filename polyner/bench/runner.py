@@ -118,7 +118,9 @@ def contenders(config: BenchConfig, exports: dict[str, dict]) -> list[ContenderS
 
 def _worker_env(spec: ContenderSpec) -> dict[str, str]:
     threads = str(spec.threads)
-    return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"}
+    # the Rust tokenizer gets the same threads as the model (its default when a process has not forked: parallel)
+    return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "true",
+            "RAYON_NUM_THREADS": threads, "RAYON_RS_NUM_CPUS": threads}
 
 
 def run_contender(spec: ContenderSpec, texts_file: Path, texts: dict, config: BenchConfig) -> Measurement:
