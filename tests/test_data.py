@@ -1,7 +1,6 @@
 """Data layer: IOB2 reading, gold discovery, subword alignment and its cache, WikiAnn from a local copy."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

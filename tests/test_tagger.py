@@ -1,7 +1,6 @@
 """The tagging core: offsets into the original text, word boundaries, stride seams, batching, bad input."""
 from __future__ import annotations
 
-import re
 
 import pytest
 

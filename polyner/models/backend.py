@@ -82,6 +82,10 @@ def load_with_backend(path: str | Path, backend: str | None = None, onnx_threads
         from polyner.models.onnx_backend import load_onnx_classifier
 
         return load_onnx_classifier(path, onnx_threads)
+    from polyner.models.student_runtime import is_student_directory, load_student_runtime
+
+    if is_student_directory(path) and (Path(path) / "tokenizer.json").exists():  # plain torch: no transformers import
+        return load_student_runtime(path)
     from polyner.models.io import load_token_classifier
 
     return load_token_classifier(path)

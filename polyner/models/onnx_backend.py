@@ -57,9 +57,10 @@ def is_int8(path: str | Path) -> bool:
 
 
 @dataclass
-class OnnxOutput:
-    """What a call of :class:`OnnxTokenClassifier` returns: ``out.logits`` or ``out["logits"]``, as from a
-    transformers ``TokenClassifierOutput`` (whose import alone would be most of the first call's time)."""
+class LogitsOutput:
+    """What a call of a transformers-free model (ONNX, or the student run by :mod:`~polyner.models.student_runtime`)
+    returns: ``out.logits`` or ``out["logits"]``, as from a transformers ``TokenClassifierOutput`` (whose import
+    alone would be most of the first call's time)."""
 
     logits: torch.Tensor
 
@@ -104,10 +105,10 @@ class OnnxTokenClassifier:
         return np.asarray(logits, dtype=np.float32)
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_):
-        """Logits for a batch, as a torch model gives them: an :class:`OnnxOutput` holding a float32 torch tensor."""
+        """Logits for a batch, as a torch model gives them: a :class:`LogitsOutput` holding a float32 torch tensor."""
         import torch
 
-        return OnnxOutput(logits=torch.from_numpy(self.run_logits(input_ids, attention_mask)))
+        return LogitsOutput(logits=torch.from_numpy(self.run_logits(input_ids, attention_mask)))
 
     forward = __call__
 
