@@ -84,7 +84,7 @@ def load_with_backend(path: str | Path, backend: str | None = None, onnx_threads
         return load_onnx_classifier(path, onnx_threads)
     from polyner.models.student_runtime import is_student_directory, load_student_runtime
 
-    if is_student_directory(path) and (Path(path) / "tokenizer.json").exists():  # plain torch: no transformers import
+    if is_student_directory(path):  # plain torch, no transformers import
         return load_student_runtime(path)
     from polyner.models.io import load_token_classifier
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from polyner.models.io import ModelDirectoryError
+from polyner.models.plain import LogitsOutput, read_config
 
 if TYPE_CHECKING:
     import torch
@@ -54,20 +53,6 @@ def export_info(path: str | Path) -> dict:
 def is_int8(path: str | Path) -> bool:
     """Whether the ONNX model in ``path`` was exported as int8 (per its ``onnx_export.json``)."""
     return export_info(path).get("quantization") == "int8"
-
-
-@dataclass
-class LogitsOutput:
-    """What a call of a transformers-free model (ONNX, or the student run by :mod:`~polyner.models.student_runtime`)
-    returns: ``out.logits`` or ``out["logits"]``, as from a transformers ``TokenClassifierOutput`` (whose import
-    alone would be most of the first call's time)."""
-
-    logits: torch.Tensor
-
-    def __getitem__(self, key: str) -> torch.Tensor:
-        if key != "logits":
-            raise KeyError(key)
-        return self.logits
 
 
 class OnnxTokenClassifier:
@@ -129,6 +114,7 @@ def _as_int64(values) -> np.ndarray:
 def load_onnx_classifier(path: str | Path, threads: int | None = None):
     """Load ``(OnnxTokenClassifier, tokenizer)`` from a directory holding ``model.onnx``, config.json and a tokenizer."""
     from polyner.models.io import check_model_dir
+    from polyner.models.rust_tokenizer import load_inference_tokenizer
 
     path = check_model_dir(path)
     model_file = path / ONNX_FILE
@@ -137,45 +123,4 @@ def load_onnx_classifier(path: str | Path, threads: int | None = None):
                                   f"export one with `polyner export {path} --format onnx --out DIR`")
     require_onnxruntime()
     export_info(path)  # a corrupt info file is reported now, with the path
-    return OnnxTokenClassifier(model_file, read_config(path), threads), load_onnx_tokenizer(path)
-
-
-def load_onnx_tokenizer(path: Path):
-    """The tokenizer of an ONNX directory: read from ``tokenizer.json`` without transformers when there is one
-    (transformers' import is most of a cold load), else through transformers (a sentencepiece-only folder)."""
-    from polyner.models.io import load_tokenizer, quiet_transformers
-    from polyner.models.rust_tokenizer import TOKENIZER_FILE, RustTokenizer
-
-    if (path / TOKENIZER_FILE).exists():
-        return RustTokenizer.from_directory(path)
-    quiet_transformers()
-    return load_tokenizer(path)
-
-
-class OnnxModelConfig(SimpleNamespace):
-    """config.json of an exported model as attributes (``id2label`` with int keys, ``num_labels``).
-
-    A plain namespace rather than a transformers ``PretrainedConfig``: importing that class costs about a
-    second of a cold ``polyner.load``, and the ONNX backend needs only the label maps and a few fields.
-    """
-
-    def get(self, key: str, default=None):
-        """A field, or ``default`` when config.json has none."""
-        return getattr(self, key, default)
-
-
-def read_config(path: Path) -> OnnxModelConfig:
-    """config.json as an :class:`OnnxModelConfig` (label maps, geometry), without importing any model class:
-    the ONNX backend needs no torch modelling code, which keeps its load time and memory low."""
-    try:
-        data = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        id2label = {int(k): str(v) for k, v in (data.get("id2label") or {}).items()}
-    except Exception as exc:
-        raise ModelDirectoryError(f"cannot read config.json in {path}: {exc}") from exc
-    data["id2label"] = id2label
-    data["label2id"] = {label: i for i, label in id2label.items()}
-    data["num_labels"] = len(id2label)
-    data.setdefault("model_type", None)
-    return OnnxModelConfig(**data)
+    return OnnxTokenClassifier(model_file, read_config(path), threads), load_inference_tokenizer(path)

@@ -142,3 +142,14 @@ class RustTokenizer:
 
     def __repr__(self) -> str:
         return f"RustTokenizer({self.name_or_path!r}, vocabulary {len(self)})"
+
+
+def load_inference_tokenizer(path: Path):
+    """The tokenizer the transformers-free models tag with: a :class:`RustTokenizer` when ``path`` holds
+    ``tokenizer.json``, else transformers' (a sentencepiece-only folder)."""
+    from polyner.models.io import load_tokenizer, quiet_transformers
+
+    if (path / TOKENIZER_FILE).exists():
+        return RustTokenizer.from_directory(path)
+    quiet_transformers()
+    return load_tokenizer(path)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from polyner.models.io import ModelDirectoryError, check_model_dir
-from polyner.models.onnx_backend import LogitsOutput, OnnxModelConfig, read_config
+from polyner.models.plain import LogitsOutput, PlainConfig, read_config
 from polyner.models.student_layers import StudentEmbeddings, StudentLayer, encode
 
 STUDENT_TYPE = "polyner_student"
@@ -31,7 +31,7 @@ def is_student_directory(path: str | Path) -> bool:
 
 
 class _StudentEncoder(nn.Module):
-    def __init__(self, config: OnnxModelConfig) -> None:
+    def __init__(self, config: PlainConfig) -> None:
         super().__init__()
         self.embeddings = StudentEmbeddings(config)
         self.layers = nn.ModuleList(StudentLayer(config) for _ in range(config.num_hidden_layers))
@@ -40,7 +40,7 @@ class _StudentEncoder(nn.Module):
 class StudentRuntime(nn.Module):
     """A polyner student token classifier called like a transformers model: ``model(input_ids=..., attention_mask=...)``."""
 
-    def __init__(self, config: OnnxModelConfig) -> None:
+    def __init__(self, config: PlainConfig) -> None:
         super().__init__()
         self.config = config
         self.student = _StudentEncoder(config)
@@ -52,7 +52,7 @@ class StudentRuntime(nn.Module):
         return LogitsOutput(logits=self.classifier(hidden))
 
 
-def student_config(path: Path) -> OnnxModelConfig:
+def student_config(path: Path) -> PlainConfig:
     """config.json of a student as a namespace with the fields the blocks read (``rank`` included)."""
     config = read_config(path)
     defaults = {"embedding_rank": 0, "max_position_embeddings": 512, "layer_norm_eps": 1e-12, "pad_token_id": 1,
@@ -73,7 +73,7 @@ def load_student_runtime(path: str | Path):
     """``(StudentRuntime, tokenizer)`` from a student directory, float32, in eval mode."""
     from safetensors.torch import load_file
 
-    from polyner.models.onnx_backend import load_onnx_tokenizer
+    from polyner.models.rust_tokenizer import load_inference_tokenizer
 
     path = check_model_dir(path)
     config = student_config(path)
@@ -87,4 +87,4 @@ def load_student_runtime(path: str | Path):
     except RuntimeError as exc:
         raise ModelDirectoryError(f"cannot load the model in {path}: the weights do not fit its config.json: "
                                   f"{str(exc).splitlines()[0]}") from exc
-    return model.eval(), load_onnx_tokenizer(path)
+    return model.eval(), load_inference_tokenizer(path)
