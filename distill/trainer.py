@@ -170,6 +170,7 @@ class Distiller:
 
         preset = self.config.student
         config = student_config(preset, len(keep), self.teacher.config, max_length=512)
+        config.ner_max_length = self.config.max_length  # the window the Tagger reads this student in
         torch.manual_seed(self.config.seed)
         student = PolynerStudentForTokenClassification(config)
         state = self.teacher.state_dict()

@@ -37,6 +37,27 @@ class TaggerConfig:
     decoding: str = "viterbi"  # "viterbi": the best IOB2-valid label sequence; "argmax": each word on its own
     # (read when the Tagger is built)
 
+    def __post_init__(self) -> None:
+        for name, least in (("max_length", 4), ("stride", 0), ("batch_size", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an int of at least {least}, not {value!r}")
+
+
+def model_window(model) -> int | None:
+    """The window (pieces, specials included) a model asks to be read in: ``ner_max_length`` in its config.json.
+
+    ``polyner distill`` writes the length its student was trained on: positions beyond it were never trained
+    after the teacher's initialisation, and the shipped student tags best (on dev) in windows of that length.
+    None when the model names none (the Tagger's default applies).
+    """
+    value = getattr(getattr(model, "config", None), "ner_max_length", None)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 4:
+        raise ValueError(f"config.json: ner_max_length must be an int of at least 4, not {value!r}")
+    return value
+
 
 @dataclass
 class _Window:
@@ -109,7 +130,10 @@ class Tagger:
                  name: str = "", source: str | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.config = config or TaggerConfig()
+        if config is None:
+            window = model_window(model)
+            config = TaggerConfig() if window is None else TaggerConfig(max_length=window)
+        self.config = config
         self.name = name
         self.source = source  # the model directory, when loaded from one
         id2label = getattr(getattr(model, "config", None), "id2label", None) or ID2LABEL

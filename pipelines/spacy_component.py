@@ -35,7 +35,7 @@ class PolynerComponent:
     """Sets ``doc.ents`` (PER, ORG, LOC) from a polyner model, batch by batch."""
 
     def __init__(self, nlp: Language, name: str, model: str | None, overwrite_ents: bool, batch_size: int,
-                 max_length: int, detect_language: bool, backend: str | None = None) -> None:
+                 max_length: int | None, detect_language: bool, backend: str | None = None) -> None:
         from polyner.loading import resolve_model
         from polyner.models.backend import check_backend
         from polyner.models.io import check_model_dir
@@ -148,15 +148,16 @@ class PolynerComponent:
 @Language.factory(
     "polyner",
     assigns=["doc.ents", "token.ent_iob", "token.ent_type", "span._.score", "doc._.language"],
-    default_config={"model": None, "overwrite_ents": True, "batch_size": 32, "max_length": 128,
+    default_config={"model": None, "overwrite_ents": True, "batch_size": 32, "max_length": None,
                     "detect_language": True, "backend": None},
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
     retokenizes=True,  # tokens straddling an entity boundary are split
 )
 def make_polyner(nlp: Language, name: str, model: str | None, overwrite_ents: bool, batch_size: int,
-                 max_length: int, detect_language: bool, backend: str | None) -> PolynerComponent:
+                 max_length: int | None, detect_language: bool, backend: str | None) -> PolynerComponent:
     """Factory of the ``polyner`` pipe; ``model`` is a directory or name, None for the shipped default;
-    ``backend`` None (from the directory), "torch", "onnx" or "onnx-int8" (see :func:`polyner.load`)."""
+    ``backend`` None (from the directory), "torch", "onnx" or "onnx-int8" (see :func:`polyner.load`);
+    ``max_length`` None reads in the model's own window (see :func:`polyner.load`)."""
     return PolynerComponent(nlp, name, model, overwrite_ents, batch_size, max_length, detect_language, backend)
 
 

@@ -41,7 +41,9 @@ def load(path_or_name: str | Path | None = None, task: str = "ner", backend: str
     and no model.safetensors). "onnx" / "onnx-int8" on a directory of torch weights (the default student
     included) export it to ONNX fp32 / dynamic int8 once, into ``$POLYNER_HOME/onnx``, and run that: the
     fastest way to tag on a CPU. ``onnx_threads`` sets ONNX Runtime's intra-op threads (None: all cores).
-    Extra keyword options go to :class:`~polyner.pipelines.ner.TaggerConfig`.
+    Extra keyword options go to :class:`~polyner.pipelines.ner.TaggerConfig`; ``max_length`` (pieces per
+    window) defaults to the model's own (``ner_max_length`` in its config.json, see
+    :func:`~polyner.pipelines.ner.model_window`), else 128.
     ``task="classify"`` / ``task="qa"`` load a model fine-tuned by ``polyner finetune glue`` / ``squad`` and
     return a :class:`~polyner.tasks.inference.SequenceClassifier` / :class:`~polyner.tasks.inference.QuestionAnswerer`.
     """
@@ -51,7 +53,7 @@ def load(path_or_name: str | Path | None = None, task: str = "ner", backend: str
     target = resolve_model(path_or_name)
     if task == "ner":
         from polyner.models.backend import load_with_backend
-        from polyner.pipelines.ner import Tagger, TaggerConfig
+        from polyner.pipelines.ner import Tagger, TaggerConfig, model_window
 
         if isinstance(target, Path):
             model, tokenizer = load_with_backend(target, backend, onnx_threads)
@@ -61,6 +63,11 @@ def load(path_or_name: str | Path | None = None, task: str = "ner", backend: str
         else:
             model, tokenizer = _load_hub_token_classifier(target)
         name = "polyner-default" if path_or_name is None else Path(str(path_or_name)).name or str(path_or_name)
+        if options.get("max_length") is None:
+            options.pop("max_length", None)
+            window = model_window(model)
+            if window is not None:
+                options["max_length"] = window
         return Tagger(model, tokenizer, TaggerConfig(**options), name=name, source=str(target))
     if task in ("classify", "qa"):  # fine-tuned GLUE / SQuAD heads (polyner finetune)
         from polyner.tasks.inference import load_task_pipeline

@@ -35,9 +35,13 @@ class TestShippedDefault:
         config = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
         assert config["torch_dtype"] in ("float16", "int8")
         assert config["id2label"]["0"] == "O"
+        assert config["ner_max_length"] == 64  # distilled on sequences of 64 pieces: read in windows of 64
         card = (DEFAULT_MODEL_DIR / "README.md").read_text()
         for heading in ("Training data and licences", "Quality", "Speed", "languages"):
             assert heading in card
+
+    def test_reads_in_its_training_window(self, tagger):
+        assert tagger.config.max_length == 64
 
     def test_loads_offline_and_finds_people(self, tagger, monkeypatch):
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -638,10 +638,13 @@ def test_run_writes_a_loadable_student(distilled):
     assert config["architectures"] == ["PolynerStudentForTokenClassification"]
     assert {int(k): v for k, v in config["id2label"].items()} == ID2LABEL
     assert (config["num_hidden_layers"], config["hidden_size"], config["embedding_rank"]) == (1, 32, 16)
+    distill_config = json.loads((out / "distill_config.json").read_text())
+    assert config["ner_max_length"] == distill_config["max_length"]  # the Tagger reads it in its training length
     for name in ("model.safetensors", "tokenizer.json", "tokenizer_config.json", "training_log.json"):
         assert (out / name).is_file(), name
     assert not (out / "pytorch_model.bin").exists()
     tagger = polyner.load(out)
+    assert tagger.config.max_length == distill_config["max_length"]
     results = tagger(["Angela Merkel visited Paris.", "Путин приехал в Москву."])
     assert len(results) == 2
     for text, entities in zip(["Angela Merkel visited Paris.", "Путин приехал в Москву."], results):

@@ -388,6 +388,23 @@ def test_evaluate_half_right(make_nlp, rule_tagger):
 # --- errors -------------------------------------------------------------------------------------------------
 
 
+def test_window_defaults_to_the_models_own(tmp_path, tokenizer):
+    """max_length unset in the pipe's config: the model's ner_max_length; set: the pipe's value."""
+    from conftest import build_tiny_model
+
+    model = build_tiny_model(tokenizer)
+    model.config.ner_max_length = 24
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    nlp = spacy.blank("xx")
+    nlp.add_pipe("polyner", config={"model": str(tmp_path)})
+    assert nlp.get_pipe("polyner").tagger.config.max_length == 24
+    assert nlp.config["components"]["polyner"]["max_length"] is None
+    fixed = spacy.blank("xx")
+    fixed.add_pipe("polyner", config={"model": str(tmp_path), "max_length": 40})
+    assert fixed.get_pipe("polyner").tagger.config.max_length == 40
+
+
 def test_missing_model_path_fails_at_add_pipe(tmp_path):
     missing = tmp_path / "no-such-model"
     with pytest.raises(ModelDirectoryError, match=re.escape(str(missing))):

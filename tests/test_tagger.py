@@ -180,3 +180,75 @@ def test_chunked_tokenization_matches_one_text_at_a_time(rule_tagger, monkeypatc
         monkeypatch.setattr(ner, "TOKENIZE_CHUNK", chunk)
         assert rule_tagger(texts) == one_by_one
         assert rule_tagger.tag_words(sentences) == words_one_by_one
+
+
+# --- the model's own window (ner_max_length in config.json) ----------------------------------------------------
+
+
+@pytest.fixture()
+def windowed_model_dir(tmp_path, tokenizer):
+    """The tiny model saved with ``ner_max_length`` 16 in its config.json."""
+    from conftest import build_tiny_model
+
+    model = build_tiny_model(tokenizer)
+    model.config.ner_max_length = 16
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_load_reads_in_the_models_window(windowed_model_dir, tiny_model_dir):
+    import json
+
+    import polyner
+
+    assert json.loads((windowed_model_dir / "config.json").read_text())["ner_max_length"] == 16
+    assert polyner.load(windowed_model_dir).config.max_length == 16
+    assert polyner.load(windowed_model_dir, max_length=None).config.max_length == 16
+    assert polyner.load(windowed_model_dir, max_length=48).config.max_length == 48  # the caller's choice wins
+    assert polyner.load(tiny_model_dir).config.max_length == TaggerConfig().max_length  # no window named: 128
+
+
+def test_models_window_gives_the_entities_of_that_window(windowed_model_dir):
+    """Reading in the model's window is the same as asking for that window: no batch is wider than 16 pieces."""
+    import polyner
+
+    text = " ".join(SAMPLE_TEXTS[:6])
+    by_config = polyner.load(windowed_model_dir)
+    widths = []
+    original = by_config.model.forward
+
+    def record(*args, **kwargs):
+        widths.append((kwargs.get("input_ids") if "input_ids" in kwargs else args[0]).shape[1])
+        return original(*args, **kwargs)
+
+    by_config.model.forward = record
+    assert by_config(text) == polyner.load(windowed_model_dir, max_length=16)(text)
+    assert len(widths) > 0 and max(widths) <= 16
+    assert len(by_config.tokenizer(text)["input_ids"]) > 16  # the text did need several windows
+
+
+def test_tagger_without_config_reads_in_the_models_window(tokenizer):
+    from conftest import build_tiny_model
+
+    model = build_tiny_model(tokenizer)
+    assert Tagger(model, tokenizer).config.max_length == 128
+    model.config.ner_max_length = 24
+    assert Tagger(model, tokenizer).config.max_length == 24
+    assert Tagger(model, tokenizer, TaggerConfig(max_length=40)).config.max_length == 40
+
+
+@pytest.mark.parametrize("value", ["64", 2, 12.5, True])
+def test_bad_window_in_config_is_a_clear_error(tokenizer, value):
+    from conftest import build_tiny_model
+
+    model = build_tiny_model(tokenizer)
+    model.config.ner_max_length = value
+    with pytest.raises(ValueError, match="ner_max_length must be an int of at least 4"):
+        Tagger(model, tokenizer)
+
+
+@pytest.mark.parametrize("field,value", [("max_length", 3), ("max_length", "64"), ("stride", -1), ("batch_size", 0)])
+def test_bad_tagger_settings_are_clear_errors(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be an int"):
+        TaggerConfig(**{field: value})
