@@ -27,6 +27,7 @@ import polyner
 from polyner.data.iob2 import discover_gold, read_gold
 from polyner.evaluate import evaluate_by_language, macro
 from polyner.languages import TARGET_LANGUAGES
+from polyner.models.io import load_tokenizer
 
 SPEED_START, SPEED_END = "<!-- polyner:speed -->", "<!-- /polyner:speed -->"
 DEFAULT_GOLD = Path(__file__).resolve().parents[2] / "shared" / "data" / "gold"
@@ -122,8 +123,9 @@ def main() -> int:
 
     sample = random.Random(0).sample(test, min(args.speed_sentences, len(test)))  # every language, not the first file
     sentences = [s.words for s in sample]
-    student_batches = make_batches(student.tokenizer, sentences)
-    teacher_batches = make_batches(teacher.tokenizer, sentences)
+    # padded tensors need transformers' tokenizer (a tagger may hold the unpadding Rust one); same pieces
+    student_batches = make_batches(load_tokenizer(student.source), sentences)
+    teacher_batches = make_batches(load_tokenizer(teacher.source), sentences)
     base = xlmr_base_sized()
     rates = throughput({"student": (student.model, student_batches), "teacher": (teacher.model, teacher_batches),
                         "xlm-roberta-base-sized": (base, teacher_batches)})

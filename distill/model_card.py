@@ -12,7 +12,7 @@ QUALITY_HEADING = "Quality (word-level seqeval, strict IOB2)"
 def write_model_card(folder: str | Path, *, title: str, languages: Sequence[str], gold_sources: Sequence[str],
                      unlabeled: Sequence[str], geometry: str, parameters: int, teacher: str, teacher_parameters: int,
                      size_mb: float, results_markdown: str = "", speed_markdown: str = "",
-                     notes: Sequence[str] = ()) -> Path:
+                     notes: Sequence[str] = (), window: int | None = None) -> Path:
     """Write ``README.md`` into a model directory and return its path."""
     folder = Path(folder)
     nc = sorted(set(gold_sources) & NON_COMMERCIAL)
@@ -26,6 +26,8 @@ def write_model_card(folder: str | Path, *, title: str, languages: Sequence[str]
         f"- {geometry}: {parameters:,} parameters; teacher `{teacher}`: {teacher_parameters:,} parameters "
         f"({teacher_parameters / max(parameters, 1):.1f}x larger)",
         f"- size on disk: {size_mb:.1f} MB",
+        *([f"- reads text in windows of {window} pieces, the length it was trained on (`ner_max_length` in "
+           "config.json; `polyner.load(max_length=N)` chooses another)"] if window else []),
         f"- languages ({len(languages)}): {' '.join(languages)}", "",
         "## Training data and licences", "",
         "| gold source | licence |", "|---|---|",

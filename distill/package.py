@@ -123,4 +123,5 @@ def card_for_student(source: str | Path, target: str | Path, title: str, results
                             unlabeled=config.get("unlabeled", []), geometry=shape,
                             parameters=log["student_parameters"], teacher=Path(config["teacher"]).name,
                             teacher_parameters=log["teacher_parameters"], size_mb=directory_size_mb(target),
-                            results_markdown=results_markdown, speed_markdown=speed_markdown, notes=notes)
+                            results_markdown=results_markdown, speed_markdown=speed_markdown, notes=notes,
+                            window=config.get("max_length"))

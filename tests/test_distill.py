@@ -787,3 +787,30 @@ def test_card_command_rewrites_quality_and_speed_only(tmp_path):
     assert nothing.exit_code == 2 and "nothing to write" in nothing.output
     no_card = runner.invoke(app, ["card", str(tmp_path), "--speed", str(speed)])
     assert no_card.exit_code == 2 and "no model card" in no_card.output
+
+
+def test_pack_ships_fp16_with_a_card_naming_window_and_licences(distilled, tmp_path):
+    """`polyner pack` copies a run for shipping: fp16 weights, no training files, a card, the same window."""
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    import polyner
+    from polyner.cli import app
+
+    out = tmp_path / "shipped"
+    result = CliRunner().invoke(app, ["pack", str(distilled.out), "--out", str(out), "--title", "tiny student",
+                                      "--quiet"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    window = json.loads((distilled.out / "distill_config.json").read_text())["max_length"]
+    assert config["torch_dtype"] == "float16" and config["ner_max_length"] == window
+    assert {str(t.dtype) for t in load_file(str(out / "model.safetensors")).values() if t.is_floating_point()} \
+        == {"torch.float16"}
+    assert not (out / "work").exists() and not (out / "keep_ids.npy").exists()
+    card = (out / "README.md").read_text()
+    assert card.startswith("# tiny student") and f"windows of {window} pieces" in card
+    assert "## Training data and licences" in card
+    tagger = polyner.load(out)
+    assert tagger.config.max_length == window
+    text = "Angela Merkel visited Paris."
+    assert all(text[e["start"]:e["end"]] == e["text"] for e in tagger(text))

@@ -100,3 +100,10 @@ def test_onnx_load_and_tagging_import_neither_transformers_nor_torch(tokenizer, 
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["RustTokenizer", "False", "False"]
+
+
+@pytest.mark.parametrize("option", [{"padding": True}, {"truncation": True, "max_length": 8}, {"return_tensors": "pt"}])
+def test_padding_truncation_and_tensors_are_refused_not_ignored(rust, option):
+    with pytest.raises(TypeError, match="RustTokenizer does not support .*load_tokenizer"):
+        rust(WORDS, is_split_into_words=True, **option)
+    assert rust(WORDS, is_split_into_words=True, padding=False, truncation=None)["input_ids"]  # defaults are fine

@@ -114,8 +114,17 @@ class RustTokenizer:
         return self._tokenizer.encode(text, add_special_tokens=False).tokens
 
     def __call__(self, text: str | Sequence[str] | Sequence[Sequence[str]], is_split_into_words: bool = False,
-                 add_special_tokens: bool = True, return_offsets_mapping: bool = False, **_) -> Encoded:
-        """Encode one text or a batch (of strings, or of word lists with ``is_split_into_words=True``)."""
+                 add_special_tokens: bool = True, return_offsets_mapping: bool = False, **options) -> Encoded:
+        """Encode one text or a batch (of strings, or of word lists with ``is_split_into_words=True``).
+
+        Unpadded, untruncated lists only: asking for padding, truncation or tensors raises TypeError
+        rather than being ignored.
+        """
+        unsupported = sorted(k for k, v in options.items() if v not in (None, False, "do_not_pad", "do_not_truncate"))
+        if unsupported:
+            raise TypeError(f"RustTokenizer does not support {', '.join(unsupported)}: it gives unpadded, "
+                            "untruncated lists of ids; for padded tensors use transformers' tokenizer "
+                            "(polyner.models.io.load_tokenizer(DIR))")
         single = isinstance(text, str) or (is_split_into_words and bool(text) and isinstance(text[0], str))
         batch = [text] if single else list(text)
         encodings = self._tokenizer.encode_batch(batch, is_pretokenized=is_split_into_words,
