@@ -99,6 +99,8 @@ def evaluate(models: List[str] = typer.Argument(..., help="Model directories (se
              batch_size: int = typer.Option(64),
              decoding: str = typer.Option("viterbi", help="Word labels: viterbi (IOB2-constrained, the "
                                           "Tagger's default) or argmax (each word on its own)."),
+             max_length: Optional[int] = typer.Option(None, help="Pieces per window (default: each model's own, "
+                                                      "ner_max_length in its config.json, else 128)."),
              verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Word-level seqeval (strict IOB2) per language and macro average; prints and writes docs/results.md."""
     from polyner.evaluation_run import EvaluationRequest, run_evaluation
@@ -110,7 +112,7 @@ def evaluate(models: List[str] = typer.Argument(..., help="Model directories (se
         langs=[s.strip() for s in langs.split(",")] if langs else None,
         names=[s.strip() for s in names.split(",")] if names else None, max_sentences=max_sentences,
         wikiann_path=wikiann_path, results=str(results), section=section, batch_size=batch_size,
-        decoding=decoding)
+        decoding=decoding, max_length=max_length)
     try:
         typer.echo(run_evaluation(request))
     except (ModelDirectoryError, FileNotFoundError, ValueError) as exc:

@@ -28,6 +28,7 @@ class EvaluationRequest:
     section: str | None = None
     batch_size: int = 64
     decoding: str = "viterbi"  # the Tagger's word-label decoding: "viterbi" (IOB2-constrained) or "argmax"
+    max_length: int | None = None  # pieces per window; None: each model's own (ner_max_length, else 128)
 
 
 def load_split(request: EvaluationRequest, split: str) -> tuple[list[Sentence], str]:
@@ -59,7 +60,9 @@ def run_evaluation(request: EvaluationRequest) -> str:
     names = request.names or [Path(m).name for m in request.models]
     if len(names) != len(request.models):
         raise ValueError(f"{len(request.models)} models but {len(names)} names")
-    taggers = [polyner.load(m, batch_size=request.batch_size, decoding=request.decoding) for m in request.models]
+    taggers = [polyner.load(m, batch_size=request.batch_size, decoding=request.decoding, max_length=request.max_length)
+               for m in request.models]
+    windows = ", ".join(f"{name} {tagger.config.max_length}" for name, tagger in zip(names, taggers))
     blocks = []
     for split in request.splits:
         sentences, origin = load_split(request, split)
@@ -68,7 +71,8 @@ def run_evaluation(request: EvaluationRequest) -> str:
             table.scores.append(evaluate_by_language(tagger.tag_words, sentences))
         cap = f", at most {request.max_sentences} sentences per file" if request.max_sentences else ""
         blocks.append(f"### {' vs '.join(names)} on {split}\n\nData: {origin}{cap}. Word-level seqeval, "
-                      f"mode=strict, scheme=IOB2; word labels decoded by {request.decoding}. Measured "
+                      f"mode=strict, scheme=IOB2; word labels decoded by {request.decoding}; windows of "
+                      f"at most ({windows}) pieces. Measured "
                       f"{date.today().isoformat()} on {platform.machine()}, command `polyner evaluate`.\n\n{table.markdown()}\n")
     body = "\n".join(blocks)
     section = request.section or "-".join(names) + ":" + "-".join(request.splits)

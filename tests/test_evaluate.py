@@ -201,6 +201,11 @@ def test_cli_evaluate_writes_rows_per_language(tiny_model_dir, gold_tree, tmp_pa
     assert "| de |" in result.stdout and "decoded by viterbi" in text
     argmax = CliRunner().invoke(app, [*args, "--decoding", "argmax", "--section", "argmax"])
     assert argmax.exit_code == 0 and "decoded by argmax" in argmax.stdout
+    windowed = CliRunner().invoke(app, [*args, "--max-length", "16", "--section", "window-16"])
+    assert windowed.exit_code == 0 and f"windows of at most ({tiny_model_dir.name} 16) pieces" in windowed.stdout
+    assert f"({tiny_model_dir.name} 128)" in text  # the model names no window: the Tagger's 128
+    too_short = CliRunner().invoke(app, [*args, "--max-length", "2"])
+    assert too_short.exit_code == 2 and "max_length must be an int of at least 4" in too_short.stderr
     unknown = CliRunner().invoke(app, [*args, "--decoding", "beam"])
     assert unknown.exit_code == 2 and "unknown decoding" in unknown.stderr
 
@@ -234,7 +239,10 @@ def test_cli_evaluate_langs_and_errors(tiny_model_dir, gold_tree, tmp_path):
 class _Oracle:
     """A stand-in tagger that knows the gold tags of every sentence of the gold tree."""
 
-    def __init__(self, gold_tree, drop_entities: bool = False) -> None:
+    def __init__(self, gold_tree, drop_entities: bool = False, max_length: int | None = None) -> None:
+        from types import SimpleNamespace
+
+        self.config = SimpleNamespace(max_length=max_length or 128)  # as a Tagger reads a model without a window
         self.answers = {tuple(s.words): s.tags for s in read_gold(discover_gold(gold_tree))}
         self.drop = drop_entities
 
@@ -247,16 +255,16 @@ def test_run_evaluation_scores_each_model(gold_tree, tmp_path, monkeypatch):
 
     loaded = []
 
-    def fake_load(path, batch_size=32, decoding="viterbi"):
-        loaded.append((path, batch_size, decoding))
-        return _Oracle(gold_tree, drop_entities=path == "blind")
+    def fake_load(path, batch_size=32, decoding="viterbi", max_length=None):
+        loaded.append((path, batch_size, decoding, max_length))
+        return _Oracle(gold_tree, drop_entities=path == "blind", max_length=max_length)
 
     monkeypatch.setattr(polyner, "load", fake_load)
     results = tmp_path / "results.md"
     body = run_evaluation(EvaluationRequest(models=["oracle", "blind"], data=str(gold_tree), splits=["dev"],
                                             names=["gold", "none"], results=str(results), batch_size=7))
-    assert loaded == [("oracle", 7, "viterbi"), ("blind", 7, "viterbi")]
-    assert "decoded by viterbi" in body
+    assert loaded == [("oracle", 7, "viterbi", None), ("blind", 7, "viterbi", None)]
+    assert "decoded by viterbi; windows of at most (gold 128, none 128) pieces" in body
     rows = _lang_rows(body)
     assert rows["lang"][0] == ["lang", "sentences", "entities", "F1 gold", "F1 none"]
     for lang in ("de", "en", "ru", "**macro**"):
@@ -268,7 +276,8 @@ def test_run_evaluation_scores_each_model(gold_tree, tmp_path, monkeypatch):
 def test_run_evaluation_single_file_and_name_mismatch(gold_tree, tmp_path, monkeypatch):
     import polyner
 
-    monkeypatch.setattr(polyner, "load", lambda path, batch_size=32, decoding="viterbi": _Oracle(gold_tree))
+    monkeypatch.setattr(polyner, "load", lambda path, batch_size=32, decoding="viterbi", max_length=None:
+                        _Oracle(gold_tree, max_length=max_length))
     one_file = gold_tree / "src_a" / "en" / "test.iob2"
     body = run_evaluation(EvaluationRequest(models=["m"], data=str(one_file), results=str(tmp_path / "r.md"),
                                             max_sentences=1))
