@@ -65,7 +65,10 @@ def load(path_or_name: str | Path | None = None, task: str = "ner", backend: str
         name = "polyner-default" if path_or_name is None else Path(str(path_or_name)).name or str(path_or_name)
         if options.get("max_length") is None:
             options.pop("max_length", None)
-            window = model_window(model)
+            try:
+                window = model_window(model)
+            except ValueError as exc:
+                raise ModelDirectoryError(f"{target}: {exc}") from exc
             if window is not None:
                 options["max_length"] = window
         return Tagger(model, tokenizer, TaggerConfig(**options), name=name, source=str(target))

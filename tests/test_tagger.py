@@ -248,6 +248,20 @@ def test_bad_window_in_config_is_a_clear_error(tokenizer, value):
         Tagger(model, tokenizer)
 
 
+def test_bad_window_in_a_model_directory_names_the_directory(windowed_model_dir):
+    import json
+
+    import polyner
+    from polyner.models.io import ModelDirectoryError
+
+    config = json.loads((windowed_model_dir / "config.json").read_text())
+    config["ner_max_length"] = "sixty-four"
+    (windowed_model_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelDirectoryError, match=f"{windowed_model_dir}.*ner_max_length must be an int"):
+        polyner.load(windowed_model_dir)
+    assert polyner.load(windowed_model_dir, max_length=32).config.max_length == 32  # an explicit window still loads
+
+
 @pytest.mark.parametrize("field,value", [("max_length", 3), ("max_length", "64"), ("stride", -1), ("batch_size", 0)])
 def test_bad_tagger_settings_are_clear_errors(field, value):
     with pytest.raises(ValueError, match=f"{field} must be an int"):
