@@ -124,4 +124,4 @@ def card_for_student(source: str | Path, target: str | Path, title: str, results
                             parameters=log["student_parameters"], teacher=Path(config["teacher"]).name,
                             teacher_parameters=log["teacher_parameters"], size_mb=directory_size_mb(target),
                             results_markdown=results_markdown, speed_markdown=speed_markdown, notes=notes,
-                            window=config.get("max_length"))
+                            window=json.loads((target / "config.json").read_text()).get("ner_max_length"))

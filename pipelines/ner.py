@@ -9,7 +9,7 @@ entity text.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -17,6 +17,7 @@ import numpy as np
 from polyner.pipelines.decoding import Decoder
 from polyner.pipelines.words import Span, segment_words, tokenizer_run_splitter
 from polyner.labels import ID2LABEL, LABELS, tags_to_spans
+from polyner.models.io import ModelDirectoryError
 
 if TYPE_CHECKING:  # a torch model is one kind of model; an ONNX one runs without torch
     import torch
@@ -24,13 +25,14 @@ if TYPE_CHECKING:  # a torch model is one kind of model; an ONNX one runs withou
 logger = logging.getLogger(__name__)
 
 TOKENIZE_CHUNK = 256  # sentences per tokenizer call in Tagger.predict_words
+DEFAULT_MAX_LENGTH = 128  # pieces per window for a model whose config.json names no window
 
 
 @dataclass
 class TaggerConfig:
     """Inference settings of a :class:`Tagger`."""
 
-    max_length: int = 128  # pieces per window, specials included
+    max_length: int | None = None  # pieces per window, specials included; None: the model's own (model_window)
     stride: int = 32  # pieces of context shared by two neighbouring windows
     batch_size: int = 32
     max_text_chars: int | None = None  # None: no limit (long texts are windowed)
@@ -38,24 +40,33 @@ class TaggerConfig:
     # (read when the Tagger is built)
 
     def __post_init__(self) -> None:
-        for name, least in (("max_length", 4), ("stride", 0), ("batch_size", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"{name} must be an int of at least {least}, not {value!r}")
+        if self.max_length is not None:
+            _check_int("max_length", self.max_length, 4)
+        _check_int("stride", self.stride, 0)
+        _check_int("batch_size", self.batch_size, 1)
 
 
-def model_window(model) -> int | None:
-    """The window (pieces, specials included) a model asks to be read in: ``ner_max_length`` in its config.json.
+def _check_int(name: str, value: Any, least: int) -> None:
+    """Raise ValueError unless ``value`` is an int (not a bool) of at least ``least``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} must be an int of at least {least}, not {value!r}")
+
+
+def model_window(model, source: str | None = None) -> int:
+    """The window (pieces, specials included) a model asks to be read in: ``ner_max_length`` in its config.json,
+    else :data:`DEFAULT_MAX_LENGTH`.
 
     ``polyner distill`` writes the length its student was trained on: positions beyond it were never trained
     after the teacher's initialisation, and the shipped student tags best (on dev) in windows of that length.
-    None when the model names none (the Tagger's default applies).
+    A bad value is a ModelDirectoryError naming ``source`` (the model directory).
     """
     value = getattr(getattr(model, "config", None), "ner_max_length", None)
     if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 4:
-        raise ValueError(f"config.json: ner_max_length must be an int of at least 4, not {value!r}")
+        return DEFAULT_MAX_LENGTH
+    try:
+        _check_int("ner_max_length", value, 4)
+    except ValueError as exc:
+        raise ModelDirectoryError(f"{source or 'model'}: config.json: {exc}") from exc
     return value
 
 
@@ -130,9 +141,9 @@ class Tagger:
                  name: str = "", source: str | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
-        if config is None:
-            window = model_window(model)
-            config = TaggerConfig() if window is None else TaggerConfig(max_length=window)
+        config = config or TaggerConfig()
+        if config.max_length is None:
+            config = replace(config, max_length=model_window(model, source))
         self.config = config
         self.name = name
         self.source = source  # the model directory, when loaded from one

@@ -53,7 +53,7 @@ def load(path_or_name: str | Path | None = None, task: str = "ner", backend: str
     target = resolve_model(path_or_name)
     if task == "ner":
         from polyner.models.backend import load_with_backend
-        from polyner.pipelines.ner import Tagger, TaggerConfig, model_window
+        from polyner.pipelines.ner import Tagger, TaggerConfig
 
         if isinstance(target, Path):
             model, tokenizer = load_with_backend(target, backend, onnx_threads)
@@ -63,14 +63,6 @@ def load(path_or_name: str | Path | None = None, task: str = "ner", backend: str
         else:
             model, tokenizer = _load_hub_token_classifier(target)
         name = "polyner-default" if path_or_name is None else Path(str(path_or_name)).name or str(path_or_name)
-        if options.get("max_length") is None:
-            options.pop("max_length", None)
-            try:
-                window = model_window(model)
-            except ValueError as exc:
-                raise ModelDirectoryError(f"{target}: {exc}") from exc
-            if window is not None:
-                options["max_length"] = window
         return Tagger(model, tokenizer, TaggerConfig(**options), name=name, source=str(target))
     if task in ("classify", "qa"):  # fine-tuned GLUE / SQuAD heads (polyner finetune)
         from polyner.tasks.inference import load_task_pipeline

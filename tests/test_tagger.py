@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from polyner.pipelines.ner import Tagger, TaggerConfig, choose_windows, plan_windows
+from polyner.pipelines.ner import DEFAULT_MAX_LENGTH, Tagger, TaggerConfig, choose_windows, plan_windows
 from polyner.pipelines.words import segment_words, tokenizer_run_splitter
 from conftest import SAMPLE_TEXTS, CapitalRuleModel
 
@@ -206,7 +206,7 @@ def test_load_reads_in_the_models_window(windowed_model_dir, tiny_model_dir):
     assert polyner.load(windowed_model_dir).config.max_length == 16
     assert polyner.load(windowed_model_dir, max_length=None).config.max_length == 16
     assert polyner.load(windowed_model_dir, max_length=48).config.max_length == 48  # the caller's choice wins
-    assert polyner.load(tiny_model_dir).config.max_length == TaggerConfig().max_length  # no window named: 128
+    assert polyner.load(tiny_model_dir).config.max_length == DEFAULT_MAX_LENGTH == 128  # no window named
 
 
 def test_models_window_gives_the_entities_of_that_window(windowed_model_dir):
