@@ -55,9 +55,16 @@ class DistillConfig:
     geometry: dict | None = None  # a custom StudentPreset (layers, hidden, heads, ffn, rank) instead of a preset
     unlabeled: list[str] = field(default_factory=list)  # files or directories of LANG.txt, one sentence a line
     gold: str | None = None  # gold root (SOURCE/LANG/SPLIT.iob2): train text, dev selection, stage-4 labels
+    silver: str | None = None  # silver root, same layout: transfer text and stage-4 labels, never dev selection
     exclude_sources: list[str] = field(default_factory=list)
     unlabeled_per_language: int = 1500
     gold_text_per_language: int = 500
+    silver_text_per_language: int = 0
+    silver_weight: float = 0.5  # stage-4 sampling pull of a silver file against a gold file of the same size
+    # trimmed vocabulary: pieces counted per language over all the text at hand (transfer set, every unlabeled
+    # line, gold train/dev, silver train), ranked by per-language frequency with language weights total ** alpha
+    # (0: every language pulls the same, 1: plain counts); None: plain counts over the transfer and gold text only
+    vocab_balance_alpha: float | None = None
     augmented_per_language: int = 300
     use_augmented: bool = True
     use_representation_stage: bool = True  # stage 1

@@ -5,8 +5,10 @@ transfer set -> trimmed vocabulary -> teacher outputs cached once -> student bui
 """
 from __future__ import annotations
 
+import collections
 import json
 import logging
+import random
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -16,14 +18,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from polyner.data.align import cached_encode
-from polyner.data.iob2 import discover_gold, read_gold, read_iob2
+from polyner.data.iob2 import discover_gold, read_gold
+from polyner.data.training_sets import encode_training_files, group_weights, selection_files, training_files
 from polyner.distill.config import DistillConfig
 from polyner.distill.stages import LOSSES, DistillationModel, Stage, plan_stages
 from polyner.distill.student_init import (copy_teacher_classifier, copy_teacher_layers, init_embeddings,
                                           rank_ffn_neurons, student_config, teacher_layer_picks)
 from polyner.distill.teacher_cache import build_teacher_cache
-from polyner.distill.transfer import TransferSentence, build_transfer_set
+from polyner.distill.transfer import TransferSentence, build_transfer_set, read_lines, to_words, unlabeled_files
 from polyner.evaluate import evaluate_by_language, macro
 from polyner.labels import IGNORE_INDEX
 from polyner.models.io import load_token_classifier
@@ -62,7 +64,7 @@ def with_gold_languages(config: DistillConfig) -> DistillConfig:
     """``config`` itself, or (``include_gold_languages``) a copy whose languages add every gold training language."""
     if not config.include_gold_languages or not config.gold:
         return config
-    found = sorted({f.lang for f in discover_gold(config.gold, None, ["train"], config.exclude_sources)})
+    found = sorted({f.lang for f in training_files(config.gold, None, None, config.exclude_sources)})
     extra = [lang for lang in found if lang not in config.languages]
     if extra:
         logger.info("adding the gold training languages %s to the %d requested", ", ".join(extra), len(config.languages))
@@ -89,7 +91,8 @@ class Distiller:
         path = self.work / "transfer.jsonl"
         recipe = json.dumps({k: v for k, v in self.config.to_dict().items() if k in (
             "languages", "unlabeled", "gold", "exclude_sources", "unlabeled_per_language",
-            "gold_text_per_language", "augmented_per_language", "use_augmented", "seed")}, sort_keys=True)
+            "gold_text_per_language", "augmented_per_language", "use_augmented", "seed", "silver",
+            "silver_text_per_language")}, sort_keys=True)
         recipe_path = self.work / "transfer.recipe.json"
         if path.exists() and recipe_path.exists() and recipe_path.read_text() == recipe:
             return [TransferSentence(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines()]
@@ -98,7 +101,8 @@ class Distiller:
             self.config.languages, self.config.unlabeled, self.config.gold, self.config.unlabeled_per_language,
             self.config.gold_text_per_language,
             self.config.augmented_per_language if self.config.use_augmented else 0, tagger.tag_words,
-            self.config.exclude_sources, self.config.seed, tokenizer_run_splitter(self.teacher_tokenizer))
+            self.config.exclude_sources, self.config.seed, tokenizer_run_splitter(self.teacher_tokenizer),
+            self.config.silver, self.config.silver_text_per_language)
         with path.open("w", encoding="utf-8") as handle:
             for sentence in sentences:
                 handle.write(json.dumps(asdict(sentence), ensure_ascii=False) + "\n")
@@ -110,9 +114,29 @@ class Distiller:
             return []
         return discover_gold(self.config.gold, self.config.languages, [split], self.config.exclude_sources)
 
+    def vocabulary_counts(self, transfer: list[TransferSentence]) -> dict[str, collections.Counter]:
+        """Teacher piece counts per language over all the text at hand: the transfer set, every line of the
+        unlabeled files, and the gold and silver sentences the run may train on (gold dev included)."""
+        from polyner.distill.vocab import count_pieces
+
+        words: dict[str, list[list[str]]] = collections.defaultdict(list)
+        for sentence in transfer:
+            words[sentence.lang].append(sentence.words)
+        split_run = tokenizer_run_splitter(self.teacher_tokenizer)
+        for lang, paths in unlabeled_files(self.config.unlabeled, self.config.languages).items():
+            for line in read_lines(paths, 10 ** 9, random.Random(0)):
+                if found := to_words(line, split_run):
+                    words[lang].append(found)
+        if self.config.gold:
+            files = training_files(self.config.gold, self.config.silver, self.config.languages,
+                                   self.config.exclude_sources) + self.gold_files("dev")
+            for sentence in read_gold(sorted(set(files), key=lambda f: str(f.path))):
+                words[sentence.lang].append(sentence.words)
+        return {lang: count_pieces(self.teacher_tokenizer, word_lists=lists) for lang, lists in sorted(words.items())}
+
     def vocabulary(self, transfer: list[TransferSentence]):
         """Trim the teacher tokenizer to the pieces of the transfer, gold train and dev text."""
-        from polyner.distill.vocab import count_pieces, select_vocabulary, trim_tokenizer
+        from polyner.distill.vocab import count_pieces, language_balanced_ranking, select_vocabulary, trim_tokenizer
 
         folder = self.work / "vocab"
         if (folder / "keep_ids.npy").exists():
@@ -122,13 +146,22 @@ class Distiller:
             student_tokenizer = load_tokenizer(folder)
             check_tokenizers(self.teacher_tokenizer, student_tokenizer, keep)
             return student_tokenizer, keep
-        words = [s.words for s in transfer]
-        for split in ("train", "dev"):
-            words += [s.words for s in read_gold(self.gold_files(split))]
-        counts = count_pieces(self.teacher_tokenizer, word_lists=words)
+        ranking = None
+        if self.config.vocab_balance_alpha is None:
+            words = [s.words for s in transfer]
+            for split in ("train", "dev"):
+                words += [s.words for s in read_gold(self.gold_files(split))]
+            counts = count_pieces(self.teacher_tokenizer, word_lists=words)
+        else:
+            by_language = self.vocabulary_counts(transfer)
+            counts = collections.Counter()
+            for language_counts in by_language.values():
+                counts.update(language_counts)
+            ranking = language_balanced_ranking(by_language, self.config.vocab_balance_alpha)
         keep = np.asarray(select_vocabulary(self.teacher_tokenizer, counts, min_count=self.config.min_piece_count,
                                             max_size=self.config.max_vocab,
-                                            keep_single_chars=self.config.keep_all_single_chars), dtype=np.int64)
+                                            keep_single_chars=self.config.keep_all_single_chars, ranking=ranking),
+                          dtype=np.int64)
         student_tokenizer, _ = trim_tokenizer(self.teacher_tokenizer, keep.tolist(), folder)
         np.save(folder / "keep_ids.npy", keep)
         check_tokenizers(self.teacher_tokenizer, student_tokenizer, keep)
@@ -234,12 +267,13 @@ class Distiller:
         n_heldout = max(1, int(len(order) * config.heldout_fraction))
         heldout, train_idx = sorted(order[:n_heldout].tolist()), order[n_heldout:]
         transfer_sampler = MixedLanguageSampler([cache.langs[i] for i in train_idx], seed=config.seed)
-        gold_files = {f.path: f for f in self.gold_files("train")}
+        label_files = (training_files(config.gold, config.silver, config.languages, config.exclude_sources)
+                       if config.gold else [])
         with parallel.main_first():
-            gold = (cached_encode(student_tokenizer, list(gold_files),
-                                  lambda p: read_iob2(p, gold_files[p].lang, gold_files[p].source), config.max_length)
-                    if gold_files else None)
-        dev = list(read_gold(self.gold_files("dev"), config.dev_per_language))
+            gold, gold_groups = (encode_training_files(student_tokenizer, label_files, config.max_length)
+                                 if label_files else (None, []))
+        dev = list(read_gold(selection_files(config.gold, config.languages, config.exclude_sources, label_files)
+                             if config.gold else [], config.dev_per_language))
         if not dev:
             raise ValueError("distillation needs gold dev data (--gold) to choose checkpoints; none found for "
                              f"languages {', '.join(config.languages)}")
@@ -262,7 +296,7 @@ class Distiller:
             if index > 0 and best_path.exists() and stage.loss != "representation":
                 model.load_state_dict(load_file(str(best_path)))  # continue from the best so far
             self.run_stage(index, stage, model, cache, train_idx, heldout, transfer_sampler, gold, dev, pad,
-                           student_tokenizer, state, best_path)
+                           student_tokenizer, state, best_path, gold_groups, label_files)
             state["stage"] = index + 1
             if parallel.is_main:
                 save_file({k: v.contiguous() for k, v in model.state_dict().items()},
@@ -284,7 +318,8 @@ class Distiller:
         return self.out
 
     def run_stage(self, index: int, stage: Stage, model: DistillationModel, cache, train_idx, heldout, sampler,
-                  gold, dev, pad: int, tokenizer, state: dict, best_path: Path) -> None:
+                  gold, dev, pad: int, tokenizer, state: dict, best_path: Path, gold_groups: list[str] = (),
+                  label_files: list = ()) -> None:
         """Train one stage with early stopping; representation on held-out MSE, the others on dev F1."""
         config, budget, parallel = self.config, stage.budget, self.parallel
         params = model.set_trainable(stage.trainable)
@@ -296,7 +331,9 @@ class Distiller:
         if marker.exists() and json.loads(marker.read_text()).get("stage") == index:  # resume inside this stage
             loop = load_checkpoint(checkpoint, model, optimizer, scheduler) or loop
         stage_best_path = self.work / "stage_best.safetensors"
-        gold_sampler = MixedLanguageSampler(gold.langs, seed=config.seed) if gold is not None else None
+        gold_sampler = (MixedLanguageSampler(gold_groups, seed=config.seed,
+                                             weights=group_weights(label_files, config.silver_weight))
+                        if gold is not None else None)
         trainer = parallel.wrap(BatchLoss(model, LOSSES[stage.loss]))  # DDP over this stage's trainable groups
         progress = tqdm(range(loop["step"], budget.steps), desc=f"stage {stage.name}", initial=loop["step"],
                         total=budget.steps, disable=not parallel.is_main)

@@ -1,4 +1,4 @@
-"""The transfer set: unlabeled text, gold training text with labels dropped, and augmented text.
+"""The transfer set: unlabeled text, gold and silver training text with labels dropped, and augmented text.
 
 Every sentence is a list of words split exactly as the tagger splits raw text, so the student is
 distilled on the input it will see. Augmented sentences swap entity mentions for other names of
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from polyner.data.iob2 import Sentence, discover_gold, read_gold
+from polyner.data.iob2 import Sentence, read_gold
+from polyner.data.training_sets import training_files
 from polyner.pipelines.words import segment_words
 
 logger = logging.getLogger(__name__)
@@ -73,19 +74,25 @@ def build_transfer_set(languages: Sequence[str], unlabeled: Sequence[str | Path]
                        unlabeled_per_language: int, gold_text_per_language: int,
                        augmented_per_language: int, tag_words: Callable[[list[list[str]]], list[list[str]]] | None,
                        exclude_sources: Sequence[str] = (), seed: int = 13,
-                       split_run: Callable | None = None) -> list[TransferSentence]:
+                       split_run: Callable | None = None, silver: str | Path | None = None,
+                       silver_text_per_language: int = 0) -> list[TransferSentence]:
     """Collect the transfer sentences of ``languages``; raise naming every language left without text.
 
     ``tag_words`` (the teacher's word tagger) labels unlabeled sentences of languages without
-    gold training data, so that they too get augmented text; None skips that.
+    gold training data, so that they too get augmented text; None skips that. Silver training
+    sentences (``silver``) add their text, up to ``silver_text_per_language`` per language.
     """
     rng = random.Random(seed)
     files = unlabeled_files(unlabeled, languages)
     gold_train: dict[str, list[Sentence]] = defaultdict(list)
+    silver_train: dict[str, list[Sentence]] = defaultdict(list)
     if gold is not None:
-        for sentence in read_gold(discover_gold(gold, languages, ["train"], exclude_sources)):
-            gold_train[sentence.lang].append(sentence)
-    missing = [lang for lang in languages if not files.get(lang) and not gold_train.get(lang)]
+        for file in training_files(gold, silver if silver_text_per_language > 0 else None, languages,
+                                   exclude_sources):
+            for sentence in read_gold([file]):
+                (silver_train if file.kind == "silver" else gold_train)[sentence.lang].append(sentence)
+    missing = [lang for lang in languages
+               if not files.get(lang) and not gold_train.get(lang) and not silver_train.get(lang)]
     if missing:
         raise MissingLanguageError(
             f"no text for language(s) {', '.join(missing)}: give an unlabeled file LANG.txt (or LANG=PATH) "
@@ -99,6 +106,9 @@ def build_transfer_set(languages: Sequence[str], unlabeled: Sequence[str | Path]
         golds = list(gold_train.get(lang, []))
         rng.shuffle(golds)
         transfer += [TransferSentence(list(s.words), lang, "gold") for s in golds[:gold_text_per_language]]
+        silvers = list(silver_train.get(lang, []))
+        rng.shuffle(silvers)
+        transfer += [TransferSentence(list(s.words), lang, "silver") for s in silvers[:silver_text_per_language]]
         if augmented_per_language <= 0:
             continue
         with_entities = [s for s in golds if any(t != "O" for t in s.tags)]

@@ -188,21 +188,38 @@ def count_pieces(tokenizer, texts: Iterable[str] | None = None, word_lists: Iter
 # 2. selection
 
 
+def language_balanced_ranking(counts_by_language: dict[str, collections.Counter[int]],
+                              alpha: float = 0.0) -> dict[int, float]:
+    """Rank pieces by their per-language frequencies summed with language weights ``total ** alpha``
+    (each language's counts divided by its total): with ``alpha`` 0 every language has the same pull on a
+    capped vocabulary however much text it has; with 1 this is the plain count over all text."""
+    ranking: dict[int, float] = collections.defaultdict(float)
+    for counts in counts_by_language.values():
+        total = max(sum(counts.values()), 1)
+        for piece, count in counts.items():
+            ranking[int(piece)] += count / total * total ** alpha
+    return dict(ranking)
+
+
 def select_vocabulary(tokenizer, counts: collections.Counter[int] | dict[int, int], min_count: int = 1,
-                      max_size: int | None = None, keep_single_chars: bool = True) -> list[int]:
+                      max_size: int | None = None, keep_single_chars: bool = True,
+                      ranking: dict[int, float] | None = None) -> list[int]:
     """Old ids to keep, sorted ascending: all special tokens, all single-character pieces when
-    ``keep_single_chars``, and the pieces counted at least ``min_count`` times. ``max_size`` caps
-    the total (specials and single characters included); the frequent pieces are then taken most
-    frequent first (ties by lower id)."""
+    ``keep_single_chars`` (else the single characters counted at least once), and the pieces counted
+    at least ``min_count`` times. ``max_size`` caps
+    the total (specials and single characters included); the frequent pieces are then taken in
+    ``ranking`` order (default: most frequent first; ties by lower id)."""
     backend = _backend(tokenizer)
     pieces = _pieces(backend)
     mandatory = {i for i in _special_ids(tokenizer, backend) if i < len(pieces)}
-    if keep_single_chars:
-        mandatory.update(i for i, piece in enumerate(pieces) if piece and is_single_char(piece))
+    singles = (i for i, piece in enumerate(pieces) if piece and is_single_char(piece))
+    # every single character when asked, else those the text has (a dropped one would be <unk>)
+    mandatory.update(i for i in singles if keep_single_chars or counts.get(i, 0) > 0)
     if max_size is not None and len(mandatory) > max_size:
         raise ValueError(f"max_size {max_size} is below the {len(mandatory)} ids that are always kept "
                          f"(specials{' and single characters' if keep_single_chars else ''})")
-    frequent = sorted(((int(i), int(c)) for i, c in counts.items()
+    order = ranking if ranking is not None else counts
+    frequent = sorted(((int(i), order.get(int(i), 0)) for i, c in counts.items()
                        if c >= min_count and 0 <= int(i) < len(pieces) and int(i) not in mandatory),
                       key=lambda item: (-item[1], item[0]))
     if max_size is not None:

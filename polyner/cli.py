@@ -67,12 +67,17 @@ def train_teacher_cmd(
         out: Path = typer.Option(..., help="Output directory (HF layout; resumes if a checkpoint is there)."),
         teacher: Optional[str] = typer.Option(None, help="Encoder directory or hub name (default: the built offline teacher)."),
         langs: Optional[str] = typer.Option(None, help="Comma-separated languages (default: all found)."),
-        exclude_source: List[str] = typer.Option([], help="Gold sources to leave out (e.g. for licences)."),
+        exclude_source: List[str] = typer.Option([], help="Gold or silver sources to leave out (e.g. for licences)."),
+        silver: Optional[Path] = typer.Option(None, help="Silver root (same layout): trains, never selects."),
+        silver_weight: float = typer.Option(0.5, help="Sampling pull of a silver file against a gold one."),
         max_steps: int = typer.Option(2000), batch_size: int = typer.Option(16), max_length: int = typer.Option(64),
-        lr: float = typer.Option(1e-4), eval_every: int = typer.Option(400), dev_per_lang: int = typer.Option(100),
+        lr: float = typer.Option(1e-4), eval_every: int = typer.Option(400), save_every: int = typer.Option(100),
+        dev_per_lang: int = typer.Option(100),
+        bucket: int = typer.Option(1, help="Draw this many batches together and cut them by length (less padding)."),
+        bf16: bool = typer.Option(False, "--bf16/--fp32", help="bfloat16 autocast (fast on AMX / AVX-512 BF16 CPUs)."),
         seed: int = typer.Option(13), threads: int = typer.Option(2),
         verbose: bool = typer.Option(True, "--verbose/--quiet")) -> None:
-    """Fine-tune the teacher for NER on all gold train splits; the checkpoint is chosen on dev."""
+    """Fine-tune the teacher for NER on gold (and silver) train splits; the checkpoint is chosen on gold dev."""
     from polyner.languages import parse_languages
     from polyner.models.teacher import build_teacher
     from polyner.training.teacher import TeacherTrainingConfig, train_teacher
@@ -81,8 +86,9 @@ def train_teacher_cmd(
     config = TeacherTrainingConfig(
         teacher=teacher or str(build_teacher()), gold=str(gold), out=str(out),
         langs=parse_languages(langs) if langs else None, exclude_sources=list(exclude_source),
+        silver=str(silver) if silver else None, silver_weight=silver_weight,
         max_steps=max_steps, batch_size=batch_size, max_length=max_length, lr=lr, eval_every=eval_every,
-        dev_per_lang=dev_per_lang, seed=seed, threads=threads)
+        save_every=save_every, dev_per_lang=dev_per_lang, bucket=bucket, bf16=bf16, seed=seed, threads=threads)
     typer.echo(str(train_teacher(config)))
 
 
@@ -126,6 +132,7 @@ def distill(
         languages: Optional[str] = typer.Option(None, help="Comma-separated languages, e.g. de,fr,sw (default: all 41)."),
         unlabeled: List[str] = typer.Option([], help="Unlabeled text: LANG.txt files, folders of them, or LANG=PATH."),
         gold: Optional[Path] = typer.Option(None, help="Gold root SOURCE/LANG/SPLIT.iob2 (train text, dev, labels)."),
+        silver: Optional[Path] = typer.Option(None, help="Silver root, same layout (text and labels; never dev)."),
         preset: Optional[str] = typer.Option(None, help="Student size: xs, s or m."),
         config: Optional[Path] = typer.Option(None, help="A YAML or JSON DistillConfig; options given here win."),
         exclude_source: List[str] = typer.Option([], help="Gold sources to leave out (e.g. NonCommercial ones)."),
@@ -150,7 +157,8 @@ def distill(
 
     _logging(verbose)
     overrides: dict = {"teacher": teacher, "out": str(out) if out else None, "preset": preset,
-                       "gold": str(gold) if gold else None, "seed": seed, "threads": threads,
+                       "gold": str(gold) if gold else None, "silver": str(silver) if silver else None,
+                       "seed": seed, "threads": threads,
                        "languages": parse_languages(languages) if languages else None,
                        "unlabeled": list(unlabeled) or None, "exclude_sources": list(exclude_source) or None,
                        "reuse_teacher_cache": str(reuse_cache) if reuse_cache else None,

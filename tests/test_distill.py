@@ -814,3 +814,45 @@ def test_pack_ships_fp16_with_a_card_naming_window_and_licences(distilled, tmp_p
     assert tagger.config.max_length == window
     text = "Angela Merkel visited Paris."
     assert all(text[e["start"]:e["end"]] == e["text"] for e in tagger(text))
+
+
+def test_transfer_set_takes_silver_text_when_asked(unlabeled_dir, gold_tree, tmp_path):
+    silver = tmp_path / "silver" / "wikiann" / "fr"
+    silver.mkdir(parents=True)
+    (silver / "train.iob2").write_text("Paris\tB-LOC\nest\tO\nbelle\tO\n\nLyon\tB-LOC\naussi\tO\n",
+                                       encoding="utf-8")
+    with pytest.raises(MissingLanguageError, match="fr"):  # without silver text, fr has nothing
+        build_transfer_set(["en", "fr"], [unlabeled_dir / "en.txt"], gold_tree, 10, 10, 0, None)
+    transfer = build_transfer_set(["en", "fr"], [unlabeled_dir / "en.txt"], gold_tree, 10, 10, 0, None,
+                                  silver=tmp_path / "silver", silver_text_per_language=1)
+    fr = [s for s in transfer if s.lang == "fr"]
+    assert len(fr) == 1 and fr[0].origin == "silver" and fr[0].words in (["Paris", "est", "belle"], ["Lyon", "aussi"])
+
+
+def test_run_with_silver_and_a_language_balanced_vocabulary(workspace):
+    """Silver adds transfer text and stage-4 labels, never dev; the vocabulary counts every text per language."""
+    silver = workspace.root / "silver" / "wikiann" / "uk"
+    silver.mkdir(parents=True, exist_ok=True)
+    (silver / "train.iob2").write_text("Київ\tB-LOC\nвеликий\tO\n\nЛьвів\tB-LOC\nгарний\tO\n", encoding="utf-8")
+    out = workspace.root / "silver-student"
+    config = run_config(workspace, out, silver=str(workspace.root / "silver"), silver_text_per_language=5,
+                        vocab_balance_alpha=0.5, max_vocab=None)
+    script = ScriptedDev()
+    dev_langs = []
+    original = script.original
+
+    def recording(distiller, model, tokenizer, dev):
+        dev_langs.append({s.lang for s in dev})
+        return original(distiller, model, tokenizer, dev)
+
+    script.original = recording
+    run_scripted(config, script)
+    transfer = [json.loads(line) for line in (out / "work" / "transfer.jsonl").read_text().splitlines()]
+    assert {t["origin"] for t in transfer if t["lang"] == "uk"} >= {"silver"}
+    assert dev_langs and all("uk" not in langs for langs in dev_langs)
+    from polyner.models.io import load_tokenizer
+
+    student, teacher = load_tokenizer(out), load_tokenizer(workspace.teacher)
+    words = ["Львів", "гарний", "Київ"]  # silver-only text: its pieces are in the vocabulary
+    assert student.convert_ids_to_tokens(student(words, is_split_into_words=True)["input_ids"]) == \
+        teacher.convert_ids_to_tokens(teacher(words, is_split_into_words=True)["input_ids"])

@@ -162,8 +162,9 @@ def test_train_teacher_filters_languages_and_sources(teacher_dir, gold_tree, tmp
     monkeypatch.setattr(teacher_module, "MixedLanguageSampler", recording_sampler)
     train_teacher(_config(teacher_dir, gold_tree, tmp_path / "a", max_steps=2, langs=["en", "ru"]))
     train_teacher(_config(teacher_dir, gold_tree, tmp_path / "b", max_steps=2, exclude_sources=["src_b"]))
-    assert sorted(seen[0]) == ["en", "en", "ru"]
-    assert sorted(seen[1]) == ["de", "en", "en"]
+    assert sorted(g.rsplit("/", 1)[1] for g in seen[0]) == ["en", "en", "ru"]
+    assert sorted(g.rsplit("/", 1)[1] for g in seen[1]) == ["de", "en", "en"]
+    assert all(g.startswith("gold/") for g in seen[0] + seen[1])
     with pytest.raises(ValueError, match="no gold train files"):
         train_teacher(_config(teacher_dir, gold_tree, tmp_path / "c", langs=["fr"]))
 
@@ -365,3 +366,37 @@ def test_checkpoint_overwrite_and_absent(tokenizer, tmp_path):
     fresh, fresh_optimizer, fresh_scheduler = _setup(tokenizer, seed=3)
     assert load_checkpoint(folder, fresh, fresh_optimizer, fresh_scheduler) == {"step": 2}
     _assert_same_weights(fresh.state_dict(), model.state_dict())
+
+
+def test_train_teacher_with_silver_trains_on_it_and_selects_on_gold_only(teacher_dir, gold_tree, tmp_path,
+                                                                          monkeypatch):
+    import polyner.training.teacher as teacher_module
+
+    silver = tmp_path / "silver" / "wikiann" / "fr"
+    silver.mkdir(parents=True)
+    (silver / "train.iob2").write_text("Paris\tB-LOC\nest\tO\nbelle\tO\n", encoding="utf-8")
+    (silver / "dev.iob2").write_text("Lyon\tB-LOC\n", encoding="utf-8")
+    seen_groups, seen_dev = [], []
+    real_sampler, real_eval = teacher_module.MixedLanguageSampler, teacher_module.evaluate_by_language
+
+    def recording_sampler(groups, *args, **kwargs):
+        seen_groups.append((list(groups), kwargs["weights"]))
+        return real_sampler(groups, *args, **kwargs)
+
+    def recording_eval(tag_words, sentences):
+        sentences = list(sentences)
+        seen_dev.append({s.lang for s in sentences})
+        return real_eval(tag_words, sentences)
+
+    monkeypatch.setattr(teacher_module, "MixedLanguageSampler", recording_sampler)
+    monkeypatch.setattr(teacher_module, "evaluate_by_language", recording_eval)
+    out = tmp_path / "out"
+    train_teacher(_config(teacher_dir, gold_tree, out, max_steps=2, silver=str(tmp_path / "silver"),
+                          silver_weight=0.3, bucket=2, bf16=True))
+    groups, weights = seen_groups[0]
+    assert "silver/wikiann/fr" in groups and weights["silver/wikiann/fr"] == 0.3
+    assert weights["gold/src_a/en"] == 1.0
+    assert seen_dev and all("fr" not in langs for langs in seen_dev)  # silver never selects
+    assert json.loads((out / "training_config.json").read_text())["silver"] == str(tmp_path / "silver")
+    history = json.loads((out / "training_state.json").read_text())["history"]
+    assert set(history[-1]["dev_f1_by_language"]) == {"de", "en", "ru"}

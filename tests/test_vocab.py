@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from polyner.distill.vocab import (
+    language_balanced_ranking,
     Factorization,
     VocabConfig,
     count_pieces,
@@ -86,6 +87,47 @@ def test_select_keeps_specials_and_single_chars(tokenizer):
 
     bare = select_vocabulary(tokenizer, counts, keep_single_chars=False)
     assert set(bare) == set(counts) | {tokenizer.convert_tokens_to_ids(s) for s in SPECIALS}
+
+
+def test_seen_single_chars_are_kept_even_when_the_cap_is_tight(tokenizer):
+    """keep_single_chars=False still keeps every single character the text has (else it would be <unk>)."""
+    counts = count_pieces(tokenizer, texts=TEXTS[:2])
+    pieces = pieces_of(tokenizer)
+    seen_singles = {i for i in counts if is_single_char(pieces[i])}
+    specials = {tokenizer.convert_tokens_to_ids(s) for s in SPECIALS}
+    keep = select_vocabulary(tokenizer, counts, keep_single_chars=False, max_size=len(specials | seen_singles))
+    assert seen_singles and seen_singles | specials == set(keep)
+
+
+def test_language_balanced_ranking():
+    counts = {"big": collections.Counter({1: 990, 2: 10}), "small": collections.Counter({3: 9, 4: 1})}
+    balanced = language_balanced_ranking(counts, alpha=0.0)
+    assert balanced[1] == pytest.approx(0.99) and balanced[3] == pytest.approx(0.9)  # same pull per language
+    assert sorted(balanced, key=lambda i: -balanced[i])[:2] == [1, 3]
+    plain = language_balanced_ranking(counts, alpha=1.0)
+    assert plain == pytest.approx({1: 990, 2: 10, 3: 9, 4: 1})  # alpha 1: the plain counts
+    half = language_balanced_ranking(counts, alpha=0.5)
+    assert plain[2] > plain[3] and half[3] > half[2]  # between the two: the small language's top piece wins
+    total = collections.Counter({1: 990, 2: 10, 3: 9, 4: 1})
+    assert select_vocabulary_ids(total, balanced, 2) == [1, 3]
+
+
+def select_vocabulary_ids(counts, ranking, size):
+    """The order select_vocabulary takes frequent pieces in (specials and singles aside)."""
+    return [i for i, _ in sorted(((i, ranking[i]) for i in counts), key=lambda x: (-x[1], x[0]))][:size]
+
+
+def test_select_takes_pieces_in_ranking_order(tokenizer):
+    counts = count_pieces(tokenizer, texts=TEXTS[:2])
+    pieces = pieces_of(tokenizer)
+    multi = sorted(i for i in counts if not is_single_char(pieces[i]))
+    specials = {tokenizer.convert_tokens_to_ids(s) for s in SPECIALS}
+    singles = {i for i in counts if is_single_char(pieces[i])}
+    favourite = multi[-1]
+    ranking = {i: (1000.0 if i == favourite else float(counts[i])) for i in counts}
+    keep = select_vocabulary(tokenizer, counts, keep_single_chars=False, ranking=ranking,
+                             max_size=len(specials | singles) + 1)
+    assert set(keep) - specials - singles == {favourite}
 
 
 def test_is_single_char():

@@ -67,6 +67,18 @@ def encode_sentences(tokenizer, sentences: Sequence[Sentence], max_length: int =
     return EncodedSet(flat_ids, flat_labels, offsets, [s.lang for s in sentences])
 
 
+def concat_encoded(parts: Sequence[EncodedSet]) -> EncodedSet:
+    """One set holding the sentences of ``parts`` in order."""
+    if not parts:
+        return EncodedSet(np.zeros(0, np.int32), np.zeros(0, np.int16), np.zeros(1, np.int64), [])
+    offsets, base = [np.zeros(1, np.int64)], 0
+    for part in parts:
+        offsets.append(part.offsets[1:] + base)
+        base += int(part.offsets[-1])
+    return EncodedSet(np.concatenate([p.ids for p in parts]), np.concatenate([p.labels for p in parts]),
+                      np.concatenate(offsets).astype(np.int64), [lang for p in parts for lang in p.langs])
+
+
 def tokenizer_fingerprint(tokenizer) -> str:
     """A short hash identifying a tokenizer's vocabulary."""
     vocab = tokenizer.get_vocab()

@@ -34,6 +34,7 @@ class GoldFile:
     lang: str
     split: str
     path: Path
+    kind: str = "gold"  # "gold" (human-annotated) or "silver" (automatic labels)
 
 
 def read_iob2(path: str | Path, lang: str = "", source: str = "") -> list[Sentence]:
@@ -70,11 +71,14 @@ def read_iob2(path: str | Path, lang: str = "", source: str = "") -> list[Senten
 
 
 def discover_gold(root: str | Path, langs: Iterable[str] | None = None, splits: Iterable[str] = SPLITS,
-                  exclude_sources: Iterable[str] = ()) -> list[GoldFile]:
-    """List the gold files under ``root`` (``source/lang/split.iob2``), filtered by language and split."""
+                  exclude_sources: Iterable[str] = (), kind: str = "gold") -> list[GoldFile]:
+    """List the files under ``root`` (``source/lang/split.iob2``), filtered by language and split.
+
+    ``kind`` says what the root holds (``gold`` or ``silver``); the files carry it.
+    """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"gold data directory not found: {root}")
+        raise FileNotFoundError(f"{kind} data directory not found: {root}")
     wanted_langs = set(langs) if langs is not None else None
     wanted_splits = set(splits)
     excluded = set(exclude_sources)
@@ -85,7 +89,7 @@ def discover_gold(root: str | Path, langs: Iterable[str] | None = None, splits: 
             continue
         if wanted_langs is not None and lang not in wanted_langs:
             continue
-        found.append(GoldFile(source, lang, split, path))
+        found.append(GoldFile(source, lang, split, path, kind))
     return found
 
 

@@ -1,7 +1,8 @@
-"""Fine-tune the multilingual teacher for NER on all gold train splits, languages mixed per batch.
+"""Fine-tune the multilingual teacher for NER on gold (and optionally silver) data, sources mixed per batch.
 
-The checkpoint is chosen on dev (macro word-level F1 over languages), never on test. The loop
-checkpoints every ``save_every`` steps and resumes from the last checkpoint after an interruption.
+The checkpoint is chosen on gold dev (macro word-level F1 over languages), never on test or silver. The
+loop checkpoints every ``save_every`` steps, logs progress with an ETA every ``log_every`` steps, and
+resumes from the last checkpoint after an interruption.
 """
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from polyner.data.align import cached_encode
-from polyner.data.iob2 import discover_gold, read_gold, read_iob2
+from polyner.data.iob2 import read_gold
+from polyner.data.training_sets import encode_training_files, group_weights, selection_files, training_files
 from polyner.evaluate import evaluate_by_language, macro
 from polyner.labels import IGNORE_INDEX
 from polyner.models.io import ner_config_kwargs, quiet_transformers
@@ -34,6 +36,8 @@ class TeacherTrainingConfig:
     teacher: str  # built encoder directory (polyner teacher build) or a hub name
     gold: str  # gold root: source/lang/split.iob2
     out: str
+    silver: str | None = None  # silver root, same layout (trains only, never selects)
+    silver_weight: float = 0.5  # sampling pull of a silver file relative to a gold file of the same size
     langs: list[str] | None = None
     exclude_sources: list[str] = field(default_factory=list)
     max_length: int = 64
@@ -48,6 +52,9 @@ class TeacherTrainingConfig:
     save_every: int = 100
     dev_per_lang: int = 100
     sampling_alpha: float = 0.5
+    bucket: int = 1  # draw this many batches together and cut them by length (less padding)
+    bf16: bool = False  # bfloat16 autocast for the forward pass (fast on CPUs with AMX / AVX-512 BF16)
+    log_every: int = 50
     seed: int = 13
     threads: int = 2
 
@@ -71,6 +78,14 @@ def _optimizer(model: torch.nn.Module, config: TeacherTrainingConfig):
     optimizer = torch.optim.AdamW([{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr}],
                                   weight_decay=config.weight_decay)
     return optimizer, linear_schedule(optimizer, config.max_steps, int(config.warmup_ratio * config.max_steps))
+
+
+def _log_progress(done: int, total: int, first: int, started: float, loss: float) -> None:
+    """One log line with the pace and the time left, for runs watched through their log file."""
+    pace = (time.time() - started) / max(1, done - first)
+    left = pace * (total - done)
+    logger.info("step %d/%d (%.1f%%): loss %.4f, %.2f s/step, ETA %dh%02dm", done, total, 100 * done / total,
+                loss, pace, left // 3600, left % 3600 // 60)
 
 
 def resume(folder: Path, model: torch.nn.Module, optimizer, scheduler) -> dict | None:
@@ -100,40 +115,49 @@ def train_teacher(config: TeacherTrainingConfig) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         (out / "training_config.json").write_text(json.dumps(asdict(config), indent=2))
     tokenizer = load_tokenizer(config.teacher)
-    train_files = discover_gold(config.gold, config.langs, ["train"], config.exclude_sources)
+    train_files = training_files(config.gold, config.silver, config.langs, config.exclude_sources)
     if not train_files:
         raise ValueError(f"no gold train files under {config.gold} for languages {config.langs}")
-    files = {f.path: f for f in train_files}
     with parallel.main_first():  # rank 0 tokenizes into the cache, the others load it
-        train = cached_encode(tokenizer, list(files), lambda p: read_iob2(p, files[p].lang, files[p].source),
-                              config.max_length)
-    dev = list(read_gold(discover_gold(config.gold, config.langs, ["dev"], config.exclude_sources),
-                         config.dev_per_lang))
-    logger.info("training on %d sentences from %d files; %d dev sentences", len(train), len(train_files), len(dev))
+        train, groups = encode_training_files(tokenizer, train_files, config.max_length)
+    dev_files = selection_files(config.gold, config.langs, config.exclude_sources, train_files)
+    dev = list(read_gold(dev_files, config.dev_per_lang))
+    for file in train_files:
+        if file.split != "train":
+            logger.info("training on %s %s/%s dev (it has no train split)", file.kind, file.source,
+                        file.lang)
+    logger.info("training on %d sentences from %d files (%d silver); selecting on %d dev sentences of %d languages",
+                len(train), len(train_files), sum(f.kind == "silver" for f in train_files), len(dev),
+                len({s.lang for s in dev}))
 
     model = _model(config).to(parallel.device)
     optimizer, scheduler = _optimizer(model, config)
     state = resume(out / "checkpoint", model, optimizer, scheduler) or {"step": 0, "best_f1": -1.0, "history": []}
     trainer = parallel.wrap(BatchLoss(model, lambda m, batch: m(**batch).loss))
-    sampler = MixedLanguageSampler(train.langs, config.sampling_alpha, config.seed)
+    sampler = MixedLanguageSampler(groups, config.sampling_alpha, config.seed,
+                                   weights=group_weights(train_files, config.silver_weight),
+                                   lengths=np.diff(train.offsets), bucket=config.bucket)
     pad = tokenizer.pad_token_id
     model.train()
     progress = tqdm(range(state["step"], config.max_steps), desc="train-teacher", initial=state["step"],
                     total=config.max_steps, disable=not parallel.is_main)
     running = 0.0
-    started = time.time()
+    started, first_step, elapsed_before = time.time(), state["step"], state.get("elapsed_seconds", 0.0)
     for step in progress:
         batch = parallel.to_device(collate(train, parallel.shard(sampler.batch(step, config.batch_size)), pad))
-        loss = parallel.scale_loss(trainer(batch), (batch["labels"] != IGNORE_INDEX).sum())
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            loss = parallel.scale_loss(trainer(batch), (batch["labels"] != IGNORE_INDEX).sum())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         value = parallel.mean(loss.item())  # the global batch's loss
-        running = 0.9 * running + 0.1 * value if step > state.get("step", 0) else value
+        running = 0.9 * running + 0.1 * value if step > first_step else value
         progress.set_postfix(loss=f"{running:.3f}")
         done = step + 1
+        if done % config.log_every == 0 and parallel.is_main:
+            _log_progress(done, config.max_steps, first_step, started, running)
         if done % config.eval_every == 0 or done == config.max_steps:
             model.eval()
             scores = (evaluate_by_language(Tagger(parallel.for_inference(model), tokenizer).tag_words, dev)
@@ -141,7 +165,9 @@ def train_teacher(config: TeacherTrainingConfig) -> Path:
             model.train()
             f1 = parallel.broadcast(macro(scores).f1 if parallel.is_main else None)
             state["history"].append({"step": done, "loss": running, "dev_f1": f1,
-                                     "minutes": (time.time() - started) / 60})
+                                     "minutes": (elapsed_before + time.time() - started) / 60,
+                                     "dev_f1_by_language": ({lang: round(s.f1, 2) for lang, s in scores.items()}
+                                                            if scores else {})})
             logger.info("step %d: loss %.4f, dev macro F1 %.2f", done, running, f1)
             if f1 > state["best_f1"]:
                 state["best_f1"] = f1
@@ -152,6 +178,7 @@ def train_teacher(config: TeacherTrainingConfig) -> Path:
                     logger.info("new best on dev (%.2f): saved to %s", f1, out)
         if done % config.save_every == 0 or done == config.max_steps:
             state["step"] = done
+            state["elapsed_seconds"] = elapsed_before + time.time() - started
             if parallel.is_main:
                 save_checkpoint(out / "checkpoint", model, optimizer, scheduler, state)
             parallel.barrier()

@@ -1,0 +1,104 @@
+"""How a trimmed student vocabulary cuts words, against the teacher's, per language.
+
+For every gold (and silver) test file, on the same sentences: pieces per word, the share of pieces
+that are ``<unk>`` (all words, and words inside entities), and the share of sentences that no longer
+fit a window of ``--window`` pieces. A trimmed vocabulary that cuts a language's words into more
+pieces than the teacher's reads it worse and fits fewer words in a window.
+
+    python benchmarks/vocab_coverage.py --tokenizers teacher=runs/teacher-ner student=polyner/default \
+        [--gold ../shared/data/gold] [--silver ../shared/data/silver] [--max-sentences 200] [--out FILE.md]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from polyner.data.iob2 import Sentence, discover_gold, read_gold
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Segmentation figures of one tokenizer on one set of sentences."""
+
+    pieces_per_word: float
+    unk_percent: float
+    entity_unk_percent: float
+    over_window_percent: float
+
+
+def coverage(tokenizer, sentences: list[Sentence], window: int) -> Coverage:
+    """Pieces per word, <unk> share (all / entity words) and share of sentences over ``window`` pieces."""
+    unk = tokenizer.unk_token_id
+    enc = tokenizer([s.words for s in sentences], is_split_into_words=True, add_special_tokens=False)
+    words = pieces = unks = entity_pieces = entity_unks = over = 0
+    for i, sentence in enumerate(sentences):
+        ids = enc["input_ids"][i]
+        word_ids = enc.word_ids(i)
+        words += len(sentence.words)
+        pieces += len(ids)
+        over += len(ids) + 2 > window
+        for piece, word in zip(ids, word_ids):
+            is_unk = piece == unk
+            unks += is_unk
+            if word is not None and sentence.tags[word] != "O":
+                entity_pieces += 1
+                entity_unks += is_unk
+    return Coverage(pieces / max(words, 1), 100 * unks / max(pieces, 1), 100 * entity_unks / max(entity_pieces, 1),
+                    100 * over / max(len(sentences), 1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tokenizers", nargs="+", required=True, help="NAME=DIR pairs; the first is the reference.")
+    parser.add_argument("--gold", default=str(SHARED / "gold"))
+    parser.add_argument("--silver", default=str(SHARED / "silver"), help="'' to leave silver out.")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--langs", default=None)
+    parser.add_argument("--max-sentences", type=int, default=200)
+    parser.add_argument("--window", type=int, default=64)
+    parser.add_argument("--out", default=None, help="Also write the table here (markdown).")
+    args = parser.parse_args(argv)
+
+    from polyner.models.io import load_tokenizer
+
+    tokenizers = {}
+    for pair in args.tokenizers:
+        name, _, folder = pair.partition("=")
+        tokenizers[name] = load_tokenizer(folder or name)
+    langs = args.langs.split(",") if args.langs else None
+    files = discover_gold(args.gold, langs, [args.split])
+    if args.silver and Path(args.silver).is_dir():
+        files += discover_gold(args.silver, langs, [args.split], kind="silver")
+    names = list(tokenizers)
+    header = ["file", "sentences"] + [f"pieces/word {n}" for n in names] + [f"unk% {n}" for n in names] + \
+        [f"entity unk% {n}" for n in names] + [f"over {args.window} % {n}" for n in names]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    ratios: dict[str, list[float]] = {n: [] for n in names[1:]}
+    for file in files:
+        sentences = list(read_gold([file], args.max_sentences))
+        if not sentences:
+            continue
+        figures = {n: coverage(t, sentences, args.window) for n, t in tokenizers.items()}
+        for n in names[1:]:
+            ratios[n].append(figures[n].pieces_per_word / figures[names[0]].pieces_per_word)
+        row = [f"{file.kind} {file.source}/{file.lang}", str(len(sentences))]
+        row += [f"{figures[n].pieces_per_word:.2f}" for n in names]
+        row += [f"{figures[n].unk_percent:.2f}" for n in names]
+        row += [f"{figures[n].entity_unk_percent:.2f}" for n in names]
+        row += [f"{figures[n].over_window_percent:.1f}" for n in names]
+        lines.append("| " + " | ".join(row) + " |")
+    summary = [f"{n}: median pieces/word ratio to {names[0]} {statistics.median(r):.3f}, max {max(r):.3f}"
+               for n, r in ratios.items() if r]
+    text = "\n".join(lines + [""] + summary) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

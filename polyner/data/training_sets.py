@@ -1,0 +1,58 @@
+"""Which labeled files train a model and which select it: gold, silver, and dev splits standing in for train.
+
+Rules (issue 20): every gold train file trains; a gold source/language with dev but no train split
+trains on its dev when the language has no gold train file at all (Estonian's estner-new), and that dev
+then never selects; silver trains on its train split, or on its dev where it has no train split
+(WikiNEuRal), and never selects; test splits never train or select.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from polyner.data.align import EncodedSet, cached_encode, concat_encoded
+from polyner.data.iob2 import GoldFile, discover_gold, read_iob2
+
+
+def training_files(gold: str | Path, silver: str | Path | None = None, langs: Iterable[str] | None = None,
+                   exclude_sources: Iterable[str] = ()) -> list[GoldFile]:
+    """The gold and silver files a model trains on (see the module's rules)."""
+    langs = list(langs) if langs is not None else None
+    gold_files = discover_gold(gold, langs, ["train", "dev"], exclude_sources)
+    chosen = [f for f in gold_files if f.split == "train"]
+    with_train = {f.lang for f in chosen}
+    chosen += [f for f in gold_files if f.split == "dev" and f.lang not in with_train]
+    if silver is not None:
+        silver_files = discover_gold(silver, langs, ["train", "dev"], exclude_sources, kind="silver")
+        has_train = {(f.source, f.lang) for f in silver_files if f.split == "train"}
+        chosen += [f for f in silver_files
+                   if f.split == "train" or (f.split == "dev" and (f.source, f.lang) not in has_train)]
+    return chosen
+
+
+def selection_files(gold: str | Path, langs: Iterable[str] | None = None, exclude_sources: Iterable[str] = (),
+                    training: Iterable[GoldFile] = ()) -> list[GoldFile]:
+    """The gold dev files that choose a checkpoint: every gold dev file not used for training."""
+    used = {f.path for f in training}
+    return [f for f in discover_gold(gold, list(langs) if langs is not None else None, ["dev"], exclude_sources)
+            if f.path not in used]
+
+
+def group_of(file: GoldFile) -> str:
+    """The sampling group of a file's sentences: one per kind, source and language."""
+    return f"{file.kind}/{file.source}/{file.lang}"
+
+
+def encode_training_files(tokenizer, files: list[GoldFile], max_length: int) -> tuple[EncodedSet, list[str]]:
+    """Tokenize each file once (cached per file) and return the sentences with their sampling groups."""
+    parts, groups = [], []
+    for file in files:
+        part = cached_encode(tokenizer, [file.path], lambda p, f=file: read_iob2(p, f.lang, f.source), max_length)
+        parts.append(part)
+        groups += [group_of(file)] * len(part)
+    return concat_encoded(parts), groups
+
+
+def group_weights(files: list[GoldFile], silver_weight: float) -> dict[str, float]:
+    """Sampling pull per file group: 1 for gold, ``silver_weight`` for silver."""
+    return {group_of(f): (silver_weight if f.kind == "silver" else 1.0) for f in files}

@@ -1,0 +1,94 @@
+"""Which files train and which select: gold, silver, dev standing in for train; silver never selects."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import write_gold_tree
+from polyner.data.training_sets import group_of, group_weights, selection_files, training_files
+from polyner.training.sampling import MixedLanguageSampler
+
+
+def _write(path: Path, rows: list[tuple[str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = "\n\n".join("\n".join(f"{w}\t{t}" for w, t in zip(s.split(), tags.split())) for s, tags in rows)
+    path.write_text(body + "\n", encoding="utf-8")
+
+
+@pytest.fixture()
+def trees(tmp_path) -> tuple[Path, Path]:
+    gold = write_gold_tree(tmp_path / "gold")
+    row = [("Tallinn on pealinn .", "B-LOC O O O")]
+    _write(gold / "estner" / "et" / "dev.iob2", row)  # et: dev and test only, no train anywhere in gold
+    _write(gold / "estner" / "et" / "test.iob2", row)
+    _write(gold / "ssj" / "en" / "dev.iob2", row)  # en has gold train elsewhere: this dev stays a dev
+    silver = tmp_path / "silver"
+    for split in ("train", "dev", "test"):
+        _write(silver / "wikiann" / "de" / f"{split}.iob2", [("Berlin ist groß .", "B-LOC O O O")])
+    for split in ("dev", "test"):  # no train split: its dev trains
+        _write(silver / "wikineural" / "en" / f"{split}.iob2", [("Paris is big .", "B-LOC O O O")])
+    return gold, silver
+
+
+def _names(files) -> set[tuple[str, str, str, str]]:
+    return {(f.kind, f.source, f.lang, f.split) for f in files}
+
+
+def test_training_files_follow_the_rules(trees):
+    gold, silver = trees
+    train = training_files(gold, silver)
+    names = _names(train)
+    assert ("gold", "estner", "et", "dev") in names  # a language without any gold train trains on its dev
+    assert ("gold", "ssj", "en", "dev") not in names  # not when the language has gold train elsewhere
+    assert ("silver", "wikiann", "de", "train") in names and ("silver", "wikiann", "de", "dev") not in names
+    assert ("silver", "wikineural", "en", "dev") in names  # silver source without train: its dev trains
+    assert not any(f.split == "test" for f in train)
+    assert _names(training_files(gold)) == {n for n in names if n[0] == "gold"}
+    assert {f.lang for f in training_files(gold, silver, langs=["de"])} == {"de"}
+    assert not any(f.source == "wikiann" for f in training_files(gold, silver, exclude_sources=["wikiann"]))
+
+
+def test_selection_never_uses_silver_or_a_dev_that_trains(trees):
+    gold, silver = trees
+    train = training_files(gold, silver)
+    dev = selection_files(gold, training=train)
+    assert all(f.kind == "gold" and f.split == "dev" for f in dev)
+    assert ("gold", "estner", "et", "dev") not in _names(dev)
+    assert ("gold", "ssj", "en", "dev") in _names(dev)
+    assert {f.lang for f in dev} == {"en", "de", "ru"}
+
+
+def test_group_weights_pull_silver_less(trees):
+    gold, silver = trees
+    train = training_files(gold, silver)
+    weights = group_weights(train, 0.25)
+    assert {weights[group_of(f)] for f in train if f.kind == "silver"} == {0.25}
+    assert {weights[group_of(f)] for f in train if f.kind == "gold"} == {1.0}
+    groups = [group_of(f) for f in train for _ in range(100)]
+    sampler = MixedLanguageSampler(groups, alpha=1.0, seed=0, weights=weights)
+    drawn = [groups[i] for step in range(200) for i in sampler.batch(step, 16)]
+    silver_share = sum(g.startswith("silver/") for g in drawn) / len(drawn)
+    n_silver = sum(f.kind == "silver" for f in train)
+    expected = 0.25 * n_silver / (0.25 * n_silver + len(train) - n_silver)
+    assert silver_share == pytest.approx(expected, abs=0.03)
+
+
+def test_bucketed_batches_are_repeatable_similar_in_length_and_cover_the_draw():
+    rng = np.random.default_rng(0)
+    langs = ["en"] * 300 + ["de"] * 300
+    lengths = rng.integers(3, 64, size=len(langs))
+    sampler = MixedLanguageSampler(langs, seed=5, lengths=lengths, bucket=8)
+    again = MixedLanguageSampler(list(langs), seed=5, lengths=lengths, bucket=8)
+    assert [sampler.batch(s, 16) for s in range(16)] == [again.batch(s, 16) for s in reversed(range(16))][::-1]
+    spread_bucketed = np.mean([np.ptp(lengths[sampler.batch(s, 16)]) for s in range(64)])
+    plain = MixedLanguageSampler(langs, seed=5)
+    spread_plain = np.mean([np.ptp(lengths[plain.batch(s, 16)]) for s in range(64)])
+    assert spread_bucketed < spread_plain / 3  # far less padding
+    block = sorted(i for s in range(8) for i in sampler.batch(s, 16))
+    assert len(block) == 128  # the 8 batches of a block are one draw of 128, cut by length
+    with pytest.raises(ValueError, match="one length per sentence"):
+        MixedLanguageSampler(langs, bucket=4)
+    with pytest.raises(ValueError, match="bucket"):
+        MixedLanguageSampler(langs, lengths=lengths, bucket=0)
