@@ -107,6 +107,10 @@ def evaluate(models: List[str] = typer.Argument(..., help="Model directories (se
                                           "Tagger's default) or argmax (each word on its own)."),
              max_length: Optional[int] = typer.Option(None, help="Pieces per window (default: each model's own, "
                                                       "ner_max_length in its config.json, else 128)."),
+             silver: Optional[Path] = typer.Option(None, help="Silver root: a separate table on its test files "
+                                                   "(dev where a source has train but no test)."),
+             coverage: bool = typer.Option(False, "--coverage", help="Add the 41-language table: training data "
+                                           "kind (from --data/--silver) and test F1s."),
              verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Word-level seqeval (strict IOB2) per language and macro average; prints and writes docs/results.md."""
     from polyner.evaluation_run import EvaluationRequest, run_evaluation
@@ -118,7 +122,7 @@ def evaluate(models: List[str] = typer.Argument(..., help="Model directories (se
         langs=[s.strip() for s in langs.split(",")] if langs else None,
         names=[s.strip() for s in names.split(",")] if names else None, max_sentences=max_sentences,
         wikiann_path=wikiann_path, results=str(results), section=section, batch_size=batch_size,
-        decoding=decoding, max_length=max_length)
+        decoding=decoding, max_length=max_length, silver=str(silver) if silver else None, coverage=coverage)
     try:
         typer.echo(run_evaluation(request))
     except (ModelDirectoryError, FileNotFoundError, ValueError) as exc:

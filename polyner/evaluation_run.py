@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from polyner.data.iob2 import Sentence, discover_gold, read_gold, read_iob2
-from polyner.evaluate import ResultTable, evaluate_by_language, write_section
+from polyner.data.iob2 import GoldFile, Sentence, discover_gold, read_gold, read_iob2
+from polyner.evaluate import ResultTable, Scores, evaluate_by_language, write_section
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ class EvaluationRequest:
     batch_size: int = 64
     decoding: str = "viterbi"  # the Tagger's word-label decoding: "viterbi" (IOB2-constrained) or "argmax"
     max_length: int | None = None  # pieces per window; None: each model's own (ner_max_length, else 128)
+    silver: str | None = None  # silver root: its test files get a table of their own, never mixed with gold
+    coverage: bool = False  # add the per-target-language table: training data kind and test F1 of each model
 
 
 def load_split(request: EvaluationRequest, split: str) -> tuple[list[Sentence], str]:
@@ -53,6 +55,60 @@ def load_split(request: EvaluationRequest, split: str) -> tuple[list[Sentence], 
     return list(read_gold(files, request.max_sentences)), f"{data.name}: {', '.join(sources)}"
 
 
+def silver_test_files(root: str | Path, langs: list[str] | None) -> list[GoldFile]:
+    """Silver test files; where a source/language has none, its dev split stands in when a train split exists
+    (then the dev trained nothing and, being silver, selected nothing)."""
+    files = discover_gold(root, langs, ["train", "dev", "test"], kind="silver")
+    present = {(f.source, f.lang, f.split) for f in files}
+    return [f for f in files if f.split == "test" or (
+        f.split == "dev" and (f.source, f.lang, "test") not in present and (f.source, f.lang, "train") in present)]
+
+
+def unseen_silver_sentences(root: str | Path, files: list[GoldFile], max_per_file: int | None) -> list[Sentence]:
+    """The sentences of silver test ``files`` whose words do not also occur in their source's train split
+    (WikiAnn repeats many title-like fragments across its splits), at most ``max_per_file`` of each."""
+    kept: list[Sentence] = []
+    for file in files:
+        train = Path(root) / file.source / file.lang / "train.iob2"
+        seen = {tuple(s.words) for s in read_iob2(train)} if train.exists() else set()
+        fresh = [s for s in read_iob2(file.path, file.lang, file.source) if tuple(s.words) not in seen]
+        kept += fresh[:max_per_file] if max_per_file else fresh
+    return kept
+
+
+def _table_block(title: str, origin: str, names: list[str], scores: list[dict[str, Scores]], split: str,
+                 request: EvaluationRequest, windows: str) -> str:
+    table = ResultTable(split, names, scores)
+    cap = f", at most {request.max_sentences} sentences per file" if request.max_sentences else ""
+    return (f"### {title}\n\nData: {origin}{cap}. Word-level seqeval, "
+            f"mode=strict, scheme=IOB2; word labels decoded by {request.decoding}; windows of "
+            f"at most ({windows}) pieces. Measured "
+            f"{date.today().isoformat()} on {platform.machine()}, command `polyner evaluate`.\n\n{table.markdown()}\n")
+
+
+def coverage_table(request: EvaluationRequest, names: list[str], gold: list[dict[str, Scores]] | None,
+                   silver: list[dict[str, Scores]] | None) -> str:
+    """For each target language: which labeled data a model trained with these roots had, and its test F1s."""
+    from polyner.data.training_sets import training_files
+    from polyner.languages import TARGET_LANGUAGES
+
+    kinds: dict[str, set[str]] = {}
+    for file in training_files(request.data, request.silver):
+        kinds.setdefault(file.lang, set()).add(f"{file.kind} {'train' if file.split == 'train' else 'dev'}")
+    head = ["lang", "training data"] + [f"gold test F1 {n}" for n in names] + [f"silver test F1 {n}" for n in names]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for lang in TARGET_LANGUAGES:
+        cells = [lang, ", ".join(sorted(kinds.get(lang, []))) or "none"]
+        missing = "no test data" if request.langs is None or lang in request.langs else "not evaluated"
+        for table in (gold, silver):
+            cells += [f"{t[lang].f1:.2f}" if lang in t else missing for t in (table or [{}] * len(names))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return ("### Per-language coverage of the 41 target languages\n\n'gold dev' / 'silver dev': a dev split "
+            "trained the model because its source has no train split. Silver F1s come from automatic labels "
+            "(WikiAnn, WikiNEuRal) and are not comparable with gold F1s; 'no test data': no labeled test "
+            "sentences in this language.\n\n" + "\n".join(lines) + "\n")
+
+
 def run_evaluation(request: EvaluationRequest) -> str:
     """Score every model on every split; return the markdown and write it into the results file."""
     import polyner
@@ -64,16 +120,23 @@ def run_evaluation(request: EvaluationRequest) -> str:
                for m in request.models]
     windows = ", ".join(f"{name} {tagger.config.max_length}" for name, tagger in zip(names, taggers))
     blocks = []
+    gold_test = silver_test = None
     for split in request.splits:
         sentences, origin = load_split(request, split)
-        table = ResultTable(split, names)
-        for tagger in taggers:
-            table.scores.append(evaluate_by_language(tagger.tag_words, sentences))
-        cap = f", at most {request.max_sentences} sentences per file" if request.max_sentences else ""
-        blocks.append(f"### {' vs '.join(names)} on {split}\n\nData: {origin}{cap}. Word-level seqeval, "
-                      f"mode=strict, scheme=IOB2; word labels decoded by {request.decoding}; windows of "
-                      f"at most ({windows}) pieces. Measured "
-                      f"{date.today().isoformat()} on {platform.machine()}, command `polyner evaluate`.\n\n{table.markdown()}\n")
+        scores = [evaluate_by_language(tagger.tag_words, sentences) for tagger in taggers]
+        gold_test = scores if split == "test" else gold_test
+        blocks.append(_table_block(f"{' vs '.join(names)} on {split}", origin, names, scores, split, request,
+                                   windows))
+    if request.silver and "test" in request.splits:
+        files = silver_test_files(request.silver, request.langs)
+        sentences = unseen_silver_sentences(request.silver, files, request.max_sentences)
+        silver_test = [evaluate_by_language(tagger.tag_words, sentences) for tagger in taggers]
+        origin = "silver (automatic labels; sentences also in the source's train split left out): " + ", ".join(
+            f"{f.source}/{f.lang}" + (" (dev as test)" if f.split == "dev" else "") for f in files)
+        blocks.append(_table_block(f"{' vs '.join(names)} on silver test", origin, names, silver_test, "test",
+                                   request, windows))
+    if request.coverage:
+        blocks.append(coverage_table(request, names, gold_test, silver_test))
     body = "\n".join(blocks)
     section = request.section or "-".join(names) + ":" + "-".join(request.splits)
     write_section(request.results, section, body)

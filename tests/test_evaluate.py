@@ -286,3 +286,43 @@ def test_run_evaluation_single_file_and_name_mismatch(gold_tree, tmp_path, monke
     with pytest.raises(ValueError, match="2 models but 1 names"):
         run_evaluation(EvaluationRequest(models=["m", "n"], data=str(gold_tree), names=["x"],
                                          results=str(tmp_path / "r.md")))
+
+
+def test_run_evaluation_reports_silver_apart_and_the_41_language_coverage(gold_tree, tmp_path, monkeypatch):
+    import polyner
+
+    silver = tmp_path / "silver"
+
+    def write(path, rows):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n\n".join("\n".join(f"{w}\t{t}" for w, t in zip(s.split(), g.split())) for s, g in rows)
+                        + "\n", encoding="utf-8")
+
+    write(silver / "wikiann" / "vi" / "train.iob2", [("Hà Nội lớn", "B-LOC I-LOC O")])
+    write(silver / "wikiann" / "vi" / "dev.iob2", [("Hà Nội lớn", "B-LOC I-LOC O"), ("Huế đẹp", "B-LOC O")])
+    write(silver / "wikineural" / "de" / "test.iob2", [("Bonn ist klein", "B-LOC O O")])
+    answers = {("Hà", "Nội", "lớn"): ["B-LOC", "I-LOC", "O"], ("Huế", "đẹp"): ["B-LOC", "O"],
+               ("Bonn", "ist", "klein"): ["B-LOC", "O", "O"]}
+
+    class Oracle(_Oracle):
+        def tag_words(self, sentences):
+            seen = []
+            for words in sentences:
+                seen.append(list(answers.get(tuple(words)) or self.answers[tuple(words)]))
+            return seen
+
+    monkeypatch.setattr(polyner, "load", lambda path, batch_size=32, decoding="viterbi", max_length=None:
+                        Oracle(gold_tree, max_length=max_length))
+    body = run_evaluation(EvaluationRequest(models=["m"], data=str(gold_tree), silver=str(silver), coverage=True,
+                                            results=str(tmp_path / "r.md")))
+    gold_part, silver_part = body.split("on silver test")[0], body.split("on silver test")[1].split("### Per")[0]
+    assert "wikiann/vi (dev as test)" in silver_part and "wikineural/de" in silver_part
+    silver_rows = _lang_rows(silver_part)
+    assert silver_rows["vi"][0][1] == "1"  # the dev sentence that is also in train is left out
+    assert "vi" not in _lang_rows(gold_part)
+    coverage = {line.split(" | ")[0].strip("| "): line for line in body.split("### Per")[1].splitlines()
+                if line.startswith("| ") and not line.startswith("| lang")}
+    assert len(coverage) == 41
+    assert "silver train" in coverage["vi"] and "100.00" in coverage["vi"]
+    assert coverage["de"].count("100.00") == 2  # gold test and silver test
+    assert coverage["bs"] == "| bs | none | no test data | no test data |"
