@@ -140,7 +140,7 @@ def train_teacher(config: TeacherTrainingConfig) -> Path:
     pad = tokenizer.pad_token_id
     model.train()
     progress = tqdm(range(state["step"], config.max_steps), desc="train-teacher", initial=state["step"],
-                    total=config.max_steps, disable=not parallel.is_main)
+                    total=config.max_steps, disable=None if parallel.is_main else True)  # None: off when not a terminal (logs carry the ETA)
     running = 0.0
     started, first_step, elapsed_before = time.time(), state["step"], state.get("elapsed_seconds", 0.0)
     for step in progress:
