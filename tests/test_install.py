@@ -73,6 +73,18 @@ def test_core_cli_tags_and_lists(int8_dir, tmp_path):
     assert listed.returncode == 0, listed.stderr
 
 
+@pytest.mark.parametrize("engine", ["local", "process"])
+def test_core_tags_a_corpus(int8_dir, tmp_path, engine):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"id": 1, "text": "Angela Merkel visited Paris."}\n{"id": 2, "text": ""}\n', encoding="utf-8")
+    result = cli_core("tag-corpus", str(corpus), "--output", str(tmp_path / "out"), "--model", str(int8_dir),
+                      "--engine", engine, "--workers", "2" if engine == "process" else "1", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["records"] == 2
+    lines = [json.loads(line) for f in sorted((tmp_path / "out").glob("part-*.jsonl")) for line in f.open()]
+    assert [line["id"] for line in lines] == [1, 2]
+
+
 @pytest.mark.parametrize("args, command, extra", [
     (["distill", "--teacher", "t", "--out", "o"], "distill", "train"),
     (["evaluate", "m", "--data", "d"], "evaluate", "train"),
