@@ -131,7 +131,11 @@ def rebuild_torch_directory(source: str | Path) -> Path:
     from polyner.models.onnx_cache import build_once, fingerprint
 
     source = Path(source).resolve()
-    target_name = f"{source.name}-{fingerprint(source, ('config.json', ONNX_FILE))}"
-    return build_once("torch", target_name, lambda partial, step: write_torch_directory(source, partial),
+
+    def build(partial: Path, step) -> None:
+        step("reading model.onnx")
+        write_torch_directory(source, partial)
+
+    return build_once("torch", f"{source.name}-{fingerprint(source, ('config.json', ONNX_FILE))}", build,
                       f"rebuilding the torch weights of {source.name} from its ONNX model",
                       complete=(TORCH_FILE, "config.json"))
