@@ -108,7 +108,8 @@ class LocalModel:
 
 def local_models() -> list[LocalModel]:
     """The models polyner can load without a network: the default, ``$POLYNER_HOME`` models and teachers, the
-    ONNX exports and torch rebuilds it cached, and the token-classification repositories in the hub cache."""
+    ONNX exports and torch rebuilds it cached, and the hub-cache repositories it can read (config.json with
+    safetensors or ONNX weights)."""
     found: list[tuple[str, str, Path]] = []
     if (DEFAULT_MODEL_DIR / "config.json").exists():
         found.append((DEFAULT_NAME, "default", DEFAULT_MODEL_DIR))
