@@ -26,7 +26,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from polyner.models.io import ModelDirectoryError
 from polyner.models.onnx_backend import EXPORT_INFO_FILE, INPUT_NAMES, ONNX_FILE, OUTPUT_NAME, require_onnxruntime
 from polyner.models.onnx_weights import WEIGHTS_KEY
 
