@@ -93,7 +93,7 @@ def main() -> int:
         print(text)
         lines.extend(str(text).split("\n"))
 
-    student = polyner.load(args.student)
+    student = polyner.load(args.student, backend="torch")  # torch forward passes (the ONNX default: weights read back)
     teacher = polyner.load(args.teacher)
     test = list(read_gold(discover_gold(args.gold, splits=["test"]), args.max_sentences))
     if not test:

@@ -1,12 +1,76 @@
-"""The model card (README.md) of a distilled student: languages, data and licences, figures."""
+"""The model card (README.md) of a distilled student: Hugging Face metadata, languages, data and licences, figures.
+
+The card opens with the Hugging Face YAML front matter (language list, licence, tags, datasets, and a
+``model-index`` with the macro F1 of the quality table), so the hub shows and indexes it.
+"""
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Sequence
 
 from polyner.data.licences import NON_COMMERCIAL, UNLABELED_LICENCES, licence_of
 
 QUALITY_HEADING = "Quality (word-level seqeval, strict IOB2)"
+TAGS = ("token-classification", "ner", "named-entity-recognition", "multilingual", "onnx", "knowledge-distillation",
+        "polyner")
+METRIC_NAME = "macro F1 over languages (word-level seqeval, strict IOB2)"
+ONNX_USE = (
+    "The directory is the model for onnxruntime alone: `model.onnx` takes `input_ids` and `attention_mask` (int64, "
+    "batch x sequence, XLM-R ids from `tokenizer.json` with `<s>` ... `</s>`) and gives `logits` (float32, batch x "
+    "sequence x 7; the labels are config.json's `id2label`, IOB2 PER/ORG/LOC; a word's label is its first piece's). "
+    "`onnx_export.json` records the quantization and where each torch weight is stored: "
+    "`polyner export DIR --format torch --out DIR2` reads them back (dequantized) into `model.safetensors`, which "
+    "`AutoModelForTokenClassification.from_pretrained(DIR2, trust_remote_code=True)` loads wherever polyner is "
+    "installed.",
+)
+_VALUE_LINE = re.compile(r"^(\s*value: ).*$", re.MULTILINE)
+
+
+def card_licence(gold_sources: Sequence[str]) -> dict[str, str]:
+    """The ``license`` metadata of a model trained on ``gold_sources``: ``other`` / ``noncommercial`` when a
+    NonCommercial or unverified source was used, else CC BY-SA 4.0 (or CC BY 4.0 without ShareAlike sources)."""
+    if set(gold_sources) & NON_COMMERCIAL:
+        return {"license": "other", "license_name": "noncommercial"}
+    if any("SA" in licence_of(s) for s in gold_sources):
+        return {"license": "cc-by-sa-4.0"}
+    return {"license": "cc-by-4.0"}
+
+
+def macro_f1(results_markdown: str, column: str = "student") -> float | None:
+    """The macro F1 of a ``polyner evaluate`` table: the ``F1 COLUMN`` column (else the last F1 column), or None."""
+    header: list[str] | None = None
+    for line in results_markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if "F1" in " ".join(cells) and cells[:1] == ["lang"]:
+            header = cells
+        elif header and cells[:1] == ["**macro**"] and len(cells) == len(header):
+            f1_columns = [i for i, name in enumerate(header) if name.startswith("F1")]
+            chosen = next((i for i in f1_columns if header[i] == f"F1 {column}"), f1_columns[-1] if f1_columns else None)
+            try:
+                return float(cells[chosen]) if chosen is not None else None
+            except ValueError:
+                return None
+    return None
+
+
+def front_matter(*, title: str, languages: Sequence[str], gold_sources: Sequence[str],
+                 f1: float | None = None) -> str:
+    """The Hugging Face YAML metadata block of a card (JSON-quoted scalars, which YAML reads as they are)."""
+    q = json.dumps
+    lines = ["---", "language:", *[f"- {q(code)}" for code in languages]]
+    lines += [f"{key}: {q(value)}" for key, value in card_licence(gold_sources).items()]
+    lines += ["library_name: polyner", "pipeline_tag: token-classification", "tags:", *[f"- {q(t)}" for t in TAGS]]
+    if gold_sources:
+        lines += ["datasets:", *[f"- {q(s)}" for s in sorted(set(gold_sources))]]
+    lines += ["metrics:", "- f1"]
+    if f1 is not None:
+        lines += ["model-index:", f"- name: {q(title)}", "  results:", "  - task:", "      type: token-classification",
+                  "      name: Named Entity Recognition", "    dataset:", "      type: polyner-gold-test",
+                  "      name: gold test sets, one per language (the quality table below)", "    metrics:",
+                  "    - type: f1", f"      value: {f1:.2f}", f"      name: {q(METRIC_NAME)}"]
+    return "\n".join([*lines, "---", ""])
 
 
 def write_model_card(folder: str | Path, *, title: str, languages: Sequence[str], gold_sources: Sequence[str],
@@ -17,11 +81,12 @@ def write_model_card(folder: str | Path, *, title: str, languages: Sequence[str]
     folder = Path(folder)
     nc = sorted(set(gold_sources) & NON_COMMERCIAL)
     lines = [
+        front_matter(title=title, languages=languages, gold_sources=gold_sources, f1=macro_f1(results_markdown)),
         f"# {title}", "",
         "A polyner student for named-entity recognition (PER, ORG, LOC; IOB2), distilled "
         "XtremeDistil-style from a fine-tuned multilingual teacher.", "",
         "## Use", "", "```python", "import polyner", f"tagger = polyner.load({'' if title.startswith('polyner default') else repr(str(folder))})",
-        'tagger("Angela Merkel besuchte Paris.")', "```", "",
+        'tagger("Angela Merkel besuchte Paris.")', "```", "", *ONNX_USE, "",
         "## Model", "",
         f"- {geometry}: {parameters:,} parameters; teacher `{teacher}`: {teacher_parameters:,} parameters "
         f"({teacher_parameters / max(parameters, 1):.1f}x larger)",
@@ -70,6 +135,10 @@ def refresh_model_card(folder: str | Path, results_markdown: str = "", speed_mar
     card = path.read_text(encoding="utf-8")
     if results_markdown:
         card = replace_card_section(card, QUALITY_HEADING, results_markdown)
+        f1 = macro_f1(results_markdown)
+        if f1 is not None and card.startswith("---\n"):  # the model-index value of the front matter
+            head, rest = card[4:].split("\n---\n", 1)
+            card = "---\n" + _VALUE_LINE.sub(lambda m: f"{m.group(1)}{f1:.2f}", head) + "\n---\n" + rest
     if speed_markdown:
         card = replace_card_section(card, "Speed", speed_markdown)
     path.write_text(card, encoding="utf-8")

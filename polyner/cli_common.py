@@ -13,6 +13,16 @@ def setup_logging(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def needs(command: str, *extras: str) -> None:
+    """Exit 2 with ``error: polyner COMMAND needs: pip install "polyner[EXTRA]"`` when an extra is missing."""
+    from polyner.extras import MissingExtraError, require_extras
+
+    try:
+        require_extras(f"polyner {command}", *extras)
+    except MissingExtraError as exc:
+        fail(str(exc))
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` on standard error and exit with ``code``."""
     typer.echo(f"error: {message}", err=True)

@@ -23,7 +23,7 @@ def tag_corpus_cmd(
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory or name (default: shipped)."),
         engine: str = typer.Option("local", help="local (this process), process (spawned workers) or ray."),
         workers: int = typer.Option(1, help="Worker processes (process) or Ray actors (ray)."),
-        threads: int = typer.Option(1, help="Torch threads per worker."),
+        threads: int = typer.Option(1, help="Threads per worker (torch or ONNX Runtime)."),
         batch_size: int = typer.Option(32, help="Windows per forward pass."),
         shard_size: int = typer.Option(1000, help="Records per output shard (the unit of work and of resume)."),
         address: Optional[str] = typer.Option(None, help="Existing Ray cluster (e.g. auto); default: a local Ray."),

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from polyner.cli_common import fail, setup_logging
+from polyner.cli_common import fail, needs, setup_logging
 
 finetune_app = typer.Typer(no_args_is_help=True,
                            help="Fine-tune a student (or any encoder) on GLUE or SQuAD 2.0, choosing on dev.")
@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _run(kind: str, settings: dict, results: Optional[Path], verbose: bool) -> None:
+    needs(f"finetune {kind}", "train")
     from polyner.models.io import ModelDirectoryError
     from polyner.tasks.finetune import FinetuneConfig, display_name, finetune_glue, finetune_squad
 

@@ -10,27 +10,43 @@ from typing import Optional
 
 import typer
 
-from polyner.cli_common import fail as _fail, setup_logging as _logging
+from polyner.cli_common import fail as _fail, needs as _needs, setup_logging as _logging
 
 
 
-
-def export(model: str = typer.Argument(..., help="Model directory (student or BERT teacher) with model.safetensors."),
-           out: Path = typer.Option(..., help="Output directory (HF layout with model.onnx)."),
-           format: str = typer.Option("onnx", "--format", help="Export format: onnx."),
+def export(model: str = typer.Argument(..., help="Model directory or name: a student or BERT teacher with "
+                                        "model.safetensors (--format onnx), or an ONNX export such as the default "
+                                        "(--format torch)."),
+           out: Path = typer.Option(..., help="Output directory (HF layout with model.onnx, or model.safetensors)."),
+           format: str = typer.Option("onnx", "--format", help="onnx, or torch: the torch weights of an ONNX "
+                                      "export read back (dequantized when int8), for fine-tuning or distilling."),
            quantize: Optional[str] = typer.Option(None, help="int8: dynamic int8 quantization (default: fp32)."),
            per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", help="int8 weight scales."),
            quantize_embeddings: bool = typer.Option(True, "--quantize-embeddings/--fp32-embeddings",
                                                     help="int8: quantize the word embeddings too."),
            opset: int = typer.Option(17, help="ONNX opset (>= 14)."),
            verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
-    """Export a model to ONNX (dynamic batch and sequence axes) that `polyner.load(OUT)` runs with ONNX Runtime."""
+    """Export a model to ONNX (dynamic batch and sequence axes) that `polyner.load(OUT)` runs with ONNX Runtime,
+    or (--format torch) an ONNX export back to torch weights."""
     from polyner.models.io import ModelDirectoryError
+
+    _needs("export", "export")
+    _logging(verbose)
+    if format not in ("onnx", "torch"):
+        _fail(f"unknown --format {format!r}: expected onnx or torch")
+    if format == "torch":
+        from polyner.loading import resolve_model
+        from polyner.models.io import check_model_dir
+        from polyner.models.onnx_weights import write_torch_directory
+
+        try:
+            folder = write_torch_directory(check_model_dir(resolve_model(model)), out)
+        except ModelDirectoryError as exc:
+            _fail(str(exc))
+        typer.echo(f"{folder}/model.safetensors ({(folder / 'model.safetensors').stat().st_size / 1e6:.1f} MB, float32)")
+        return
     from polyner.models.onnx_export import ExportConfig, export_onnx
 
-    _logging(verbose)
-    if format != "onnx":
-        _fail(f"unknown --format {format!r}: expected onnx")
     if quantize not in (None, "int8"):
         _fail(f"unknown --quantize {quantize!r}: expected int8")
     if opset < 14:
@@ -93,6 +109,7 @@ def bench(teacher: Path = typer.Option(..., help="The fine-tuned teacher directo
           no_docs: bool = typer.Option(False, "--no-docs", help="Print only; do not write the docs file."),
           verbose: bool = typer.Option(True, "--verbose/--quiet")) -> None:
     """Teacher, xlm-roberta-base-sized encoder and student (torch fp32, ONNX fp32, ONNX int8) side by side."""
+    _needs("bench", "train")
     import shlex
     import sys
 

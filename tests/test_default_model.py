@@ -1,4 +1,4 @@
-"""The shipped default student (slow): loads offline from the package, small, with a model card."""
+"""The shipped default student (slow): an int8 ONNX model in the package, offline, small, with a model card."""
 from __future__ import annotations
 
 import json
@@ -29,19 +29,30 @@ class TestShippedDefault:
 
         return polyner.load()
 
-    def test_is_small_fp16_with_a_model_card(self):
+    def test_is_a_small_onnx_model_with_a_model_card(self):
+        from polyner.models.onnx_backend import is_int8
+
         size = sum(f.stat().st_size for f in DEFAULT_MODEL_DIR.iterdir() if f.is_file())
         assert size <= 60e6, f"default model is {size / 1e6:.1f} MB"
+        assert (DEFAULT_MODEL_DIR / "model.onnx").exists() and is_int8(DEFAULT_MODEL_DIR)
+        assert not (DEFAULT_MODEL_DIR / "model.safetensors").exists()  # read back from model.onnx when needed
         config = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
-        assert config["torch_dtype"] in ("float16", "int8")
         assert config["id2label"]["0"] == "O"
         assert config["ner_max_length"] == 64  # distilled on sequences of 64 pieces: read in windows of 64
         card = (DEFAULT_MODEL_DIR / "README.md").read_text()
         for heading in ("Training data and licences", "Quality", "Speed", "languages"):
             assert heading in card
+        meta = card.split("---\n")[1]  # Hugging Face metadata: languages, licence, metrics
+        for key in ("language:", "license:", "tags:", "datasets:", "model-index:", "value:"):
+            assert key in meta
 
     def test_reads_in_its_training_window(self, tagger):
         assert tagger.config.max_length == 64
+
+    def test_runs_on_onnxruntime(self, tagger):
+        from polyner.models.backend import backend_of
+
+        assert backend_of(tagger.model) == "onnx-int8" and tagger.name == "polyner-default"
 
     def test_loads_offline_and_finds_people(self, tagger, monkeypatch):
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")

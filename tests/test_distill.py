@@ -789,31 +789,66 @@ def test_card_command_rewrites_quality_and_speed_only(tmp_path):
     assert no_card.exit_code == 2 and "no model card" in no_card.output
 
 
-def test_pack_ships_fp16_with_a_card_naming_window_and_licences(distilled, tmp_path):
-    """`polyner pack` copies a run for shipping: fp16 weights, no training files, a card, the same window."""
-    from safetensors.torch import load_file
+def test_card_metadata_licence_and_refreshed_f1(tmp_path):
+    """The front matter's licence follows the data (NonCommercial sources: not a free licence) and `polyner card`
+    keeps the model-index F1 in step with the quality table it writes."""
+    import yaml
+
+    from polyner.distill.model_card import card_licence, refresh_model_card, write_model_card
+
+    assert card_licence(["wikigold", "masakhaner2"])["license"] == "other"
+    assert card_licence(["wikigold", "turku_ner"]) == {"license": "cc-by-sa-4.0"}
+    assert card_licence(["wikigold"]) == {"license": "cc-by-4.0"}
+    table = "| lang | sentences | entities | F1 teacher | F1 student |\n|---|---|---|---|---|\n| **macro** | 1 | 1 | 9 | {} |"
+    path = write_model_card(tmp_path, title="t", languages=["de", "sw"], gold_sources=["masakhaner2"], unlabeled=[],
+                            geometry="g", parameters=1, teacher="x", teacher_parameters=2, size_mb=1.0,
+                            results_markdown=table.format("61.50"))
+    meta = yaml.safe_load(path.read_text().split("---\n")[1])
+    assert meta["language"] == ["de", "sw"] and meta["license_name"] == "noncommercial"
+    assert meta["datasets"] == ["masakhaner2"] and meta["model-index"][0]["results"][0]["metrics"][0]["value"] == 61.5
+    refresh_model_card(tmp_path, table.format("63.25"))
+    meta = yaml.safe_load(path.read_text().split("---\n")[1])
+    assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == 63.25
+    assert "do not use it commercially" in path.read_text()
+
+
+def test_pack_ships_onnx_int8_with_a_card_naming_window_and_licences(distilled, tmp_path):
+    """`polyner pack` writes the shipped form: an int8 ONNX model, no torch file, no training files, a card with
+    Hugging Face metadata, the same window; the torch weights come back from the ONNX model."""
+    import yaml
     from typer.testing import CliRunner
 
     import polyner
     from polyner.cli import app
+    from polyner.models.onnx_backend import OnnxTokenClassifier, is_int8
 
     out = tmp_path / "shipped"
+    results = tmp_path / "results.md"
+    results.write_text("| lang | sentences | entities | F1 teacher | F1 student |\n|---|---|---|---|---|\n"
+                       "| en | 2 | 3 | 80.00 | 70.00 |\n| **macro** | 2 | 3 | 80.00 | 70.00 |\n")
     result = CliRunner().invoke(app, ["pack", str(distilled.out), "--out", str(out), "--title", "tiny student",
-                                      "--quiet"])
+                                      "--results", str(results), "--quiet"])
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     window = json.loads((distilled.out / "distill_config.json").read_text())["max_length"]
-    assert config["torch_dtype"] == "float16" and config["ner_max_length"] == window
-    assert {str(t.dtype) for t in load_file(str(out / "model.safetensors")).values() if t.is_floating_point()} \
-        == {"torch.float16"}
+    assert config["ner_max_length"] == window and "auto_map" not in config
+    assert is_int8(out) and not (out / "model.safetensors").exists()
     assert not (out / "work").exists() and not (out / "keep_ids.npy").exists()
     card = (out / "README.md").read_text()
-    assert card.startswith("# tiny student") and f"windows of {window} pieces" in card
-    assert "## Training data and licences" in card
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["language"] == json.loads((distilled.out / "distill_config.json").read_text())["languages"]
+    assert meta["pipeline_tag"] == "token-classification" and "onnx" in meta["tags"] and meta["license"]
+    assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == 70.0
+    body = card.split("---\n", 2)[2]
+    assert body.lstrip().startswith("# tiny student") and f"windows of {window} pieces" in body
+    assert "## Training data and licences" in body and "`input_ids` and `attention_mask`" in body
     tagger = polyner.load(out)
-    assert tagger.config.max_length == window
+    assert isinstance(tagger.model, OnnxTokenClassifier) and tagger.config.max_length == window
     text = "Angela Merkel visited Paris."
     assert all(text[e["start"]:e["end"]] == e["text"] for e in tagger(text))
+    torch_tagger = polyner.load(out, backend="torch")  # the weights read back from the int8 model
+    assert not isinstance(torch_tagger.model, OnnxTokenClassifier)
+    assert all(text[e["start"]:e["end"]] == e["text"] for e in torch_tagger(text))
 
 
 def test_transfer_set_takes_silver_text_when_asked(unlabeled_dir, gold_tree, tmp_path):

@@ -123,8 +123,13 @@ class TestExport:
     def test_bad_requests(self, student_dir, onnx_dir, tmp_path):
         with pytest.raises(ValueError, match="int4"):
             export_onnx(ExportConfig(model=str(student_dir), out=str(tmp_path / "x"), quantize="int4"))
+        no_map = tmp_path / "no-map"
+        shutil.copytree(onnx_dir, no_map)
+        info = json.loads((no_map / EXPORT_INFO_FILE).read_text())
+        del info["weights"]
+        (no_map / EXPORT_INFO_FILE).write_text(json.dumps(info))
         with pytest.raises(ModelDirectoryError, match="no torch weights"):
-            export_onnx(ExportConfig(model=str(onnx_dir), out=str(tmp_path / "y")))
+            export_onnx(ExportConfig(model=str(no_map), out=str(tmp_path / "y")))
         with pytest.raises(ModelDirectoryError, match="not found"):
             export_onnx(ExportConfig(model=str(tmp_path / "missing"), out=str(tmp_path / "z")))
 
@@ -161,14 +166,15 @@ class TestBackend:
         shutil.copy2(onnx_dir / "config.json", empty / "config.json")
         with pytest.raises(ModelDirectoryError, match="no model weights"):
             polyner.load(empty, backend="onnx")
+        no_map = tmp_path / "no-map"
+        shutil.copytree(onnx_dir, no_map)
+        info = json.loads((no_map / EXPORT_INFO_FILE).read_text())
+        del info["weights"]
+        (no_map / EXPORT_INFO_FILE).write_text(json.dumps(info))
         with pytest.raises(ModelDirectoryError, match="backend='onnx'"):
-            polyner.load(onnx_dir, backend="torch")
+            polyner.load(no_map, backend="torch")  # an ONNX export without the map of its torch weights
         with pytest.raises(ValueError, match="unknown backend"):
             polyner.load(onnx_dir, backend="tensorrt")
-        with pytest.raises(ModelDirectoryError, match="local model directory"):
-            polyner.load("some-org/some-model", backend="onnx")
-        with pytest.raises(ModelDirectoryError, match="local model directory"):
-            polyner.load("some-org/some-model", backend="onnx-int8")
 
     @pytest.mark.parametrize("backend,quantization", [("onnx", None), ("onnx-int8", "int8")])
     def test_torch_directory_exported_once_on_first_use(self, student_dir, backend, quantization, monkeypatch):
@@ -221,9 +227,9 @@ class TestBackend:
         config = polyner.load(onnx_dir).model.config
         assert config.id2label[0] == "O" and config.label2id["O"] == 0 and config.num_labels == len(config.id2label)
 
-    def test_missing_onnxruntime_names_the_extra(self, onnx_dir, monkeypatch):
+    def test_missing_onnxruntime_is_named(self, onnx_dir, monkeypatch):
         monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
-        with pytest.raises(ImportError, match=r"polyner\[export\]"):
+        with pytest.raises(ImportError, match=r"needs onnxruntime, part of polyner's core install"):
             polyner.load(onnx_dir)
 
     def test_spacy_component_runs_onnx(self, onnx_dir):
@@ -313,6 +319,97 @@ class TestCommands:
         result = CliRunner().invoke(app, ["agreement", str(student_dir), str(onnx_dir), "--data", str(gold_tree)])
         assert result.exit_code == 0, result.output
         assert "100.00% of entities agree" in result.stdout and "0 only in A, 0 only in B" in result.stdout
+
+
+class TestTorchWeightsFromOnnx:
+    """An ONNX-only directory (the packed default) gives its torch weights back: fine-tuning, distilling, transformers."""
+
+    def test_fp32_export_gives_the_weights_back_exactly(self, student_dir, onnx_dir):
+        from safetensors.numpy import load_file
+
+        from polyner.models.onnx_weights import read_weights
+
+        expected, got = load_file(str(student_dir / "model.safetensors")), read_weights(onnx_dir)
+        assert set(got) == set(expected)
+        assert all(np.array_equal(got[k], expected[k].astype(np.float32)) for k in expected)
+
+    def test_int8_export_gives_them_back_within_a_quantization_step(self, student_dir, int8_dir):
+        from safetensors.numpy import load_file
+
+        from polyner.models.onnx_weights import read_weights
+
+        expected, got = load_file(str(student_dir / "model.safetensors")), read_weights(int8_dir)
+        assert set(got) == set(expected)
+        quantized = 0
+        for name, weight in expected.items():
+            error = np.abs(got[name] - weight).max()
+            if weight.ndim == 2:  # int8: at most half a step of the (per-channel or whole-tensor) scale
+                assert error <= np.abs(weight).max() / 127 + 1e-6, name
+                quantized += error > 0
+            else:  # biases and norms stay fp32
+                assert error == 0, name
+        assert quantized >= 5
+
+    def test_torch_backend_on_an_onnx_only_directory(self, int8_dir, monkeypatch):
+        from polyner.models import onnx_weights
+
+        tagger = polyner.load(int8_dir, backend="torch")
+        assert not isinstance(tagger.model, OnnxTokenClassifier)
+        rebuilt = __import__("pathlib").Path(tagger.source)
+        assert tagger.source == str(int8_dir)
+        agreement = entity_agreement(_keys(polyner.load(int8_dir)), _keys(tagger)).rate
+        assert agreement > 0.8  # int8 weights, fp32 activations against int8 activations
+        monkeypatch.setattr(onnx_weights, "write_torch_directory", lambda *a: pytest.fail("rebuilt a second time"))
+        polyner.load(rebuilt, backend="torch")
+
+    def test_export_format_torch(self, int8_dir, tmp_path):
+        out = tmp_path / "torch"
+        result = CliRunner().invoke(app, ["export", str(int8_dir), "--format", "torch", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        config = json.loads((out / "config.json").read_text())
+        assert config["auto_map"]["AutoModelForTokenClassification"].startswith("polyner_student.")
+        assert (out / "polyner_student.py").exists() and (out / "tokenizer.json").exists()
+        reference = polyner.load(int8_dir, backend="torch")
+        assert _keys(polyner.load(out)) == _keys(reference)  # the same weights as the cached rebuild
+
+    def test_no_weight_map_is_a_clear_error(self, onnx_dir, tmp_path):
+        copy = tmp_path / "old-export"
+        shutil.copytree(onnx_dir, copy)
+        info = json.loads((copy / EXPORT_INFO_FILE).read_text())
+        del info["weights"]
+        (copy / EXPORT_INFO_FILE).write_text(json.dumps(info))
+        with pytest.raises(ModelDirectoryError, match="no torch weights"):
+            polyner.load(copy, backend="torch")
+        result = CliRunner().invoke(app, ["export", str(copy), "--format", "torch", "--out", str(tmp_path / "t")])
+        assert result.exit_code == 2 and "no map of its torch weights" in result.output
+
+
+def test_onnx_directory_runs_with_onnxruntime_alone(int8_dir):
+    """The README's recipe: tokenizers + onnxruntime + config.json, polyner and torch not importable."""
+    import subprocess
+
+    code = f"""
+import sys
+for name in ("polyner", "torch", "transformers"):
+    sys.modules[name] = None
+import json, numpy as np, onnxruntime as ort
+from tokenizers import Tokenizer
+folder = {str(int8_dir)!r}
+tok = Tokenizer.from_file(folder + "/tokenizer.json")
+enc = tok.encode("Angela Merkel visited Paris.")
+ids = np.array([enc.ids], dtype=np.int64)
+session = ort.InferenceSession(folder + "/model.onnx", providers=["CPUExecutionProvider"])
+logits = session.run(["logits"], {{"input_ids": ids, "attention_mask": np.ones_like(ids)}})[0]
+labels = json.load(open(folder + "/config.json"))["id2label"]
+print(json.dumps({{"ids": enc.ids, "logits": logits.tolist(), "labels": [labels[str(i)] for i in logits[0].argmax(-1)]}}))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    model = polyner.load(int8_dir).model
+    expected = model.run_logits(np.array([out["ids"]]), np.ones((1, len(out["ids"])), dtype=np.int64))
+    assert np.allclose(np.array(out["logits"]), expected, atol=1e-5)
+    assert len(out["labels"]) == len(out["ids"]) and set(out["labels"]) <= set(model.config.label2id)
 
 
 def test_random_batch_pads_every_second_row():

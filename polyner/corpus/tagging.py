@@ -66,13 +66,15 @@ class ShardTagger:
     """Loads the model once, then tags whole shards; one per worker process or Ray actor."""
 
     def __init__(self, settings: TaggingSettings) -> None:
-        import torch
-
         import polyner
 
-        torch.set_num_threads(max(1, settings.threads))
+        threads = max(1, settings.threads)
         self.settings = settings
-        self.tagger = polyner.load(settings.model, batch_size=settings.batch_size)
+        self.tagger = polyner.load(settings.model, batch_size=settings.batch_size, onnx_threads=threads)
+        if getattr(self.tagger.model, "run_logits", None) is None:  # a torch model; an ONNX one never imports torch
+            import torch
+
+            torch.set_num_threads(threads)
 
     def __call__(self, spec: ShardSpec) -> ShardResult:
         """Read and tag one shard."""

@@ -1,7 +1,9 @@
 """Choose how a model directory is run: torch (model.safetensors) or ONNX Runtime (model.onnx).
 
 "onnx" and "onnx-int8" also run a directory that holds only torch weights: it is exported to ONNX
-(fp32, or dynamic int8) once, on first use, into ``$POLYNER_HOME/onnx`` (:mod:`polyner.models.onnx_cache`).
+(fp32, or dynamic int8) once, on first use, into ``$POLYNER_HOME/onnx`` (:mod:`polyner.models.onnx_cache`);
+"torch" runs a directory that holds only an ONNX model (the packed default) from its weights read back once
+into ``$POLYNER_HOME/torch`` (:func:`torch_directory`).
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ def choose_backend(path: str | Path, backend: str | None = None) -> str:
     """The backend to run ``path`` with.
 
     None picks ONNX when the directory holds ``model.onnx`` and no ``model.safetensors``, torch otherwise;
-    "torch" and "onnx" force one and fail, naming the path, when the directory has no model for it.
+    "torch" and "onnx" force one and fail, naming the path, when the directory has no model for it ("torch" is
+    served by an ONNX model whose export recorded its torch weights: see :func:`torch_directory`).
     """
     from polyner.models.onnx_backend import ONNX_FILE
 
@@ -37,10 +40,33 @@ def choose_backend(path: str | Path, backend: str | None = None) -> str:
     if backend == "onnx" and not has_onnx:
         raise ModelDirectoryError(f"no ONNX model ({ONNX_FILE}) in {path}: "
                                   f"export one with `polyner export {path} --format onnx --out DIR`")
-    if backend == "torch" and not has_torch:
+    if backend == "torch" and not has_torch and not (has_onnx and _has_weight_map(path)):
         hint = "; it holds an ONNX model: load it with backend='onnx'" if has_onnx else ""
         raise ModelDirectoryError(f"no torch weights ({TORCH_FILE}) in {path}{hint}")
     return backend
+
+
+def _has_weight_map(path: Path) -> bool:
+    from polyner.models.onnx_backend import export_info
+    from polyner.models.onnx_weights import WEIGHTS_KEY
+
+    return bool(export_info(path).get(WEIGHTS_KEY))
+
+
+def torch_directory(path: str | Path) -> Path:
+    """A directory with the torch weights of the model in ``path``: ``path`` itself when it holds
+    ``model.safetensors``, else (an ONNX-only directory such as the packed default) the weights read back from its
+    ``model.onnx`` once into ``$POLYNER_HOME/torch`` (dequantized when int8; see :mod:`~polyner.models.onnx_weights`).
+    """
+    choose_backend(path, "torch")  # fails, naming the path, without torch weights or a map of them
+    path = Path(path).expanduser()
+    if (path / TORCH_FILE).exists():
+        return path
+    from polyner.extras import require_extras
+    from polyner.models.onnx_weights import rebuild_torch_directory
+
+    require_extras("rebuilding torch weights from an ONNX model", "export")
+    return rebuild_torch_directory(path)
 
 
 def onnx_directory(path: str | Path, backend: str) -> Path:
@@ -82,6 +108,10 @@ def load_with_backend(path: str | Path, backend: str | None = None, onnx_threads
         from polyner.models.onnx_backend import load_onnx_classifier
 
         return load_onnx_classifier(path, onnx_threads)
+    from polyner.extras import require_extras
+
+    require_extras("the torch backend", "train")
+    path = torch_directory(path)
     from polyner.models.student_runtime import is_student_directory, load_student_runtime
 
     if is_student_directory(path):  # plain torch, no transformers import

@@ -4,8 +4,8 @@
 object whose ``.logits`` is a torch tensor, and it has ``.config``: the :class:`~polyner.pipelines.ner.Tagger`,
 the spaCy component and the HTTP service use it unchanged. The tagger itself calls ``run_logits`` (numpy
 in and out), so loading and tagging with an ONNX model import neither torch nor transformers: a cold
-start takes about half a second and 190 MB. onnxruntime is an optional dependency (the
-``polyner[export]`` extra) and is imported only here, when an ONNX model is loaded.
+start takes about half a second and 190 MB. onnxruntime is part of the core install (the shipped default is an
+ONNX model) and is imported only here, when an ONNX model is loaded.
 """
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ def require_onnxruntime():
     try:
         import onnxruntime
     except ImportError as exc:
-        raise ImportError("the ONNX backend needs onnxruntime: pip install 'polyner[export]' "
-                          f"(or pip install onnxruntime) ({exc})") from exc
+        raise ImportError(f"the ONNX backend needs onnxruntime, part of polyner's core install: pip install onnxruntime "
+                          f"({exc})") from exc
     return onnxruntime
 
 

@@ -21,17 +21,19 @@ import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from polyner.models.io import ModelDirectoryError
 from polyner.models.onnx_backend import EXPORT_INFO_FILE, INPUT_NAMES, ONNX_FILE, OUTPUT_NAME, require_onnxruntime
+from polyner.models.onnx_weights import WEIGHTS_KEY
 
 logger = logging.getLogger(__name__)
 QUANTIZATIONS = ("int8",)
 COPIED_FILES = ("README.md",)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "sentencepiece.bpe.model")
+EXPORT_STEPS = 5  # the stages export_onnx reports to its progress callback
 
 
 @dataclass
@@ -75,11 +77,12 @@ class _LogitsOnly(torch.nn.Module):
 
 
 def require_onnx():
-    """The ``onnx`` module, or an ImportError naming the extra that installs it."""
-    try:
-        import onnx
-    except ImportError as exc:
-        raise ImportError(f"ONNX export needs onnx and onnxruntime: pip install 'polyner[export]' ({exc})") from exc
+    """The ``onnx`` module, or a MissingExtraError naming the extra that installs it."""
+    from polyner.extras import require_extras
+
+    require_extras("ONNX export", "export")
+    import onnx
+
     return onnx
 
 
@@ -95,20 +98,22 @@ def random_batch(vocab_size: int, batch: int, length: int, generator: torch.Gene
     return ids, mask
 
 
-def export_onnx(config: ExportConfig) -> ExportResult:
-    """Export ``config.model`` to ``config.out`` (see the module docstring); raise when the graph does not match torch."""
+def export_onnx(config: ExportConfig, progress: Callable[[str], None] | None = None) -> ExportResult:
+    """Export ``config.model`` to ``config.out`` (see the module docstring); raise when the graph does not match torch.
+
+    ``progress`` is called with the name of each of :data:`EXPORT_STEPS` stages as it starts.
+    """
     from polyner.loading import resolve_model
-    from polyner.models.backend import choose_backend
+    from polyner.models.backend import torch_directory
     from polyner.models.io import load_token_classifier
 
     if config.quantize is not None and config.quantize not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {config.quantize!r}: expected one of {QUANTIZATIONS} or none")
     onnx = require_onnx()
     require_onnxruntime()
-    source = resolve_model(config.model)
-    if not isinstance(source, Path):
-        raise ModelDirectoryError(f"export needs a local model directory, not {source!r}")
-    choose_backend(source, "torch")  # needs model.safetensors; names the path otherwise
+    step = progress or (lambda stage: None)
+    step("loading")
+    source = torch_directory(resolve_model(config.model))  # an ONNX-only model: its torch weights read back
     model, tokenizer = load_token_classifier(source)
     out = Path(config.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -117,21 +122,28 @@ def export_onnx(config: ExportConfig) -> ExportResult:
     generator = torch.Generator().manual_seed(config.seed)
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as work:
         fp32 = Path(work) / "model.fp32.onnx"
+        step("tracing")
         _trace(model, fp32, config.opset, random_batch(vocab, 2, 8, generator, pad))
+        step("checking against torch")
         onnx.checker.check_model(str(fp32))
         checks = [random_batch(vocab, 3, 13, generator, pad), random_batch(vocab, 1, 5, generator, pad)]
         diff, _ = _compare(model, fp32, checks)
         if diff > config.atol:
             raise RuntimeError(f"the exported graph differs from torch by {diff:.2e} (> {config.atol}) in logits")
+        weights = _weight_map(model, onnx.load(str(fp32)))
         target = out / ONNX_FILE
+        step("quantizing" if config.quantize == "int8" else "writing")
         if config.quantize == "int8":
             _quantize_int8(fp32, Path(work) / "model.int8.onnx", config.per_channel, config.quantize_embeddings)
             shutil.move(str(Path(work) / "model.int8.onnx"), target)
         else:
             shutil.move(str(fp32), target)
+    step("comparing")
     _, agreement = _compare(model, target, checks)
     if out.resolve() != source.resolve():
-        model.config.save_pretrained(out)
+        onnx_config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+        onnx_config.pop("auto_map", None)  # the torch classes' code file is not copied: no torch weights here
+        (out / "config.json").write_text(json.dumps(onnx_config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if (source / "tokenizer.json").exists():  # the tokenizer files as they are (same class, same pipeline)
             for name in TOKENIZER_FILES:
                 if (source / name).exists():
@@ -148,12 +160,26 @@ def export_onnx(config: ExportConfig) -> ExportResult:
                           size_bytes=target.stat().st_size, fp32_max_abs_diff=diff, argmax_agreement=agreement,
                           source=str(source))
     info = {"backend": "onnx", "file": ONNX_FILE, "inputs": list(INPUT_NAMES), "outputs": [OUTPUT_NAME],
-            "dynamic_axes": ["batch", "sequence"], **asdict(result)}
+            "dynamic_axes": ["batch", "sequence"], **asdict(result), WEIGHTS_KEY: weights}
     info.pop("path")
     (out / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     logger.info("wrote %s (%s, %.1f MB; fp32 max |diff| %.1e; argmax agreement %.4f)", target,
                 config.quantize or "fp32", result.size_bytes / 1e6, diff, agreement)
     return result
+
+
+def _weight_map(model: torch.nn.Module, graph) -> dict[str, dict]:
+    """Where each torch weight went in the fp32 graph (see :mod:`polyner.models.onnx_weights`); {} when some weight
+    is not stored as it is (or transposed), e.g. a buffer folded into a constant: then no torch rebuild."""
+    from polyner.models.onnx_weights import graph_initializers, weight_map
+
+    state = {name: t.detach().float().numpy() for name, t in model.state_dict().items() if t.is_floating_point()}
+    found = weight_map(state, graph_initializers(graph).items())
+    missing = sorted(set(state) - set(found))
+    if missing:
+        logger.info("not every torch weight is an initializer of the graph (%s...): no weight map", missing[:3])
+        return {}
+    return found
 
 
 def _trace(model: torch.nn.Module, path: Path, opset: int, example: tuple[torch.Tensor, torch.Tensor]) -> None:

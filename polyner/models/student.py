@@ -3,8 +3,9 @@
 Word embeddings are ``vocab x rank`` followed by a ``rank -> hidden`` projection (XtremeDistil's
 embedding factorization); layers are standard BERT layers written out here so that export and
 initialisation from a teacher do not depend on library internals. The classes register with the
-transformers Auto* factories, so ``AutoModelForTokenClassification.from_pretrained(dir)`` works
-once ``polyner`` is imported.
+transformers Auto* factories when this module is imported, so ``AutoModelForTokenClassification.from_pretrained(dir)``
+works after ``import polyner.models.student``; a saved student also carries ``auto_map`` and a code file
+(:mod:`polyner.models.hf_interop`), so ``from_pretrained(dir, trust_remote_code=True)`` works without it.
 """
 from __future__ import annotations
 
@@ -50,6 +51,14 @@ class PolynerStudentConfig(PretrainedConfig):
     def rank(self) -> int:
         """The width of the stored word-embedding rows."""
         return self.embedding_rank or self.hidden_size
+
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        """Save config.json with ``auto_map`` and the code file it names (:mod:`polyner.models.hf_interop`), so
+        transformers' Auto classes load the directory wherever polyner is installed."""
+        from polyner.models.hf_interop import add_auto_map
+
+        super().save_pretrained(save_directory, *args, **kwargs)
+        add_auto_map(save_directory)
 
 
 class PolynerStudentPreTrainedModel(PreTrainedModel):

@@ -85,10 +85,11 @@ class TaskData:
 
 
 def model_source(config: FinetuneConfig) -> str:
-    """The model directory or hub name to start from."""
+    """The model directory to start from (for an ONNX-only model such as the default: its torch weights, read back)."""
     from polyner.loading import resolve_model
+    from polyner.models.backend import torch_directory
 
-    return str(resolve_model(config.model))
+    return str(torch_directory(resolve_model(config.model)))
 
 
 def display_name(config: FinetuneConfig) -> str:
