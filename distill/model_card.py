@@ -95,7 +95,7 @@ def write_model_card(folder: str | Path, *, title: str, languages: Sequence[str]
            "config.json; `polyner.load(max_length=N)` chooses another)"] if window else []),
         f"- languages ({len(languages)}): {' '.join(languages)}", "",
         "## Training data and licences", "",
-        "| gold source | licence |", "|---|---|",
+        "| source (gold or silver) | licence |", "|---|---|",
     ]
     lines += [f"| {s} | {licence_of(s)} |" for s in sorted(set(gold_sources))]
     lines += ["", f"Unlabeled transfer text: {', '.join(map(str, unlabeled)) or 'none'}. {UNLABELED_LICENCES}", ""]

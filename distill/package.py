@@ -85,7 +85,7 @@ def marked_section(markdown: str, name: str) -> str:
 def card_for_student(source: str | Path, target: str | Path, title: str, results_markdown: str = "",
                      teacher_sources: list[str] | None = None, speed_markdown: str = "") -> Path:
     """Write the model card of a packed student from its training records (distill_config, training_log)."""
-    from polyner.data.iob2 import discover_gold
+    from polyner.data.training_sets import training_files
     from polyner.distill.model_card import write_model_card
 
     source, target = Path(source), Path(target)
@@ -96,10 +96,11 @@ def card_for_student(source: str | Path, target: str | Path, title: str, results
     if teacher_record.exists():  # the teacher's own training data is part of this model's lineage
         teacher_config = json.loads(teacher_record.read_text())
         if Path(teacher_config["gold"]).is_dir():
-            sources |= {f.source for f in discover_gold(teacher_config["gold"], teacher_config.get("langs"), ["train"],
+            sources |= {f.source for f in training_files(teacher_config["gold"], teacher_config.get("silver"),
+                                                         teacher_config.get("langs"),
                                                          teacher_config.get("exclude_sources", []))}
     if config.get("gold") and Path(config["gold"]).is_dir():
-        sources |= {f.source for f in discover_gold(config["gold"], config["languages"], ["train"],
+        sources |= {f.source for f in training_files(config["gold"], config.get("silver"), config["languages"],
                                                      config.get("exclude_sources", []))}
     stages = [f"{h['stage']} step {h['step']}: " + (f"dev F1 {h['dev_f1']:.2f}" if "dev_f1" in h
                                                      else f"held-out MSE {h['heldout_mse']:.4f}")

@@ -347,3 +347,16 @@ def test_shared_gold_data_parses():
         tags = set().union(*(s.tags for s in sentences))
         assert tags <= allowed, f"{gold.path}: tags outside the scheme: {sorted(tags - allowed)}"
         assert tags & {"B-PER", "B-ORG", "B-LOC"}, f"{gold.path}: no entities at all"
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "gold").is_dir(), reason="../shared/data is not on this machine")
+def test_every_shared_source_has_a_licence_for_model_cards():
+    """A model card names the licence of each source it trained on: a new folder in gold/ or silver/ needs one."""
+    from polyner.data.licences import licence_of
+
+    folders = {p.name for kind in ("gold", "silver") if (SHARED_DATA / kind).is_dir()
+               for p in (SHARED_DATA / kind).iterdir() if p.is_dir()}
+    assert folders and not [name for name in sorted(folders) if licence_of(name) == "unknown"]
