@@ -89,7 +89,8 @@ def create_app(settings: ServeSettings | None = None, tagger=None) -> FastAPI:
                 None, functools.partial(polyner.load, settings.model, backend=settings.backend))
         state.tagger = loaded
         state.batcher = MicroBatcher(tag_and_detect(loaded), settings.max_batch_size, settings.batch_wait_ms,
-                                     settings.max_queue_chars, settings.request_timeout_s * ADMIT_FRACTION)
+                                     settings.max_queue_chars, settings.request_timeout_s * ADMIT_FRACTION,
+                                     unmeasured_chars=settings.max_chars_per_request)
         state.batcher.start()
         state.info = model_info(loaded, settings)
         state.ready = True
@@ -207,10 +208,9 @@ async def tag_within_limits(state, texts: list[str], settings: ServeSettings) ->
     """The batcher's answer for ``texts``, or the error that stopped it: 503 when the queue is full or the
     drain window ended, 504 after ``request_timeout_s``, 500 when the model failed."""
     try:
-        state.batcher.check_room(texts)
+        tagging = state.batcher.enqueue(texts)  # admitted and queued at once: no other request slips in between
     except Overloaded as exc:
         raise overloaded(exc) from exc
-    tagging = asyncio.ensure_future(state.batcher.submit(texts))
     drained = asyncio.ensure_future(state.drain_expired.wait())
     try:
         done, _ = await asyncio.wait({tagging, drained}, timeout=settings.request_timeout_s,
@@ -226,9 +226,7 @@ async def tag_within_limits(state, texts: list[str], settings: ServeSettings) ->
         raise APIError(504, "timeout", f"tagging took longer than request_timeout_s={settings.request_timeout_s}",
                        "request_timeout_s")
     try:
-        return tagging.result()
-    except Overloaded as exc:
-        raise overloaded(exc) from exc
+        return list(tagging.result())
     except Exception as exc:
         logger.exception("tagging failed")
         raise APIError(500, "model_error", f"tagging failed: {type(exc).__name__}: {exc}") from exc

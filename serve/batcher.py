@@ -2,7 +2,7 @@
 
 The queue is bounded: a request is admitted only while the characters queued or being tagged stay within
 ``max_queue_chars`` and, once the model's speed has been measured, while the queue ahead of it would be
-tagged within ``max_wait_s``; otherwise :class:`Overloaded` is raised at once (the service answers 503 with
+tagged within ``max_wait_s`` (before that, while they stay within ``unmeasured_chars``); otherwise :class:`Overloaded` is raised at once (the service answers 503 with
 ``Retry-After``), instead of letting the request wait for a timeout.
 """
 from __future__ import annotations
@@ -47,12 +47,14 @@ class MicroBatcher:
     and runs ``predict`` on a dedicated thread, so the event loop never runs the model."""
 
     def __init__(self, predict: Callable[[list[str]], list[Any]], max_batch_size: int = 32,
-                 wait_ms: float = 5.0, max_queue_chars: int | None = None, max_wait_s: float | None = None) -> None:
+                 wait_ms: float = 5.0, max_queue_chars: int | None = None, max_wait_s: float | None = None,
+                 unmeasured_chars: int | None = None) -> None:
         self.predict = predict
         self.max_batch_size = max(1, max_batch_size)
         self.wait = max(0.0, wait_ms) / 1000
         self.max_queue_work = max_queue_chars  # None: unbounded
         self.max_wait_s = max_wait_s  # None: no estimate-based admission
+        self.unmeasured_work = unmeasured_chars  # the queue's bound until the first batch has been timed
         self.queued_work = 0  # work of the texts admitted and not yet tagged
         self.rate: float | None = None  # measured work per second of the model thread
         self.queue: asyncio.Queue[_Item] = asyncio.Queue()
@@ -81,25 +83,34 @@ class MicroBatcher:
         extra = sum(work(t) for t in texts)
         if self.max_queue_work is not None and self.queued_work + extra > self.max_queue_work:
             raise Overloaded(f"the queue is full (max_queue_chars={self.max_queue_work})", self.retry_after())
+        if self.rate is None and self.unmeasured_work is not None and self.queued_work + extra > self.unmeasured_work:
+            raise Overloaded("the queue is full until the model's speed is measured", self.retry_after())
         wait = self.expected_wait(extra)
         if self.max_wait_s is not None and wait is not None and wait > self.max_wait_s:
             raise Overloaded(f"the queue would take about {wait:.1f} s, more than the {self.max_wait_s:g} s "
                              "a request may wait", self.retry_after())
 
-    async def submit(self, texts: Sequence[str]) -> list[Any]:
-        """Tag ``texts`` (batched with other requests' texts); results in order. Raises :class:`Overloaded`
-        (before queueing anything) when :meth:`check_room` refuses them."""
+    def enqueue(self, texts: Sequence[str]) -> asyncio.Future:
+        """Queue ``texts`` now (admission and queueing happen at once, with no await in between) and return the
+        future of their results, in order; cancelling it withdraws the texts not yet tagged. Raises
+        :class:`Overloaded` (queueing nothing) when :meth:`check_room` refuses them."""
         self.check_room(texts)
         loop = asyncio.get_running_loop()
         items = [_Item(text, loop.create_future(), work(text)) for text in texts]
+        for item in items:
+            self.queued_work += item.work
+            self.queue.put_nowait(item)
         self.in_flight += 1
-        try:
-            for item in items:
-                self.queued_work += item.work
-                self.queue.put_nowait(item)
-            return list(await asyncio.gather(*(item.future for item in items)))
-        finally:
-            self.in_flight -= 1
+        results = asyncio.gather(*(item.future for item in items))
+        results.add_done_callback(self._finished)
+        return results
+
+    def _finished(self, _: asyncio.Future) -> None:
+        self.in_flight -= 1
+
+    async def submit(self, texts: Sequence[str]) -> list[Any]:
+        """Tag ``texts`` (batched with other requests' texts); results in order (see :meth:`enqueue`)."""
+        return list(await self.enqueue(texts))
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

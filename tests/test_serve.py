@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from polyner.serve.app import create_app
 from polyner.serve.batcher import MicroBatcher
+from polyner.serve.errors import APIError
 from polyner.serve.settings import ServeSettings
 
 GERMAN = "Angela Merkel besuchte gestern Paris und traf dort Emmanuel Macron, die beiden sprachen sehr lange miteinander."
@@ -676,8 +677,30 @@ def test_a_full_queue_is_refused_at_once_with_retry_after(rule_tagger):
     assert early[0] == 503 and early[2]["error"]["code"] == "overloaded" and unread_calls == 0
 
 
+def test_simultaneous_requests_cannot_all_slip_into_an_empty_queue(rule_tagger):
+    """Admission and queueing are one step: of ten requests arriving together at an empty queue that holds one,
+    one is tagged and nine are refused (the overload run of benchmarks/serve_load.py once saw nine 504s)."""
+    slow = SlowTagger(rule_tagger, 0.3)
+    settings = ServeSettings(max_chars_per_text=300, max_chars_per_request=300, max_queue_chars=300)
+    app = create_app(settings, tagger=slow)
+    text = "Angela Merkel " * 20
+
+    async def scenario():
+        from polyner.serve.app import tag_within_limits
+
+        async with app.router.lifespan_context(app):  # ten handlers reaching the queue in one turn of the loop
+            return await asyncio.gather(*(tag_within_limits(app.state, [text], settings) for _ in range(10)),
+                                        return_exceptions=True)
+
+    outcomes = asyncio.run(scenario())
+    refused = [o for o in outcomes if isinstance(o, APIError)]
+    assert len(refused) == 9 and all((o.status, o.code) == (503, "overloaded") for o in refused)
+    assert slow.calls == 1
+
+
 def test_batcher_admission_by_measured_speed():
-    """Once a batch has been timed, a request whose queue ahead would take longer than ``max_wait_s`` is refused."""
+    """Once a batch has been timed, a request whose queue ahead would take longer than ``max_wait_s`` is refused;
+    before that, the queue is bounded by ``unmeasured_chars``."""
     from polyner.serve.batcher import Overloaded
 
     def predict(texts):
@@ -685,9 +708,13 @@ def test_batcher_admission_by_measured_speed():
         return texts
 
     async def scenario():
-        batcher = MicroBatcher(predict, max_batch_size=4, wait_ms=0, max_queue_chars=10_000_000, max_wait_s=0.6)
+        batcher = MicroBatcher(predict, max_batch_size=4, wait_ms=0, max_queue_chars=10_000_000, max_wait_s=0.6,
+                               unmeasured_chars=2000)
         batcher.start()
-        await batcher.submit(["x" * 1000])  # measured: about 5,000 characters of work per second
+        first = batcher.enqueue(["x" * 1000])
+        with pytest.raises(Overloaded, match="until the model's speed is measured"):
+            batcher.enqueue(["x" * 1000])  # nothing timed yet: the queue holds at most 2,000 characters
+        await first  # measured: about 5,000 characters of work per second
         slow = asyncio.create_task(batcher.submit(["x" * 2000]))
         await asyncio.sleep(0.01)
         with pytest.raises(Overloaded) as refused:
