@@ -314,8 +314,8 @@ def serve(model: Optional[str] = typer.Option(None, help="Model directory or nam
         _fail(str(exc))
     server = build_server(create_app(settings, tagger=tagger), settings, host, port, log_level.lower())
     server.run()
-    if not server.started:  # the address could not be bound (uvicorn logged why)
-        raise typer.Exit(1)
+    if not server.started:  # could not start (uvicorn logged why; it exits with 3 itself when it cannot bind)
+        raise typer.Exit(3)
 
 
 from polyner.cli_corpus import register as _register_corpus  # noqa: E402

@@ -59,6 +59,7 @@ class GuardedH11Protocol(H11Protocol):
         self.refused = True
         self.connections.discard(self)
         self._cancel_header_timer()
+        self._unset_keepalive_if_required()
         self.transport.write(raw_http_error(error))
         if self.transport.can_write_eof():
             self.transport.write_eof()
@@ -68,9 +69,6 @@ class GuardedH11Protocol(H11Protocol):
         self._cancel_header_timer()
         if not self.refused:
             super().connection_lost(exc)
-
-    def eof_received(self) -> bool | None:
-        return None  # the client is done sending: the transport closes (after a refusal, too)
 
     def data_received(self, data: bytes) -> None:
         if self.refused:
