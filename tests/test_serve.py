@@ -679,7 +679,7 @@ def test_a_full_queue_is_refused_at_once_with_retry_after(rule_tagger):
 
 def test_simultaneous_requests_cannot_all_slip_into_an_empty_queue(rule_tagger):
     """Admission and queueing are one step: of ten requests arriving together at an empty queue that holds one,
-    one is tagged and nine are refused (the overload run of benchmarks/serve_load.py once saw nine 504s)."""
+    one is tagged and nine are refused at once (none is left to time out)."""
     slow = SlowTagger(rule_tagger, 0.3)
     settings = ServeSettings(max_chars_per_text=300, max_chars_per_request=300, max_queue_chars=300)
     app = create_app(settings, tagger=slow)
