@@ -7,6 +7,12 @@ server itself and finally prints one table::
 
     python benchmarks/serve_load.py                      # 2,000 requests, 32 clients, the shipped model
     python benchmarks/serve_load.py --model runs/student --requests 500 --concurrency 16 --texts-per-request 4
+    python benchmarks/serve_load.py --overload           # 400 heavy requests at once: 200 or 503, in time
+
+The overload run sends ``--overload-requests`` requests of ``--overload-texts`` texts of ``--overload-chars``
+characters all at once, each on its own connection, to a server whose request timeout is
+``--server-request-timeout`` seconds: every answer must be a 200 or a 503/429 (load shed, connection refused)
+and none may take longer than that timeout; otherwise the exit status is 1.
 
 Every request is counted: a non-200 answer or a transport error is an error, and any error makes the
 exit status 1. Everything is bounded: ``--requests`` per configuration, ``--timeout`` seconds in all.
@@ -116,12 +122,12 @@ class Server:
     """``polyner serve`` in a subprocess; its log goes to a temporary file (never a pipe that could fill)."""
 
     def __init__(self, model: str | None, max_batch_size: int, batch_wait_ms: float, max_texts: int,
-                 log_level: str) -> None:
+                 log_level: str, extra: list[str] = ()) -> None:
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         command = [sys.executable, "-m", "polyner.cli", "serve", "--host", HOST, "--port", str(self.port),
                    "--max-batch-size", str(max_batch_size), "--batch-wait-ms", str(batch_wait_ms),
-                   "--log-level", log_level]
+                   "--log-level", log_level, *extra]
         if model is not None:
             command += ["--model", model]
         if max_texts > 64:
@@ -226,6 +232,101 @@ async def run_configuration(args, name: str, max_batch_size: int, batch_wait_ms:
     return outcome
 
 
+def heavy_bodies(count: int, texts: int, chars: int) -> list[dict]:
+    """``count`` request bodies of ``texts`` texts of about ``chars`` characters each (sentences of TEXTS)."""
+    long_texts = []
+    for k in range(texts):
+        sentences, size, i = [], 0, k
+        while size < chars:
+            sentence = TEXTS[i % len(TEXTS)]
+            sentences.append(sentence)
+            size += len(sentence) + 1
+            i += 1
+        long_texts.append(" ".join(sentences)[:chars])
+    return [{"texts": long_texts} for _ in range(count)]
+
+
+@dataclass
+class OverloadOutcome:
+    """Every answer of the overload run: status (0: a transport error) and seconds, per request."""
+
+    answers: list[tuple[int, float]] = field(default_factory=list)
+    examples: dict[int, str] = field(default_factory=dict)
+    wall: float = 0.0
+
+    def by_status(self) -> dict[int, list[float]]:
+        grouped: dict[int, list[float]] = {}
+        for status, seconds in self.answers:
+            grouped.setdefault(status, []).append(seconds)
+        return grouped
+
+
+async def overload(url: str, bodies: list[dict], outcome: OverloadOutcome, headers: dict,
+                   client_timeout: float) -> None:
+    """Send every body at once, each on its own connection, and record each answer's status and time."""
+    limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=client_timeout, headers=headers) as client:
+
+        async def one(body: dict) -> None:
+            started = time.perf_counter()
+            try:
+                response = await client.post("/v1/ner", json=body)
+                status = response.status_code
+                if status not in outcome.examples:
+                    outcome.examples[status] = response.text[:200]
+            except httpx.HTTPError as exc:
+                status = 0
+                outcome.examples.setdefault(0, f"{type(exc).__name__}: {exc}")
+            outcome.answers.append((status, time.perf_counter() - started))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(body) for body in bodies))
+        outcome.wall = time.perf_counter() - started
+
+
+async def run_overload(args, headers: dict, deadline: float) -> OverloadOutcome:
+    """The service at its default limits but ``--server-request-timeout`` s, under ``--overload-requests``
+    simultaneous heavy requests (``--overload-texts`` texts of ``--overload-chars`` characters each)."""
+    outcome = OverloadOutcome()
+    server = Server(args.model, 32, 5.0, args.overload_texts, args.server_log_level,
+                    ["--request-timeout-s", f"{args.server_request_timeout:g}"])
+    try:
+        await server.wait_ready(min(args.startup_timeout, deadline - time.monotonic()), headers)
+        print(f"[overload] server ready on {server.url} (request_timeout_s={args.server_request_timeout:g}); "
+              f"{args.overload_requests} requests of {args.overload_texts} x {args.overload_chars} characters at once",
+              file=sys.stderr, flush=True)
+        warmup = OverloadOutcome()
+        await overload(server.url, heavy_bodies(1, args.overload_texts, args.overload_chars), warmup, headers,
+                       args.request_timeout)
+        bodies = heavy_bodies(args.overload_requests, args.overload_texts, args.overload_chars)
+        await asyncio.wait_for(overload(server.url, bodies, outcome, headers, args.request_timeout),
+                               deadline - time.monotonic())
+    finally:
+        server.stop()
+    return outcome
+
+
+def overload_report(outcome: OverloadOutcome, timeout: float) -> tuple[str, list[str]]:
+    """The table of answers by status, and the ways the run broke its promise (none: it kept it)."""
+    head = ["status", "answers", "p50 ms", "p99 ms", "max ms"]
+    rows = []
+    for status, seconds in sorted(outcome.by_status().items()):
+        ordered = sorted(seconds)
+        pick = lambda q: ordered[max(0, min(len(ordered) - 1, int(-(-q * len(ordered) // 100)) - 1))] * 1000
+        rows.append([str(status or "transport error"), str(len(ordered)), f"{pick(50):.0f}", f"{pick(99):.0f}",
+                     f"{ordered[-1] * 1000:.0f}"])
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+    line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    text = [line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
+    text.append(f"{len(outcome.answers)} requests in {outcome.wall:.1f} s; request_timeout_s={timeout:g}")
+    broken = [f"{n} answers with status {status or 'transport error'}: {outcome.examples.get(status, '')}"
+              for status, n in ((s, len(v)) for s, v in outcome.by_status().items()) if status not in (200, 429, 503)]
+    slowest = max((seconds for _, seconds in outcome.answers), default=0.0)
+    if slowest > timeout:
+        broken.append(f"an answer took {slowest:.2f} s, longer than request_timeout_s={timeout:g}")
+    return "\n".join(text), broken
+
+
 def table(outcomes: list[Outcome], texts_per_request: int) -> str:
     head = ["configuration", "batch", "wait ms", "requests", "errors", "req/s", "texts/s",
             "p50 ms", "p95 ms", "p99 ms"]
@@ -265,12 +366,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--request-timeout", type=positive(float), default=60.0, help="client timeout per request")
     parser.add_argument("--only", choices=[c[0] for c in CONFIGURATIONS], help="run one configuration")
     parser.add_argument("--server-log-level", default="warning")
+    parser.add_argument("--overload", action="store_true",
+                        help="instead: hundreds of heavy requests at once; every answer must be 200 or 503/429 "
+                             "within the server's request timeout")
+    parser.add_argument("--overload-requests", type=positive(int), default=400)
+    parser.add_argument("--overload-texts", type=positive(int), default=8, help="texts per heavy request")
+    parser.add_argument("--overload-chars", type=positive(int), default=1000, help="characters per text")
+    parser.add_argument("--server-request-timeout", type=positive(float), default=10.0,
+                        help="the server's --request-timeout-s in the overload run")
     args = parser.parse_args(argv)
     if args.model is not None and Path(args.model).expanduser().exists():
         args.model = str(Path(args.model).expanduser().resolve())
 
     headers = {"X-API-Key": os.environ["POLYNER_API_KEY"]} if os.environ.get("POLYNER_API_KEY") else {}
     deadline = time.monotonic() + args.timeout
+    if args.overload:
+        try:
+            result = asyncio.run(run_overload(args, headers, deadline))
+        except (asyncio.TimeoutError, RuntimeError) as exc:
+            print(f"error: {exc or 'the global timeout ran out'}", file=sys.stderr)
+            return 1
+        report, broken = overload_report(result, args.server_request_timeout)
+        print(report)
+        for problem in broken:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1 if broken else 0
     outcomes: list[Outcome] = []
     for name, batch, wait in CONFIGURATIONS:
         if args.only and name != args.only:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -10,7 +9,8 @@ from typing import List, Optional
 
 import typer
 
-from polyner.cli_common import fail as _fail, needs as _needs, setup_logging as _logging
+from polyner.cli_common import fail as _fail, needs as _needs, setup_logging as _logging, text_lines
+from polyner.textcheck import lone_surrogate, one_json_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="polyner: multilingual NER, small and fast.")
 teacher_app = typer.Typer(no_args_is_help=True, help="Build the multilingual teacher encoder.")
@@ -46,18 +46,29 @@ def tag(texts: List[str] = typer.Argument(None, help="Texts to tag; none: read -
     _logging(verbose)
     if texts:
         lines = list(texts)
+        for i, text in enumerate(lines, 1):
+            problem = lone_surrogate(text)  # bytes that are not UTF-8 reach argv as lone surrogates
+            if problem:
+                _fail(f"text argument {i} is not valid UTF-8 ({problem})")
     elif file is not None:
         if not file.exists():
             _fail(f"input file not found: {file}")
-        lines = file.read_text(encoding="utf-8").splitlines()
+        if not file.is_file():
+            _fail(f"--file is not a file: {file}")
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            _fail(f"cannot read {file}: {exc.strerror or exc}")
+        lines = text_lines(data, str(file))
     else:
-        lines = sys.stdin.read().splitlines()
+        lines = text_lines(sys.stdin.buffer.read(), "standard input")
     try:
         tagger = polyner.load(model, backend=backend, batch_size=batch_size)
     except (ModelDirectoryError, ImportError, ValueError) as exc:
         _fail(str(exc))
     for text, entities in zip(lines, tagger(lines)):
-        sys.stdout.write(json.dumps({"text": text, "entities": entities}, ensure_ascii=False) + "\n")
+        line = json.dumps({"text": text, "entities": entities}, ensure_ascii=False)
+        sys.stdout.write(one_json_line(line) + "\n")
 
 
 @app.command()
@@ -298,38 +309,58 @@ def serve(model: Optional[str] = typer.Option(None, help="Model directory or nam
           max_texts_per_request: Optional[int] = typer.Option(None),
           max_chars_per_text: Optional[int] = typer.Option(None),
           max_chars_per_request: Optional[int] = typer.Option(None),
+          max_body_bytes: Optional[int] = typer.Option(None, help="Request body cap, checked before parsing."),
+          max_queue_chars: Optional[int] = typer.Option(None, help="Characters queued or tagged; more: 503."),
           request_timeout_s: Optional[float] = typer.Option(None),
+          body_timeout_s: Optional[float] = typer.Option(None, help="The whole body must arrive within this."),
+          header_timeout_s: Optional[float] = typer.Option(None, help="The headers must arrive within this."),
+          keep_alive_s: Optional[float] = typer.Option(None, help="Idle keep-alive connections close after this."),
+          max_header_bytes: Optional[int] = typer.Option(None, help="Request line and headers cap."),
+          max_connections: Optional[int] = typer.Option(None, help="Open connections; more are refused (503)."),
+          graceful_shutdown_s: Optional[float] = typer.Option(None, help="Drain window after SIGTERM/SIGINT."),
           api_key: Optional[str] = typer.Option(None, envvar="POLYNER_API_KEY", help="Require X-API-Key."),
-          log_level: str = typer.Option("info")) -> None:
-    """Serve NER over HTTP (FastAPI + uvicorn): POST /v1/ner, GET /health, /ready, /v1/model, /docs."""
-    _needs("serve", "serve")
-    import uvicorn
+          log_level: str = typer.Option("info", help="critical, error, warning, info, debug or trace.")) -> None:
+    """Serve NER over HTTP (FastAPI + uvicorn): POST /v1/ner, GET /health, /ready, /v1/model, /docs, a demo at /.
 
+    Every limit is also a POLYNER_SERVE_<NAME> environment variable (a flag wins); see docs/serving.md.
+    """
+    _needs("serve", "serve")
     from polyner.serve.app import create_app
+    from polyner.serve.server import build_server
     from polyner.serve.settings import ServeSettings
     from polyner.loading import resolve_model
     from polyner.models.io import ModelDirectoryError, check_model_dir
 
-    from polyner.models.backend import check_backend
+    if not 0 <= port <= 65535:
+        _fail(f"--port must be between 0 and 65535, not {port}")
+    if log_level.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):
+        _fail(f"unknown --log-level {log_level!r}: expected critical, error, warning, info, debug or trace")
+    try:
+        import socket
 
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        _fail(f"cannot use --host {host!r}: {exc}")
     try:
-        check_backend(backend)
-    except ValueError as exc:
-        _fail(str(exc))
-    settings = ServeSettings.from_env(
-        model=model, backend=backend, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
-        max_texts_per_request=max_texts_per_request, max_chars_per_text=max_chars_per_text,
-        max_chars_per_request=max_chars_per_request, request_timeout_s=request_timeout_s, api_key=api_key)
-    if settings.api_key is not None and not settings.api_key.strip():
-        _fail("the API key is empty: give a non-empty key or none")
-    try:
+        settings = ServeSettings.from_env(
+            model=model, backend=backend, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
+            max_texts_per_request=max_texts_per_request, max_chars_per_text=max_chars_per_text,
+            max_chars_per_request=max_chars_per_request, max_body_bytes=max_body_bytes,
+            max_queue_chars=max_queue_chars, request_timeout_s=request_timeout_s, body_timeout_s=body_timeout_s,
+            header_timeout_s=header_timeout_s, keep_alive_s=keep_alive_s, max_header_bytes=max_header_bytes,
+            max_connections=max_connections, graceful_shutdown_s=graceful_shutdown_s, api_key=api_key)
         target = resolve_model(settings.model)
         if isinstance(target, Path):
             check_model_dir(target)  # fail now, with the path, not inside the server
-    except ModelDirectoryError as exc:
+        import polyner
+
+        tagger = polyner.load(settings.model, backend=settings.backend)  # a model that does not load: one line
+    except (ValueError, ImportError, ModelDirectoryError) as exc:
         _fail(str(exc))
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,
-                timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_s))
+    server = build_server(create_app(settings, tagger=tagger), settings, host, port, log_level.lower())
+    server.run()
+    if not server.started:  # could not start (uvicorn logged why; it exits with 3 itself when it cannot bind)
+        raise typer.Exit(3)
 
 
 from polyner.cli_corpus import register as _register_corpus  # noqa: E402

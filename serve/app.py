@@ -1,40 +1,40 @@
-"""The FastAPI app factory: the model is loaded in the lifespan and run by the micro-batcher."""
+"""The FastAPI app factory: the model is loaded in the lifespan and run by the micro-batcher.
+
+Requests pass :class:`~polyner.serve.guard.RequestGuard` first (key, readiness, load, body size and time),
+so a refused request costs no parsing. Every error, the framework's own 404/405/422 and unexpected 500s
+included, has the one shape ``{"error": {"code", "message", "limit"?}}``. Shutdown starts with
+:func:`begin_shutdown` (called by the server on SIGTERM/SIGINT, or by the lifespan's exit): ``/ready``
+answers 503 at once, new texts are refused, and requests in flight have ``graceful_shutdown_s`` to finish.
+"""
 from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from polyner import __version__
-from polyner.serve.batcher import MicroBatcher
+from polyner.serve.batcher import MicroBatcher, Overloaded
+from polyner.serve.demo import DemoPage
+from polyner.serve.errors import APIError, error_response
+from polyner.serve.guard import RequestGuard
 from polyner.serve.schemas import ErrorResponse, ModelInfo, NERRequest, NERResponse, TextResult
 from polyner.serve.settings import ServeSettings
+from polyner.textcheck import lone_surrogate
 
 logger = logging.getLogger(__name__)
-ERRORS = {status: {"model": ErrorResponse} for status in (401, 413, 422, 500, 503, 504)}
-
-
-class APIError(Exception):
-    """An error answered as ``{"error": {"code", "message", "limit"}}`` with an HTTP status."""
-
-    def __init__(self, status: int, code: str, message: str, limit: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.limit = status, code, message, limit
-
-
-def _error(status: int, code: str, message: str, limit: str | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if limit:
-        body["limit"] = limit
-    return JSONResponse(status_code=status, content={"error": body})
+ERRORS = {status: {"model": ErrorResponse} for status in (401, 408, 413, 422, 500, 503, 504)}
+ADMIT_FRACTION = 0.5  # a request is admitted while the queue ahead of it takes at most this share of the timeout
+STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+LIMITS = ("max_texts_per_request", "max_chars_per_text", "max_chars_per_request", "max_body_bytes", "max_batch_size",
+          "batch_wait_ms", "max_queue_chars", "request_timeout_s", "body_timeout_s", "header_timeout_s",
+          "keep_alive_s", "max_header_bytes", "max_connections", "graceful_shutdown_s")
 
 
 def model_info(tagger, settings: ServeSettings) -> ModelInfo:
@@ -47,14 +47,28 @@ def model_info(tagger, settings: ServeSettings) -> ModelInfo:
     folder = Path(model_file).parent if model_file else Path(getattr(tagger, "source", "") or "")
     size = sum(f.stat().st_size for f in folder.glob("*") if f.is_file()) if folder.is_dir() else 0
     languages = list(getattr(getattr(model, "config", None), "polyner_languages", None) or TARGET_LANGUAGES)
-    limits = {k: float(getattr(settings, k)) for k in ("max_texts_per_request", "max_chars_per_text",
-                                                        "max_chars_per_request", "max_batch_size", "batch_wait_ms",
-                                                        "request_timeout_s")}
+    limits = {k: float(getattr(settings, k)) for k in LIMITS}
     from polyner.models.backend import backend_of
 
     return ModelInfo(name=tagger.name or "polyner", version=__version__, languages=languages,
                      labels=tagger.labels, parameters=parameters, size_bytes=size, backend=backend_of(model),
                      limits=limits)
+
+
+def begin_shutdown(app: FastAPI) -> None:
+    """Start the drain: not ready from now on; requests in flight get ``graceful_shutdown_s`` to finish.
+
+    Safe to call from a signal handler and more than once.
+    """
+    state = app.state
+    if state.closing:
+        return
+    state.closing = True
+    loop = getattr(state, "loop", None)
+    if loop is not None and not loop.is_closed():
+        window = state.settings.graceful_shutdown_s
+        loop.call_soon_threadsafe(lambda: loop.call_later(window, state.drain_expired.set))
+    logger.info("shutting down: draining requests for up to %g s", state.settings.graceful_shutdown_s)
 
 
 def create_app(settings: ServeSettings | None = None, tagger=None) -> FastAPI:
@@ -64,16 +78,19 @@ def create_app(settings: ServeSettings | None = None, tagger=None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         state = app.state
-        state.ready = False
+        state.loop = asyncio.get_running_loop()
+        state.drain_expired = asyncio.Event()
         state.closing = False
         loaded = tagger
         if loaded is None:
             import polyner
 
-            loaded = await asyncio.get_running_loop().run_in_executor(
+            loaded = await state.loop.run_in_executor(
                 None, functools.partial(polyner.load, settings.model, backend=settings.backend))
         state.tagger = loaded
-        state.batcher = MicroBatcher(tag_and_detect(loaded), settings.max_batch_size, settings.batch_wait_ms)
+        state.batcher = MicroBatcher(tag_and_detect(loaded), settings.max_batch_size, settings.batch_wait_ms,
+                                     settings.max_queue_chars, settings.request_timeout_s * ADMIT_FRACTION,
+                                     unmeasured_chars=settings.max_chars_per_request)
         state.batcher.start()
         state.info = model_info(loaded, settings)
         state.ready = True
@@ -81,53 +98,91 @@ def create_app(settings: ServeSettings | None = None, tagger=None) -> FastAPI:
         try:
             yield
         finally:
+            begin_shutdown(app)
             state.ready = False
-            state.closing = True
             await state.batcher.drain(settings.graceful_shutdown_s)
 
     app = FastAPI(title="polyner", version=__version__, lifespan=lifespan,
-                  description="Multilingual named-entity recognition (PER, ORG, LOC) over HTTP.")
+                  description="Multilingual named-entity recognition (PER, ORG, LOC) over HTTP. "
+                              "A demo page is at /.")
+    app.state.settings = settings
+    app.state.ready = False
+    app.state.closing = False
+
+    def refuse_unless_serving(path: str) -> None:
+        """503 when the service cannot take texts now: before the body is read (guard) and after (route)."""
+        if path != "/v1/ner":
+            return
+        state = app.state
+        if state.closing:
+            raise APIError(503, "shutting_down", "the service is shutting down", headers={"Retry-After": "1"})
+        if not state.ready:
+            raise APIError(503, "not_ready", "the model is not loaded yet", headers={"Retry-After": "1"})
+        try:
+            state.batcher.check_room()
+        except Overloaded as exc:
+            raise overloaded(exc) from exc
+
+    app.add_middleware(RequestGuard, settings=settings, admission=refuse_unless_serving)
 
     @app.exception_handler(APIError)
     async def api_error(_: Request, exc: APIError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message, exc.limit)
+        return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = STATUS_CODES.get(exc.status_code, "http_error")
+        message = {404: "no such endpoint", 405: "method not allowed here"}.get(exc.status_code, str(exc.detail))
+        if exc.status_code == 400 and exc.__cause__ is not None:  # the body could not be parsed
+            return error_response(unparsable_body(exc.__cause__))
+        return error_response(APIError(exc.status_code, code, message, headers=dict(exc.headers or {})))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         if first.get("type") == "json_invalid":
-            return _error(422, "invalid_json", f"the body is not valid JSON: {first.get('ctx', {}).get('error', '')}".strip())
+            detail = first.get("ctx", {}).get("error", "")
+            return error_response(APIError(422, "invalid_json", f"the body is not valid JSON: {detail}".strip()))
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         message = f"{where}: {first.get('msg', 'invalid request')}" if where else first.get("msg", "invalid request")
-        return _error(422, "invalid_request", message)
+        return error_response(APIError(422, "invalid_request", message))
 
-    def require_key(request: Request) -> None:
-        if not settings.api_key:  # None or empty: no key required (the CLI refuses an empty key)
-            return
-        given = request.headers.get("x-api-key", "")
-        if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
-            raise APIError(401, "unauthorized", "missing or wrong X-API-Key header")
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.error("unexpected error", exc_info=exc)
+        return error_response(APIError(500, "internal_error", f"internal error ({type(exc).__name__})"))
+
+    demo = DemoPage.load()
+
+    @app.get("/", include_in_schema=False)
+    async def demo_page() -> HTMLResponse:
+        return HTMLResponse(demo.html, headers=demo.headers)
 
     @app.get("/health", summary="The process is alive")
     async def health() -> dict:
         return {"status": "ok"}
 
-    @app.get("/ready", summary="The model is loaded", responses={503: {"model": ErrorResponse}})
+    @app.get("/ready", summary="The model is loaded and the service takes requests",
+             responses={503: {"model": ErrorResponse}})
     async def ready(request: Request):
-        if not getattr(request.app.state, "ready", False):
-            return _error(503, "not_ready", "the model is not loaded yet")
+        state = request.app.state
+        if state.closing:
+            return error_response(APIError(503, "shutting_down", "the service is shutting down"))
+        if not state.ready:
+            return error_response(APIError(503, "not_ready", "the model is not loaded yet"))
         return {"status": "ready"}
 
-    @app.get("/v1/model", response_model=ModelInfo, dependencies=[Depends(require_key)], responses=ERRORS)
+    @app.get("/v1/model", response_model=ModelInfo, responses=ERRORS)
     async def model(request: Request) -> ModelInfo:
+        if not request.app.state.ready:
+            raise APIError(503, "not_ready", "the model is not loaded yet", headers={"Retry-After": "1"})
         return request.app.state.info
 
-    @app.post("/v1/ner", response_model=NERResponse, dependencies=[Depends(require_key)], responses=ERRORS,
+    @app.post("/v1/ner", response_model=NERResponse, responses=ERRORS,
               summary="Tag texts", description="Entities per text with character offsets into that text.")
     async def ner(body: NERRequest, request: Request) -> NERResponse:
         state = request.app.state
-        if not getattr(state, "ready", False) or getattr(state, "closing", False):
-            raise APIError(503, "not_ready", "the service is starting or shutting down")
+        refuse_unless_serving("/v1/ner")
         check_limits(body, settings)
         language = None
         if body.language is not None:
@@ -137,14 +192,7 @@ def create_app(settings: ServeSettings | None = None, tagger=None) -> FastAPI:
                 language = check_language(body.language)
             except ValueError as exc:
                 raise APIError(422, "unknown_language", str(exc)) from exc
-        try:
-            entities = await asyncio.wait_for(state.batcher.submit(body.texts), settings.request_timeout_s)
-        except asyncio.TimeoutError as exc:
-            raise APIError(504, "timeout", f"tagging took longer than request_timeout_s={settings.request_timeout_s}",
-                           "request_timeout_s") from exc
-        except Exception as exc:
-            logger.exception("tagging failed")
-            raise APIError(500, "model_error", f"tagging failed: {type(exc).__name__}: {exc}") from exc
+        entities = await tag_within_limits(state, body.texts, settings)
         wanted = set(body.labels) if body.labels is not None else None
         results = []
         for found, detected in entities:
@@ -154,6 +202,49 @@ def create_app(settings: ServeSettings | None = None, tagger=None) -> FastAPI:
         return NERResponse(model=state.info.name, results=results)
 
     return app
+
+
+async def tag_within_limits(state, texts: list[str], settings: ServeSettings) -> list:
+    """The batcher's answer for ``texts``, or the error that stopped it: 503 when the queue is full or the
+    drain window ended, 504 after ``request_timeout_s``, 500 when the model failed."""
+    try:
+        tagging = state.batcher.enqueue(texts)  # admitted and queued at once: no other request slips in between
+    except Overloaded as exc:
+        raise overloaded(exc) from exc
+    drained = asyncio.ensure_future(state.drain_expired.wait())
+    try:
+        done, _ = await asyncio.wait({tagging, drained}, timeout=settings.request_timeout_s,
+                                     return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        drained.cancel()
+    if tagging not in done:
+        tagging.cancel()
+        if drained in done:
+            raise APIError(503, "shutting_down", "the service shut down before tagging finished "
+                           f"(graceful_shutdown_s={settings.graceful_shutdown_s:g})", "graceful_shutdown_s",
+                           headers={"Retry-After": "1"})
+        raise APIError(504, "timeout", f"tagging took longer than request_timeout_s={settings.request_timeout_s}",
+                       "request_timeout_s")
+    try:
+        return list(tagging.result())
+    except Exception as exc:
+        logger.exception("tagging failed")
+        raise APIError(500, "model_error", f"tagging failed: {type(exc).__name__}: {exc}") from exc
+
+
+def overloaded(exc: Overloaded) -> APIError:
+    """The 503 of a request refused for load, telling the client when to come back."""
+    return APIError(503, "overloaded", f"too busy: {exc}; retry after {exc.retry_after} s", "max_queue_chars",
+                    headers={"Retry-After": str(exc.retry_after)})
+
+
+def unparsable_body(cause: BaseException) -> APIError:
+    """The 422 of a body FastAPI could not parse: not UTF-8, nested too deeply, ..."""
+    if isinstance(cause, UnicodeDecodeError):
+        return APIError(422, "invalid_json", f"the body is not UTF-8: {cause.reason} at byte {cause.start}")
+    if isinstance(cause, RecursionError):
+        return APIError(422, "invalid_json", "the body's JSON is nested too deeply")
+    return APIError(422, "invalid_json", f"the body could not be parsed ({type(cause).__name__})")
 
 
 def tag_and_detect(tagger):
@@ -167,7 +258,7 @@ def tag_and_detect(tagger):
 
 
 def check_limits(body: NERRequest, settings: ServeSettings) -> None:
-    """Raise a 413 naming the first limit the request exceeds."""
+    """Raise a 413 naming the first limit the request exceeds, or a 422 for a text that is not valid Unicode."""
     if len(body.texts) > settings.max_texts_per_request:
         raise APIError(413, "too_many_texts", f"{len(body.texts)} texts; the limit is "
                        f"max_texts_per_request={settings.max_texts_per_request}", "max_texts_per_request")
@@ -179,3 +270,7 @@ def check_limits(body: NERRequest, settings: ServeSettings) -> None:
     if total > settings.max_chars_per_request:
         raise APIError(413, "request_too_large", f"{total} characters in all; the limit is "
                        f"max_chars_per_request={settings.max_chars_per_request}", "max_chars_per_request")
+    for i, text in enumerate(body.texts):
+        problem = lone_surrogate(text)
+        if problem:
+            raise APIError(422, "invalid_text", f"texts[{i}] holds {problem}: not valid Unicode")

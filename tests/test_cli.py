@@ -144,3 +144,91 @@ def test_train_teacher_requires_gold_and_out(runner):
 def test_no_arguments_shows_help(runner):
     result = runner.invoke(app, [])
     assert "tag" in result.output and "evaluate" in result.output and "train-teacher" in result.output
+
+
+# --- hostile input (issue 23, case 9): one line and exit 2, never a traceback or bytes that are not UTF-8 -----------
+
+def _one_line_error(result, *words: str) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert result.stdout == ""
+    return lines[0]
+
+
+def test_tag_refuses_a_binary_or_directory_file(runner, tiny_model_dir, tmp_path):
+    binary = tmp_path / "image.png"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    _one_line_error(runner.invoke(app, ["tag", "--file", str(binary), "-m", str(tiny_model_dir)]),
+                    str(binary), "not UTF-8 text", "0x89", "line 1")
+    utf16 = tmp_path / "utf16.txt"
+    utf16.write_bytes("Paris\n".encode("utf-16-le"))
+    _one_line_error(runner.invoke(app, ["tag", "--file", str(utf16), "-m", str(tiny_model_dir)]), "NUL")
+    _one_line_error(runner.invoke(app, ["tag", "--file", str(tmp_path), "-m", str(tiny_model_dir)]),
+                    "not a file", str(tmp_path))
+
+
+def test_tag_refuses_binary_stdin_instead_of_writing_it_back(runner, tiny_model_dir):
+    result = runner.invoke(app, ["tag", "-m", str(tiny_model_dir)], input=b"Paris\nBer\xfflin\n")
+    _one_line_error(result, "standard input is not UTF-8 text", "0xff", "line 2")
+
+
+def test_tag_refuses_an_argument_that_is_not_utf8(runner, tiny_model_dir):
+    """Bytes that are not UTF-8 reach argv as lone surrogates (surrogateescape): refused, not echoed back."""
+    result = runner.invoke(app, ["tag", "Paris", "Ber\udcfflin", "-m", str(tiny_model_dir)])
+    _one_line_error(result, "text argument 2", "U+DCFF")
+
+
+def test_tag_stdin_lines_split_at_newlines_only(runner, tiny_model_dir):
+    """A line separator or a form feed inside a line does not make two texts; CRLF and a BOM are handled."""
+    data = "\ufeffAngela\u2028Merkel\r\nParis\x0cBerlin\n".encode("utf-8")
+    result = runner.invoke(app, ["tag", "-m", str(tiny_model_dir)], input=data)
+    assert result.exit_code == 0, result.output
+    assert [r["text"] for r in _json_lines(result.stdout)] == ["Angela\u2028Merkel", "Paris\x0cBerlin"]
+
+
+@pytest.fixture()
+def no_server(monkeypatch):
+    """A refused setting must stop ``serve`` before it listens: fail (not hang on a port) if it would start."""
+    from polyner.serve.server import PolynerServer
+
+    def started(self):
+        raise AssertionError("the server started despite a bad setting")
+
+    monkeypatch.setattr(PolynerServer, "run", started)
+
+
+@pytest.mark.parametrize("arguments, words", [
+    (["--port", "99999"], ["--port", "99999"]),
+    (["--max-texts-per-request", "-1"], ["max_texts_per_request", "-1"]),
+    (["--request-timeout-s", "0"], ["request_timeout_s"]),
+    (["--max-batch-size", "0"], ["max_batch_size"]),
+    (["--graceful-shutdown-s", "-5"], ["graceful_shutdown_s"]),
+    (["--max-connections", "0"], ["max_connections"]),
+    (["--log-level", "loud"], ["--log-level"]),
+    (["--host", "no such host.invalid"], ["--host"]),
+])
+def test_serve_refuses_bad_settings_in_one_line(runner, tiny_model_dir, arguments, words, no_server):
+    _one_line_error(runner.invoke(app, ["serve", "--model", str(tiny_model_dir), *arguments]), *words)
+
+
+def test_serve_refuses_a_bad_environment_variable_in_one_line(runner, tiny_model_dir, monkeypatch, no_server):
+    monkeypatch.setenv("POLYNER_SERVE_MAX_BATCH_SIZE", "many")
+    _one_line_error(runner.invoke(app, ["serve", "--model", str(tiny_model_dir)]),
+                    "POLYNER_SERVE_MAX_BATCH_SIZE", "'many'")
+    monkeypatch.setenv("POLYNER_SERVE_MAX_BATCH_SIZE", "4")
+    monkeypatch.setenv("POLYNER_SERVE_REQUEST_TIMEOUT_S", "0")
+    _one_line_error(runner.invoke(app, ["serve", "--model", str(tiny_model_dir)]), "POLYNER_SERVE_REQUEST_TIMEOUT_S")
+
+
+def test_serve_refuses_a_model_that_does_not_load_in_one_line(runner, tiny_model_dir, tmp_path, no_server):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    config = json.loads((broken / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps({**config, "layer_norm_eps": "x"}))
+    _one_line_error(runner.invoke(app, ["serve", "--model", str(broken)]), "layer_norm_eps", "config.json")

@@ -170,6 +170,58 @@ def test_parquet_without_the_text_column_or_with_non_strings(tmp_path, tiny_mode
                                                      "field 'text' is int, not a string"]
 
 
+def test_records_that_cannot_be_written_get_an_error_and_the_run_completes(tmp_path, tiny_model_dir, expected):
+    """A lone surrogate (valid JSON ``"\\ud800"``, invalid Unicode) stopped the whole run with a leftover
+    ``part-*.jsonl.tmp``, on every resume. Now that record carries an error naming the field and the character."""
+    rows = corpus_rows()
+    rows.insert(4, {"id": "surrogate-text", "text": "Angela\ud800Merkel besuchte Paris."})
+    rows.insert(9, {"id": "caf\udce9", "text": "Berlin"})  # in a kept field: that field is dropped, not the record
+    rows.insert(13, {"id": float("nan"), "text": "Paris"})  # NaN is not JSON
+    source = tmp_path / "corpus.jsonl"
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="ascii")  # \u escapes
+    summary, out = run(tmp_path, tiny_model_dir, source)
+    assert summary.records == 23 and summary.errors == 3
+    assert not list(out.glob("*.tmp")) and json.loads((out / "manifest.json").read_text())["complete"]
+    records = read_output(out)
+    assert [r["index"] for r in records] == list(range(23))
+    bad = {4: "field 'text'", 9: "field 'id'", 13: "field 'id'"}
+    for index, field in bad.items():
+        assert records[index]["error"].startswith(f"{field} cannot be written") and records[index]["entities"] is None
+    assert "lone surrogate U+D800 at character 6" in records[4]["error"] and records[4]["text"] is None
+    assert records[4]["id"] == "surrogate-text"
+    assert "U+DCE9" in records[9]["error"] and records[9]["id"] is None and records[9]["text"] == "Berlin"
+    assert "not JSON compliant" in records[13]["error"]
+    good = [r for i, r in enumerate(records) if i not in bad]
+    assert_tagged([{**r, "index": i} for i, r in enumerate(good)], expected)
+    assert run(tmp_path, tiny_model_dir, source)[0].shards_skipped == summary.shards  # a rerun has nothing to do
+
+
+def test_a_failed_write_leaves_no_temporary_file_and_the_run_resumes(tmp_path, tiny_model_dir, monkeypatch):
+    import os
+
+    source = write_jsonl(tmp_path / "corpus.jsonl", corpus_rows())
+    _, reference = run(tmp_path, tiny_model_dir, source, name="reference")
+    calls = []
+    real_fsync = os.fsync
+
+    def failing_fsync(fd):
+        calls.append(fd)
+        if len(calls) == 4:  # the second shard's file
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", failing_fsync)
+        with pytest.raises(OSError, match="No space left"):
+            run(tmp_path, tiny_model_dir, source)
+    out = tmp_path / "out"
+    assert not list(out.glob("*.tmp"))
+    (out / "part-00002.jsonl.tmp").write_text("torn")  # as left by a run killed mid-write
+    summary, _ = run(tmp_path, tiny_model_dir, source)
+    assert not list(out.glob("*.tmp")) and summary.shards_skipped >= 1
+    assert read_output(out) == read_output(reference)
+
+
 # --- resume ---------------------------------------------------------------------------------------
 
 
@@ -244,6 +296,9 @@ def test_engine_and_worker_settings_are_checked(tmp_path, tiny_model_dir):
         run(tmp_path, tiny_model_dir, source, engine="spark")
     with pytest.raises(ValueError, match="--engine process or ray"):
         run(tmp_path, tiny_model_dir, source, workers=2)
+    for name in ("threads", "batch_size", "shard_size", "workers"):
+        with pytest.raises(ValueError, match=f"--{name.replace('_', '-')} must be at least 1, not 0"):
+            run(tmp_path, tiny_model_dir, source, **{name: 0})
 
 
 # --- command line -------------------------------------------------------------------------------

@@ -152,6 +152,19 @@ class TestBackend:
         one_by_one = [tagger(text, batch_size=1) for text in TEXTS]
         assert tagger(TEXTS, batch_size=3) == one_by_one
 
+    def test_a_config_that_does_not_describe_the_graph_is_refused(self, onnx_dir, tmp_path):
+        """config.json's labels must match the graph's output, and its values are range-checked (issue 23)."""
+        folder = tmp_path / "relabelled"
+        shutil.copytree(onnx_dir, folder)
+        config = json.loads((folder / "config.json").read_text())
+        config["id2label"] = {str(i): label for i, label in enumerate(["O", "B-PER", "I-PER"])}
+        (folder / "config.json").write_text(json.dumps(config))
+        with pytest.raises(ModelDirectoryError, match=rf"{folder / ONNX_FILE} gives 7 labels.*names 3"):
+            polyner.load(folder)
+        (folder / "config.json").write_text(json.dumps({**config, "layer_norm_eps": "x"}))
+        with pytest.raises(ModelDirectoryError, match="config.json: layer_norm_eps"):
+            polyner.load(folder)
+
     def test_threads_option(self, onnx_dir):
         model = polyner.load(onnx_dir, onnx_threads=1).model
         assert model.session.get_session_options().intra_op_num_threads == 1

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from polyner.serve.app import create_app
 from polyner.serve.batcher import MicroBatcher
+from polyner.serve.errors import APIError
 from polyner.serve.settings import ServeSettings
 
 GERMAN = "Angela Merkel besuchte gestern Paris und traf dort Emmanuel Macron, die beiden sprachen sehr lange miteinander."
@@ -323,8 +324,8 @@ def test_graceful_shutdown_finishes_requests_in_flight_and_refuses_new_ones(rule
             stop.set()  # the lifespan exits while ``first`` is being tagged
             while not app.state.closing:
                 await asyncio.sleep(0.005)
-            _error(await http.post("/v1/ner", json={"texts": [GERMAN]}), 503, "not_ready")
-            _error(await http.get("/ready"), 503, "not_ready")
+            _error(await http.post("/v1/ner", json={"texts": [GERMAN]}), 503, "shutting_down")
+            _error(await http.get("/ready"), 503, "shutting_down")
             assert not life.done()  # still draining
             response = await asyncio.wait_for(first, 10)
             await asyncio.wait_for(life, 10)
@@ -518,3 +519,262 @@ def test_cli_serve_with_a_missing_model_exits_2_naming_the_path(tmp_path):
     assert str(missing) in result.stderr and "not found" in result.stderr
     result = CliRunner().invoke(app, ["serve", "--model", "/nonexistent"])
     assert result.exit_code == 2 and "/nonexistent" in result.stderr
+
+
+# --- hostile input (issue 23): every refusal in the one error shape, before work is spent -------------------------
+
+def test_lone_surrogate_is_a_422_naming_the_text_and_the_service_goes_on(client):
+    """Valid JSON, invalid Unicode: ``\\ud800`` alone. It was a plain-text 500 (the response could not be encoded)."""
+    body = b'{"texts": ["fine", "Angela\\ud800Merkel besuchte Paris."]}'
+    error = _error(client.post("/v1/ner", content=body, headers={"Content-Type": "application/json"}), 422,
+                   "invalid_text")
+    assert "texts[1]" in error["message"] and "U+D800" in error["message"] and "character 6" in error["message"]
+    pair = b'{"texts": ["\\ud83d\\ude00 Angela Merkel besuchte Paris."]}'  # a valid pair is one character
+    ok = client.post("/v1/ner", content=pair, headers={"Content-Type": "application/json"})
+    assert ok.status_code == 200
+    _check_result("\U0001F600 Angela Merkel besuchte Paris.", ok.json()["results"][0])
+    assert ok.json()["results"][0]["entities"][0]["start"] == 2
+
+
+@pytest.mark.parametrize("method, path, status, code", [
+    ("GET", "/nowhere", 404, "not_found"), ("GET", "/v1/ner", 405, "method_not_allowed"),
+    ("DELETE", "/v1/model", 405, "method_not_allowed"), ("POST", "/health", 405, "method_not_allowed"),
+])
+def test_framework_errors_have_the_one_shape(client, method, path, status, code):
+    response = client.request(method, path)
+    _error(response, status, code)
+    if status == 405:
+        assert response.headers["allow"]
+
+
+@pytest.mark.parametrize("content, words", [
+    (b'{"texts": ["caf\xe9"]}', "not UTF-8"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b'{"texts": ["a"]}\xff', "not UTF-8"),
+])
+def test_unparsable_bodies_are_422_in_the_one_shape(client, content, words):
+    error = _error(client.post("/v1/ner", content=content, headers={"Content-Type": "application/json"}), 422,
+                   "invalid_json")
+    assert words in error["message"]
+
+
+def test_an_unexpected_failure_is_a_json_500(rule_tagger):
+    """A tagger giving a label outside the schema makes the response invalid: a 500 in the one shape, not text."""
+    class Wrong(RelabelTagger):
+        def __call__(self, texts):
+            return [[dict(e, label="MISC") for e in found] for found in self.inner(texts)]
+
+    with TestClient(create_app(ServeSettings(), tagger=Wrong(rule_tagger, set())), raise_server_exceptions=False) as c:
+        _error(c.post("/v1/ner", json={"texts": [GERMAN]}), 500, "internal_error")
+        assert c.get("/health").status_code == 200
+
+
+class RecordingReceive:
+    """An ASGI ``receive`` that hands out a body in chunks (optionally slowly) and counts how much was taken."""
+
+    def __init__(self, chunks: list[bytes], delay: float = 0.0) -> None:
+        self.chunks, self.delay, self.calls = list(chunks), delay, 0
+
+    async def __call__(self) -> dict:
+        self.calls += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if not self.chunks:
+            await asyncio.sleep(3600)  # a client that never sends the rest
+        chunk = self.chunks.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(self.chunks)}
+
+
+async def _asgi_call(app, path: str, headers: dict[str, str], receive) -> tuple[int, dict, dict]:
+    """Call ``app`` once as a server would; the status, headers and JSON body of its answer."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "path": path,
+             "raw_path": path.encode(), "root_path": "", "scheme": "http", "query_string": b"",
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+             "client": ("127.0.0.1", 1), "server": ("polyner.test", 80)}
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    await asyncio.wait_for(app(scope, receive, send), 10)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    import json
+
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, json.loads(body)
+
+
+def test_the_key_is_checked_before_the_body_is_read(rule_tagger):
+    app = create_app(ServeSettings(api_key="s3cret"), tagger=rule_tagger)
+    huge = RecordingReceive([b"x" * 1_000_000] * 50)
+    status, headers, body = asyncio.run(_asgi_call(app, "/v1/ner", {"content-length": "50000000"}, huge))
+    assert (status, body["error"]["code"]) == (401, "unauthorized") and huge.calls == 0
+    assert headers["connection"] == "close"  # the unread body cannot be followed by another request
+
+
+def _running(app, call):
+    """Run ``call()`` (a coroutine function) with the app's lifespan started, as under a server."""
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            return await call()
+
+    return asyncio.run(scenario())
+
+
+def test_bodies_over_max_body_bytes_are_refused_before_parsing(rule_tagger):
+    app = create_app(ServeSettings(max_body_bytes=1000), tagger=rule_tagger)
+    declared = RecordingReceive([b"{}"])
+    status, _, body = _running(app, lambda: _asgi_call(app, "/v1/ner", {"content-length": "5000"}, declared))
+    assert (status, body["error"]["code"], body["error"]["limit"]) == (413, "body_too_large", "max_body_bytes")
+    assert declared.calls == 0  # refused on the header alone
+    streamed = RecordingReceive([b"[" * 400] * 100)  # chunked, no Content-Length: counted as it arrives
+    status, _, body = _running(app, lambda: _asgi_call(app, "/v1/ner", {"transfer-encoding": "chunked"}, streamed))
+    assert (status, body["error"]["limit"]) == (413, "max_body_bytes") and streamed.calls == 3
+    lying = RecordingReceive([b"[" * 600] * 3)  # says 600, sends more
+    status, _, body = _running(app, lambda: _asgi_call(app, "/v1/ner", {"content-length": "600"}, lying))
+    assert (status, body["error"]["limit"]) == (413, "max_body_bytes")
+    status, _, body = _running(app, lambda: _asgi_call(app, "/v1/ner", {"content-length": "12x"},
+                                                       RecordingReceive([b""])))
+    assert (status, body["error"]["code"]) == (400, "invalid_request")
+
+
+def test_a_trickled_body_is_a_408_after_body_timeout_s(rule_tagger):
+    app = create_app(ServeSettings(body_timeout_s=0.3), tagger=rule_tagger)
+    slow = RecordingReceive([b'{"texts": '] + [b" "] * 1000, delay=0.05)
+    started = time.monotonic()
+    status, headers, body = _running(app, lambda: _asgi_call(app, "/v1/ner", {"content-length": "1010"}, slow))
+    assert (status, body["error"]["code"], body["error"]["limit"]) == (408, "body_timeout", "body_timeout_s")
+    assert time.monotonic() - started < 2 and headers["connection"] == "close"
+
+
+def test_a_full_queue_is_refused_at_once_with_retry_after(rule_tagger):
+    """Load shedding: while earlier texts fill ``max_queue_chars``, a request is a 503 with Retry-After, answered
+    at once (before its body is read), and the admitted requests are served."""
+    slow = SlowTagger(rule_tagger, 0.5)
+    settings = ServeSettings(max_chars_per_text=300, max_chars_per_request=300, max_queue_chars=300, batch_wait_ms=0)
+    app = create_app(settings, tagger=slow)
+    text = "Angela Merkel " * 20  # 280 characters (and a text's fixed cost): one such request fills the queue
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            async with _asgi(app) as http:
+                first = asyncio.create_task(http.post("/v1/ner", json={"texts": [text]}))
+                while app.state.batcher.queued_work == 0:
+                    await asyncio.sleep(0.005)
+                started = time.monotonic()
+                refused = await http.post("/v1/ner", json={"texts": [text]})
+                refused_after = time.monotonic() - started
+                unread = RecordingReceive([b'{"texts": ["a"]}'])
+                early = await _asgi_call(app, "/v1/ner", {"content-length": "16",
+                                                          "content-type": "application/json"}, unread)
+                return await first, refused, refused_after, early, unread.calls
+
+    first, refused, refused_after, early, unread_calls = asyncio.run(scenario())
+    assert first.status_code == 200
+    error = _error(refused, 503, "overloaded", "max_queue_chars")
+    assert int(refused.headers["retry-after"]) >= 1 and "max_queue_chars=300" in error["message"]
+    assert refused_after < 0.3  # not after the 0.5 s the model takes
+    assert early[0] == 503 and early[2]["error"]["code"] == "overloaded" and unread_calls == 0
+
+
+def test_simultaneous_requests_cannot_all_slip_into_an_empty_queue(rule_tagger):
+    """Admission and queueing are one step: of ten requests arriving together at an empty queue that holds one,
+    one is tagged and nine are refused at once (none is left to time out)."""
+    slow = SlowTagger(rule_tagger, 0.3)
+    settings = ServeSettings(max_chars_per_text=300, max_chars_per_request=300, max_queue_chars=300)
+    app = create_app(settings, tagger=slow)
+    text = "Angela Merkel " * 20
+
+    async def scenario():
+        from polyner.serve.app import tag_within_limits
+
+        async with app.router.lifespan_context(app):  # ten handlers reaching the queue in one turn of the loop
+            return await asyncio.gather(*(tag_within_limits(app.state, [text], settings) for _ in range(10)),
+                                        return_exceptions=True)
+
+    outcomes = asyncio.run(scenario())
+    refused = [o for o in outcomes if isinstance(o, APIError)]
+    assert len(refused) == 9 and all((o.status, o.code) == (503, "overloaded") for o in refused)
+    assert slow.calls == 1
+
+
+def test_batcher_admission_by_measured_speed():
+    """Once a batch has been timed, a request whose queue ahead would take longer than ``max_wait_s`` is refused;
+    before that, the queue is bounded by ``unmeasured_chars``."""
+    from polyner.serve.batcher import Overloaded
+
+    def predict(texts):
+        time.sleep(0.0002 * sum(len(t) for t in texts))  # 0.2 ms per character
+        return texts
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_batch_size=4, wait_ms=0, max_queue_chars=10_000_000, max_wait_s=0.6,
+                               unmeasured_chars=2000)
+        batcher.start()
+        first = batcher.enqueue(["x" * 1000])
+        with pytest.raises(Overloaded, match="until the model's speed is measured"):
+            batcher.enqueue(["x" * 1000])  # nothing timed yet: the queue holds at most 2,000 characters
+        await first  # measured: about 5,000 characters of work per second
+        slow = asyncio.create_task(batcher.submit(["x" * 2000]))
+        await asyncio.sleep(0.01)
+        with pytest.raises(Overloaded) as refused:
+            await batcher.submit(["x" * 2000])  # about 0.4 s queued + 0.4 s of its own > 0.6 s
+        small = await batcher.submit(["x"])  # small enough to wait for
+        await slow
+        await batcher.drain(1)
+        return refused.value, small, batcher.queued_work
+
+    refused, small, left = asyncio.run(scenario())
+    assert refused.retry_after >= 1 and "0.6 s" in str(refused)
+    assert small == ["x"] and left == 0
+
+
+def test_ready_is_503_as_soon_as_shutdown_begins_and_the_drain_window_ends_in_a_json_503(rule_tagger):
+    """``begin_shutdown`` (what SIGTERM calls): /ready and new texts are 503 at once; a request still running when
+    ``graceful_shutdown_s`` ends gets a JSON 503 naming that window (it was dropped with a plain-text 500)."""
+    from polyner.serve.app import begin_shutdown
+
+    slow = SlowTagger(rule_tagger, 1.5)
+    app = create_app(ServeSettings(graceful_shutdown_s=0.3), tagger=slow)
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            async with _asgi(app) as http:
+                running = asyncio.create_task(http.post("/v1/ner", json={"texts": [GERMAN]}))
+                while app.state.batcher.in_flight == 0:
+                    await asyncio.sleep(0.005)
+                begin_shutdown(app)
+                ready, new = await http.get("/ready"), await http.post("/v1/ner", json={"texts": [GERMAN]})
+                started = time.monotonic()
+                cut = await running
+                return ready, new, cut, time.monotonic() - started
+
+    ready, new, cut, waited = asyncio.run(scenario())
+    _error(ready, 503, "shutting_down")
+    _error(new, 503, "shutting_down")
+    _error(cut, 503, "shutting_down", "graceful_shutdown_s")
+    assert waited < 1.0  # at the end of the 0.3 s window, not after the 1.5 s the model takes
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("max_batch_size", 0, "max_batch_size must be a whole number of at least 1"),
+    ("max_texts_per_request", -1, "max_texts_per_request"), ("request_timeout_s", 0, "request_timeout_s"),
+    ("request_timeout_s", float("inf"), "finite"), ("graceful_shutdown_s", -1, "graceful_shutdown_s"),
+    ("max_chars_per_text", 10 ** 6, "no request could carry"), ("max_queue_chars", 10, "never be admitted"),
+    ("backend", "tpu", "unknown backend"), ("api_key", "  ", "empty"), ("max_connections", True, "max_connections"),
+])
+def test_bad_settings_are_refused_when_made(field, value, words):
+    with pytest.raises(ValueError, match=words):
+        ServeSettings(**{field: value})
+
+
+def test_settings_from_the_environment_name_the_variable(monkeypatch):
+    monkeypatch.setenv("POLYNER_SERVE_MAX_BATCH_SIZE", "lots")
+    with pytest.raises(ValueError, match="POLYNER_SERVE_MAX_BATCH_SIZE must be a whole number, not 'lots'"):
+        ServeSettings.from_env()
+    monkeypatch.setenv("POLYNER_SERVE_MAX_BATCH_SIZE", "0")
+    with pytest.raises(ValueError, match="^POLYNER_SERVE_MAX_BATCH_SIZE: max_batch_size must be"):
+        ServeSettings.from_env()
+    assert ServeSettings.from_env(max_batch_size=8).max_batch_size == 8  # a flag wins over the variable
+    monkeypatch.setenv("POLYNER_SERVE_GRACEFUL_SHUTDOWN_S", "2.5")
+    assert ServeSettings.from_env(max_batch_size=8).graceful_shutdown_s == 2.5

@@ -70,8 +70,10 @@ def tag_corpus(config: TagCorpusConfig) -> CorpusSummary:
     """Tag every record of ``config.input`` (resuming an interrupted run) and return a summary."""
     if config.engine not in ENGINES:
         raise ValueError(f"unknown engine {config.engine!r}: choose one of {', '.join(ENGINES)}")
-    if config.workers < 1:
-        raise ValueError(f"--workers must be at least 1, not {config.workers}")
+    for name in ("workers", "threads", "batch_size", "shard_size"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {value!r}")
     if config.engine == "local" and config.workers != 1:
         raise ValueError("the local engine runs in this process: use --engine process or ray for several workers")
     started = time.time()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from polyner.corpus.reader import InputRecord, ShardSpec, read_shard
+from polyner.textcheck import lone_surrogate, one_json_line
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +34,47 @@ class ShardResult:
     errors: int
 
 
-def output_line(record: InputRecord, text_field: str, entities: list[dict] | None, error: str | None) -> str:
-    """One output record: index, kept fields, the text, the entities (null on error) and the error (or null)."""
+def _dumps(value: Any) -> str:
+    """Strict JSON (no NaN) that is valid UTF-8; raises ValueError or TypeError (UnicodeEncodeError included)."""
+    text = one_json_line(json.dumps(value, ensure_ascii=False, allow_nan=False, default=str))
+    text.encode("utf-8")  # a lone surrogate (from a "\\ud800" escape in the input) cannot be written
+    return text
+
+
+def _unwritable(value: Any) -> str | None:
+    """Why ``value`` cannot be written as a JSON value in UTF-8, or None when it can."""
+    try:
+        _dumps(value)
+    except UnicodeEncodeError as exc:
+        found = lone_surrogate(value) if isinstance(value, str) else None
+        return f"{found or f'a lone surrogate U+{ord(exc.object[exc.start]):04X}'} (not valid Unicode)"
+    except (ValueError, TypeError, RecursionError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def output_line(record: InputRecord, text_field: str, entities: list[dict] | None,
+                error: str | None) -> tuple[str, str | None]:
+    """One output record (index, kept fields, the text, the entities or null, the error or null) and its error.
+
+    A field that cannot be written (a lone surrogate, NaN) is written as null and the record gets an error
+    naming it; the record is never lost.
+    """
     row: dict[str, Any] = {"index": record.index, **record.fields, text_field: record.text,
                            "entities": entities, "error": error}
-    return json.dumps(row, ensure_ascii=False, default=str)
+    try:
+        return _dumps(row), error
+    except (ValueError, TypeError, RecursionError):
+        pass
+    problems = []
+    for name, value in row.items():
+        problem = _unwritable(value) if name not in ("index", "entities", "error") else None
+        if problem:
+            problems.append(f"field {name!r} cannot be written: {problem}")
+            row[name] = None
+    row["entities"] = None
+    row["error"] = "; ".join(([error] if error else []) + problems)
+    return json.dumps(row, ensure_ascii=True, default=str), row["error"]  # ASCII: writable whatever is left
 
 
 def tag_records(tagger, records: list[InputRecord], text_field: str) -> tuple[list[str], int]:
@@ -56,9 +93,12 @@ def tag_records(tagger, records: list[InputRecord], text_field: str) -> tuple[li
                 logger.warning("record %d: %s", record.index, failed[record.index])
     lines, errors = [], 0
     for record in records:
-        error = record.error or failed.get(record.index)
+        tagged = record.error or failed.get(record.index)
+        line, error = output_line(record, text_field, None if tagged else found[record.index], tagged)
+        if error != tagged:
+            logger.warning("record %d: %s", record.index, error)
         errors += error is not None
-        lines.append(output_line(record, text_field, None if error else found[record.index], error))
+        lines.append(line)
     return lines, errors
 
 

@@ -24,13 +24,21 @@ class CorpusOutputError(ValueError):
     """The output directory holds the results of another run, or cannot be written."""
 
 
+TEMPORARY = ("part-*.jsonl.tmp", MANIFEST + ".tmp")
+
+
 def _write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` through a temporary file and a rename; the temporary file never outlives a failure."""
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class ShardedOutput:
@@ -56,6 +64,7 @@ class ShardedOutput:
                     f"{self.folder} holds the output of a different run (changed: {', '.join(changed)}); "
                     "use another --output, or --overwrite to start again")
             self.done = self._read_journal()
+            self._remove_temporary()  # left by a run that was killed mid-write
         elif overwrite or any(self.folder.glob("part-*.jsonl")):
             if not overwrite:
                 raise CorpusOutputError(f"{self.folder} has part files but no {MANIFEST}: not a polyner output "
@@ -65,9 +74,14 @@ class ShardedOutput:
         self._write_manifest({"complete": False})
 
     def _clear(self) -> None:
-        for pattern in ("part-*.jsonl", "part-*.jsonl.tmp", MANIFEST, JOURNAL, MANIFEST + ".tmp"):
+        for pattern in ("part-*.jsonl", MANIFEST, JOURNAL, *TEMPORARY):
             for path in self.folder.glob(pattern):
                 path.unlink()
+
+    def _remove_temporary(self) -> None:
+        for pattern in TEMPORARY:
+            for path in self.folder.glob(pattern):
+                path.unlink(missing_ok=True)
 
     def _read_journal(self) -> dict[int, dict]:
         done: dict[int, dict] = {}

@@ -52,20 +52,45 @@ def load_tokenizer(path: str | Path):
 
 def load_token_classifier(path: str | Path, dtype: torch.dtype | None = None):
     """Load ``(model, tokenizer)`` for NER from a checked directory, weights read with safetensors (float32 unless
-    ``dtype`` says otherwise)."""
+    ``dtype`` says otherwise).
+
+    config.json must describe the weights: its values are range-checked and the model it describes may not
+    have more parameters than the file holds (both before allocating), and after loading no tensor of the
+    model may be missing from the file (transformers would initialise it at random).
+    """
     import torch
     from transformers import AutoConfig, AutoModelForTokenClassification
 
     import polyner.models.student  # noqa: F401  (registers the student architecture with Auto*)
 
+    from polyner.models.checks import check_config_values, check_size_fits, shapes_on_meta
+
     path = check_model_dir(path)
+    config_file, weights_file = path / "config.json", path / "model.safetensors"
+    data = json.loads(config_file.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ModelDirectoryError(f"{config_file} is not a JSON object")
+    check_config_values(data, config_file)
+    if not weights_file.exists():
+        raise ModelDirectoryError(f"no torch weights (model.safetensors) in {path}")
     quiet_transformers()
+    what = f"its config.json (model_type {data.get('model_type')!r})"
     try:
         config = AutoConfig.from_pretrained(str(path))
-        model = AutoModelForTokenClassification.from_pretrained(str(path), config=config, dtype=dtype or torch.float32,
-                                                                use_safetensors=True)
+        _, parameters = shapes_on_meta(lambda: AutoModelForTokenClassification.from_config(config))
+    except Exception as exc:
+        raise ModelDirectoryError(f"cannot load the model in {path}: {config_file}: {exc}") from exc
+    check_size_fits(parameters, weights_file, what)  # before anything is allocated
+    try:
+        model, info = AutoModelForTokenClassification.from_pretrained(
+            str(path), config=config, dtype=dtype or torch.float32, use_safetensors=True, output_loading_info=True)
     except Exception as exc:
         raise ModelDirectoryError(f"cannot load the model in {path}: {exc}") from exc
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:  # transformers would leave them randomly initialised
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise ModelDirectoryError(f"the weights do not fit {what}: {weights_file} lacks {len(missing)} of the "
+                                  f"model's tensors ({shown})")
     return model.float().eval(), load_tokenizer(path)
 
 

@@ -80,6 +80,11 @@ class OnnxTokenClassifier:
             raise ModelDirectoryError(
                 f"{self.model_file} is not a polyner token classifier: expected inputs {list(INPUT_NAMES)} and "
                 f"output {OUTPUT_NAME!r}, found inputs {sorted(inputs)} and outputs {outputs}")
+        labels = next(o.shape for o in self.session.get_outputs() if o.name == OUTPUT_NAME)[-1]
+        expected = getattr(config, "num_labels", None)
+        if isinstance(labels, int) and expected and labels != expected:
+            raise ModelDirectoryError(f"{self.model_file} gives {labels} labels per piece but its config.json "
+                                      f"names {expected} (id2label): they do not belong together")
         self.threads = threads
 
     def run_logits(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None) -> np.ndarray:

@@ -45,14 +45,19 @@ class PlainConfig(SimpleNamespace):
 
 
 def read_config(path: Path) -> PlainConfig:
-    """config.json as a :class:`PlainConfig` (label maps, geometry), without importing any model class."""
+    """config.json as a :class:`PlainConfig` (label maps, geometry), without importing any model class; its
+    values are range-checked (:func:`~polyner.models.checks.check_config_values`)."""
+    from polyner.models.checks import check_config_values
+
+    config_file = Path(path) / "config.json"
     try:
-        data = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+        data = json.loads(config_file.read_text(encoding="utf-8"))
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         id2label = {int(k): str(v) for k, v in (data.get("id2label") or {}).items()}
     except Exception as exc:
         raise ModelDirectoryError(f"cannot read config.json in {path}: {exc}") from exc
+    check_config_values(data, config_file)
     data["id2label"] = id2label
     data["label2id"] = {label: i for i, label in id2label.items()}
     data["num_labels"] = len(id2label)

@@ -3,7 +3,8 @@
 Loading a ``polyner_student`` directory through transformers' Auto* classes imports transformers'
 modelling code, about five seconds of a cold ``polyner.load()``. This module builds the student from
 ``config.json`` with the blocks of :mod:`polyner.models.student_layers`, reads ``model.safetensors``
-(strictly: every weight present, nothing unexpected) and takes the tokenizer from ``tokenizer.json``.
+(strictly: every weight present with its shape, nothing unexpected, checked from the file's header before
+anything is allocated) and takes the tokenizer from ``tokenizer.json``.
 Training, saving and fine-tuning keep using :mod:`polyner.models.student`.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from polyner.models.checks import check_tensors_fit, shapes_on_meta
 from polyner.models.io import ModelDirectoryError, check_model_dir
 from polyner.models.plain import LogitsOutput, PlainConfig, read_config
 from polyner.models.student_layers import StudentEmbeddings, StudentLayer, encode
@@ -77,6 +79,8 @@ def load_student_runtime(path: str | Path):
 
     path = check_model_dir(path)
     config = student_config(path)
+    expected, _ = shapes_on_meta(lambda: StudentRuntime(config))  # nothing allocated until the weights fit
+    check_tensors_fit(expected, path / WEIGHTS_FILE, f"its config.json (model_type {STUDENT_TYPE!r})")
     model = StudentRuntime(config)
     try:
         state = load_file(str(path / WEIGHTS_FILE))
