@@ -1,7 +1,7 @@
 """Split raw text into words with character offsets into the original string.
 
-Words are runs of letters, marks and digits (hyphen-joined runs stay one word); every other
-visible character is a word of its own; whitespace and control characters separate words.
+Words are runs of letters, marks and digits (hyphen-joined runs stay one word, however long); every
+other visible character is a word of its own; whitespace and control characters separate words.
 Han and kana characters, which are written without spaces, are one word each; runs of Thai,
 Lao, Khmer and Myanmar are cut where the subword tokenizer cuts them.
 """
@@ -11,7 +11,6 @@ import unicodedata
 from typing import Callable, Sequence
 
 Span = tuple[int, int]
-MAX_WORD_CHARS = 64
 _JOINERS = {"-", "\u2010", "\u2011"}
 _NO_SPACE_RANGES = ((0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x19E0, 0x19FF))
 _CJK_RANGES = ((0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF),
@@ -72,7 +71,7 @@ def segment_words(text: str, split_run: Callable[[str], list[Span]] | None = Non
         if kind == "nospace" and split_run is not None:
             spans.extend((i + a, i + b) for a, b in split_run(text[i:j]))
         else:
-            spans.extend((s, min(s + MAX_WORD_CHARS, j)) for s in range(i, j, MAX_WORD_CHARS))
+            spans.append((i, j))
         i = j
     return spans
 

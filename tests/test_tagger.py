@@ -128,6 +128,26 @@ def test_huge_single_word_does_not_crash(rule_tagger):
     assert all(text[e["start"]:e["end"]] == e["text"] for e in entities)
 
 
+@pytest.mark.parametrize("word", ["Merkel" + "x" * 50_000, "-".join(["Merkel"] * 5_000)])
+def test_a_long_word_stays_one_word(word):
+    text = f"yesterday {word} met them"
+    assert segment_words(text) == [(0, 9), (10, 10 + len(word)), (11 + len(word), 14 + len(word)),
+                                   (15 + len(word), len(text))]
+
+
+@pytest.mark.parametrize("word", ["Merkel" + "x" * 50_000, "-".join(["Merkel"] * 5_000)])
+def test_an_entity_covers_a_long_word_whole_in_bounded_windows(tokenizer, word):
+    """A word of any length is labelled as a whole by its first piece: an entity never starts or ends inside it.
+    Its pieces are capped at one window, so the model reads a few windows of at most max_length pieces."""
+    model = CapitalRuleModel(tokenizer)
+    tagger = Tagger(model, tokenizer, TaggerConfig(max_length=16, stride=4))
+    text = f"yesterday {word} met them"
+    entities = tagger(text)
+    assert [(e["text"], e["label"], e["start"], e["end"]) for e in entities] == [(word, "PER", 10, 10 + len(word))]
+    widths = [width for batch in model.batches for width in batch]
+    assert max(widths) <= 16 and len(widths) <= 3
+
+
 def test_max_text_chars_limit(tokenizer):
     tagger = Tagger(CapitalRuleModel(tokenizer), tokenizer, TaggerConfig(max_text_chars=10))
     with pytest.raises(ValueError, match="max_text_chars=10"):
