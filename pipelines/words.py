@@ -22,6 +22,7 @@ _JOINERS = {"-", "\u2010", "\u2011"}
 _NO_SPACE_RANGES = ((0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x19E0, 0x19FF))
 _CJK_RANGES = ((0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF),
                (0x20000, 0x2FA1F), (0x31F0, 0x31FF), (0xFF66, 0xFF9F))
+_FIRST_UNSPACED = min(lo for lo, _ in _NO_SPACE_RANGES + _CJK_RANGES)
 
 
 def _in(ranges: Sequence[Span], code: int) -> bool:
@@ -109,7 +110,9 @@ def _cut_run(run: str, kind: str, split_run: SplitRun | None) -> list[Span]:
 
 def _unspaced_kind(word: str) -> str | None:
     """The kind ("cjk" or "nospace") of a word in one script written without spaces (marks allowed), else None."""
-    kind = char_kind(word[0]) if word else None
+    if not word or ord(word[0]) < _FIRST_UNSPACED:  # most words: Latin, Cyrillic, Arabic, Devanagari, ...
+        return None
+    kind = char_kind(word[0])
     if kind not in ("cjk", "nospace"):
         return None
     for ch in word[1:]:
