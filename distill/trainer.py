@@ -31,7 +31,7 @@ from polyner.labels import IGNORE_INDEX
 from polyner.models.io import load_token_classifier
 from polyner.models.student import PolynerStudentForTokenClassification, count_parameters
 from polyner.pipelines.ner import Tagger
-from polyner.pipelines.words import tokenizer_run_splitter
+from polyner.pipelines.words import recut_words, tokenizer_run_splitter
 from polyner.training.checkpoint import load_checkpoint, save_checkpoint
 from polyner.training.distributed import BatchLoss, init_distributed
 from polyner.training.loop import collate, linear_schedule, seed_everything
@@ -131,7 +131,7 @@ class Distiller:
             files = training_files(self.config.gold, self.config.silver, self.config.languages,
                                    self.config.exclude_sources) + self.gold_files("dev")
             for sentence in read_gold(sorted(set(files), key=lambda f: str(f.path))):
-                words[sentence.lang].append(sentence.words)
+                words[sentence.lang].append(recut_words(sentence.words, split_run).words)  # as the student reads them
         return {lang: count_pieces(self.teacher_tokenizer, word_lists=lists) for lang, lists in sorted(words.items())}
 
     def vocabulary(self, transfer: list[TransferSentence]):

@@ -1,6 +1,7 @@
 """The transfer set: unlabeled text, gold and silver training text with labels dropped, and augmented text.
 
-Every sentence is a list of words split exactly as the tagger splits raw text, so the student is
+Every sentence is a list of words split exactly as the tagger splits raw text (gold and augmented
+sentences are read through ``recut_words``, as ``Tagger.tag_words`` reads them), so the student is
 distilled on the input it will see. Augmented sentences swap entity mentions for other names of
 the same type, language and script; their sources are the gold training sentences and, for
 languages without gold data, unlabeled sentences tagged by the teacher.
@@ -16,7 +17,7 @@ from typing import Callable, Iterable, Sequence
 
 from polyner.data.iob2 import Sentence, read_gold
 from polyner.data.training_sets import training_files
-from polyner.pipelines.words import segment_words
+from polyner.pipelines.words import recut_words, segment_words
 
 logger = logging.getLogger(__name__)
 
@@ -105,10 +106,12 @@ def build_transfer_set(languages: Sequence[str], unlabeled: Sequence[str | Path]
         transfer += [TransferSentence(words, lang, "unlabeled") for words in raw_words]
         golds = list(gold_train.get(lang, []))
         rng.shuffle(golds)
-        transfer += [TransferSentence(list(s.words), lang, "gold") for s in golds[:gold_text_per_language]]
+        transfer += [TransferSentence(recut_words(s.words, split_run).words, lang, "gold")
+                     for s in golds[:gold_text_per_language]]
         silvers = list(silver_train.get(lang, []))
         rng.shuffle(silvers)
-        transfer += [TransferSentence(list(s.words), lang, "silver") for s in silvers[:silver_text_per_language]]
+        transfer += [TransferSentence(recut_words(s.words, split_run).words, lang, "silver")
+                     for s in silvers[:silver_text_per_language]]
         if augmented_per_language <= 0:
             continue
         with_entities = [s for s in golds if any(t != "O" for t in s.tags)]
@@ -121,7 +124,7 @@ def build_transfer_set(languages: Sequence[str], unlabeled: Sequence[str | Path]
         from polyner.distill.augment import augment_sentences
 
         for sentence in augment_sentences(augment_sources, per_sentence=1, seed=seed):
-            transfer.append(TransferSentence(sentence.words, sentence.lang, "augmented"))
+            transfer.append(TransferSentence(recut_words(sentence.words, split_run).words, sentence.lang, "augmented"))
     counts: dict[tuple[str, str], int] = defaultdict(int)
     for sentence in transfer:
         counts[sentence.lang, sentence.origin] += 1

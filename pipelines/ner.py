@@ -1,8 +1,10 @@
 """The one NER tagging core: words with offsets, stride windows, length-sorted batches, word labels.
 
-Every surface (Python API, CLI, spaCy, HTTP) calls :class:`Tagger`. A word's label is the
-label of its first subword; an entity is a maximal run of words ``B-X I-X*`` (an ``I-X`` with
-no opener starts a new entity) and its score is the mean of its words' probabilities.
+Every surface (Python API, CLI, spaCy, HTTP) calls :class:`Tagger`. Words are found by
+:func:`~polyner.pipelines.words.segment_words` (runs of scripts written without spaces are cut where
+the tokenizer's pieces end). A word's label is the label of its first subword; an entity is a
+maximal run of words ``B-X I-X*`` (an ``I-X`` with no opener starts a new entity) and its score is
+the mean of its words' probabilities.
 Entity offsets are character offsets into the original text, so ``text[start:end]`` is the
 entity text.
 """
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from polyner.pipelines.decoding import Decoder
-from polyner.pipelines.words import Span, segment_words, tokenizer_run_splitter
+from polyner.pipelines.words import Span, recut_words, segment_words, tokenizer_run_splitter
 from polyner.labels import ID2LABEL, LABELS, tags_to_spans
 from polyner.models.io import ModelDirectoryError
 
@@ -179,7 +181,7 @@ class Tagger:
                 raise ValueError(f"texts[{i}] has {len(text)} characters, more than max_text_chars={limit}")
         spans = [segment_words(text, self._split_run) for text in items]
         words = [[text[s:e] for s, e in sp] for text, sp in zip(items, spans)]
-        predictions = self.predict_words(words, batch_size)
+        predictions = self._predict(words, batch_size)
         results = [self._entities(text, sp, pred) for text, sp, pred in zip(items, spans, predictions)]
         return results[0] if single else results
 
@@ -189,6 +191,18 @@ class Tagger:
 
     def predict_words(self, sentences: Sequence[Sequence[str]], batch_size: int | None = None
                       ) -> list[list[tuple[str, float]]]:
+        """A (tag, probability) per given word.
+
+        Words of scripts written without spaces are read as raw text is (:func:`recut_words`): a run of them is
+        joined and cut where the tokenizer's pieces end, and each given word takes the label of the piece-word
+        holding its first character (a continuation when that began in an earlier word).
+        """
+        recut = [recut_words(words, self._split_run) for words in sentences]
+        predictions = self._predict([r.words for r in recut], batch_size)
+        return [r.back(pred) for r, pred in zip(recut, predictions)]
+
+    def _predict(self, sentences: Sequence[Sequence[str]], batch_size: int | None = None
+                 ) -> list[list[tuple[str, float]]]:
         """A (tag, probability) per word; words are read through stride windows in length-sorted batches."""
         batch_size = batch_size or self.config.batch_size
         content = self.config.max_length - 2

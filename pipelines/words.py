@@ -1,21 +1,28 @@
 """Split raw text into words with character offsets into the original string.
 
-Words are runs of letters, marks and digits (hyphen-joined runs stay one word); every other
-visible character is a word of its own; whitespace and control characters separate words.
-Han and kana characters, which are written without spaces, are one word each; runs of Thai,
-Lao, Khmer and Myanmar are cut where the subword tokenizer cuts them.
+Words are runs of letters, marks and digits (hyphen-joined runs stay one word, however long); every
+other visible character is a word of its own; whitespace and control characters separate words.
+Scripts written without spaces (Han and kana; Thai, Lao, Khmer, Myanmar) have no word boundaries
+in the text: a run of them is cut where the subword tokenizer cuts it, so that every word is whole
+pieces and every piece lies inside one word, and an entity edge can only fall between pieces.
+:func:`recut_words` reads pre-split sentences (gold data, ``Tagger.tag_words``) the same way, so that
+training and tagging see the same words.
 """
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from polyner.labels import inside, repair_iob2
+
 Span = tuple[int, int]
-MAX_WORD_CHARS = 64
+SplitRun = Callable[[str], list[Span]]  # the words of a run of a script without spaces, as spans into the run
 _JOINERS = {"-", "\u2010", "\u2011"}
 _NO_SPACE_RANGES = ((0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x19E0, 0x19FF))
 _CJK_RANGES = ((0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF),
                (0x20000, 0x2FA1F), (0x31F0, 0x31FF), (0xFF66, 0xFF9F))
+_FIRST_UNSPACED = min(lo for lo, _ in _NO_SPACE_RANGES + _CJK_RANGES)
 
 
 def _in(ranges: Sequence[Span], code: int) -> bool:
@@ -39,8 +46,13 @@ def char_kind(ch: str) -> str:
     return "punct"
 
 
-def segment_words(text: str, split_run: Callable[[str], list[Span]] | None = None) -> list[Span]:
-    """Character spans ``(start, end)`` of the words of ``text``; ``text[start:end]`` is the word."""
+def segment_words(text: str, split_run: SplitRun | None = None) -> list[Span]:
+    """Character spans ``(start, end)`` of the words of ``text``; ``text[start:end]`` is the word.
+
+    A run of a script without spaces is cut by ``split_run`` (the tagger passes
+    :func:`tokenizer_run_splitter`); without one, a Han or kana character is a word and a Thai,
+    Lao, Khmer or Myanmar run is one word.
+    """
     spans: list[Span] = []
     i, n = 0, len(text)
     while i < n:
@@ -53,36 +65,129 @@ def segment_words(text: str, split_run: Callable[[str], list[Span]] | None = Non
                 spans[-1] = (spans[-1][0], i + 1)
             i += 1
             continue
-        if kind in ("cjk", "punct"):
-            j = i + 1
-            while j < n and (char_kind(text[j]) == "join" or unicodedata.category(text[j])[0] == "M"):
-                j += 1  # combining marks and joiners stay with the character they modify
+        if kind == "punct":
+            j = _after_marks(text, i + 1)
             spans.append((i, j))
             i = j
             continue
         j = i + 1
         while j < n:
             k = char_kind(text[j])
-            if k == kind or k == "join" or (kind == "word" and unicodedata.category(text[j])[0] == "M"):
-                j += 1
+            if k == kind or k == "join" or unicodedata.category(text[j])[0] == "M":
+                j += 1  # combining marks and joiners stay with the character they modify
             elif kind == "word" and text[j] in _JOINERS and j + 1 < n and char_kind(text[j + 1]) == "word":
                 j += 2
             else:
                 break
-        if kind == "nospace" and split_run is not None:
-            spans.extend((i + a, i + b) for a, b in split_run(text[i:j]))
+        if kind == "word":
+            spans.append((i, j))
         else:
-            spans.extend((s, min(s + MAX_WORD_CHARS, j)) for s in range(i, j, MAX_WORD_CHARS))
+            spans.extend((i + a, i + b) for a, b in _cut_run(text[i:j], kind, split_run))
         i = j
     return spans
 
 
-def tokenizer_run_splitter(tokenizer) -> Callable[[str], list[Span]]:
-    """A ``split_run`` that cuts a run of a script without spaces where the tokenizer's pieces end."""
+def _after_marks(text: str, j: int) -> int:
+    """The end of the combining marks and joiners that start at ``j``."""
+    while j < len(text) and (char_kind(text[j]) == "join" or unicodedata.category(text[j])[0] == "M"):
+        j += 1
+    return j
+
+
+def _cut_run(run: str, kind: str, split_run: SplitRun | None) -> list[Span]:
+    """The words of a run of one script written without spaces (see :func:`segment_words`)."""
+    if split_run is not None:
+        return split_run(run)
+    if kind == "nospace":
+        return [(0, len(run))]
+    spans, i = [], 0
+    while i < len(run):
+        j = _after_marks(run, i + 1)
+        spans.append((i, j))
+        i = j
+    return spans
+
+
+def _unspaced_kind(word: str) -> str | None:
+    """The kind ("cjk" or "nospace") of a word in one script written without spaces (marks allowed), else None."""
+    if not word or ord(word[0]) < _FIRST_UNSPACED:  # most words: Latin, Cyrillic, Arabic, Devanagari, ...
+        return None
+    kind = char_kind(word[0])
+    if kind not in ("cjk", "nospace"):
+        return None
+    for ch in word[1:]:
+        if char_kind(ch) not in (kind, "join") and unicodedata.category(ch)[0] != "M":
+            return None
+    return kind
+
+
+@dataclass(frozen=True)
+class Recut:
+    """A pre-split sentence read as the tagger reads text: its ``words``, and for each of them ``source`` (the
+    given word holding its first character) and ``starts`` (whether it begins where that word begins);
+    ``holder[w]`` is the word holding the first character of given word ``w``."""
+
+    words: list[str]
+    source: list[int]
+    starts: list[bool]
+    holder: list[int]
+
+    def tags_of(self, tags: Sequence[str]) -> list[str]:
+        """The given words' IOB2 tags carried over to :attr:`words` (a word starting inside an entity continues it)."""
+        carried = [tags[w] if start else inside(tags[w]) for w, start in zip(self.source, self.starts)]
+        return repair_iob2(carried)
+
+    def back(self, tagged: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+        """Labels of :attr:`words` carried back to the given words: each takes the label of the word holding its
+        first character, as a continuation when that word began earlier."""
+        return [tagged[h] if self.source[h] == w and self.starts[h] else (inside(tagged[h][0]), tagged[h][1])
+                for w, h in enumerate(self.holder)]
+
+
+def recut_words(words: Sequence[str], split_run: SplitRun | None = None) -> Recut:
+    """Join adjacent given words of one script written without spaces, as that script is written, and cut the
+    runs again as :func:`segment_words` cuts them; other words are kept as they are."""
+    out: list[str] = []
+    source: list[int] = []
+    starts: list[bool] = []
+    holder: list[int] = []
+    i = 0
+    while i < len(words):
+        kind = _unspaced_kind(words[i])
+        if kind is None:
+            holder.append(len(out))
+            out.append(words[i])
+            source.append(i)
+            starts.append(True)
+            i += 1
+            continue
+        j = i + 1
+        while j < len(words) and _unspaced_kind(words[j]) == kind:
+            j += 1
+        run = "".join(words[i:j])
+        owner = [w for w in range(i, j) for _ in words[w]]  # the given word of each character of the run
+        offset = [k for w in range(i, j) for k in range(len(words[w]))]
+        for a, b in _cut_run(run, kind, split_run):
+            if a >= b:
+                continue
+            for c in range(a, b):
+                if offset[c] == 0:
+                    holder.append(len(out))
+            out.append(run[a:b])
+            source.append(owner[a])
+            starts.append(offset[a] == 0)
+        i = j
+    return Recut(out, source, starts, holder)
+
+
+def tokenizer_run_splitter(tokenizer) -> SplitRun:
+    """A ``split_run`` that cuts a run of a script without spaces where the tokenizer's pieces end, but never
+    before a combining mark or joiner (a piece ending inside a character cluster continues into the next word)."""
 
     def split(run: str) -> list[Span]:
         enc = tokenizer(run, add_special_tokens=False, return_offsets_mapping=True)
-        cuts = sorted({end for _, end in enc["offset_mapping"] if 0 < end <= len(run)} | {len(run)})
+        cuts = sorted({end for _, end in enc["offset_mapping"] if 0 < end < len(run) and _after_marks(run, end) == end}
+                      | {len(run)})
         spans, start = [], 0
         for end in cuts:
             if end > start:

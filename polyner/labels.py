@@ -35,6 +35,11 @@ def normalize_tag(tag: str) -> str:
     return f"{prefix}-{kind}" if prefix in ("B", "I") else "O"
 
 
+def inside(tag: str) -> str:
+    """The tag of a later part of what ``tag`` labels: I-X for B-X or I-X, O for O."""
+    return tag if tag == "O" else "I-" + tag[2:]
+
+
 def repair_iob2(tags: Sequence[str]) -> list[str]:
     """Turn every I-X that does not continue an X into B-X, as the decoder reads it."""
     fixed: list[str] = []

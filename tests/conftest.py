@@ -66,6 +66,27 @@ def tokenizer(tokenizer_dir):
     return AutoTokenizer.from_pretrained(str(tokenizer_dir))
 
 
+CJK_TEXTS = ["索尼公司和丰田汽车公司在东京宣布合作。", "他曾在北京大学学习", "华为技术有限公司总部位于深圳。"]
+CJK_PIECES = ["公司", "东京", "北京", "大学", "汽车", "技术", "有限", "合作", "\u2581他"]  # several characters each
+
+
+@pytest.fixture(scope="session")
+def cjk_tokenizer():
+    """A Unigram tokenizer with a fixed vocabulary in which some Chinese words are one piece (CJK_PIECES) and every
+    character of CJK_TEXTS is a piece of its own; XLM-R special ids."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = sorted(set("".join(CJK_TEXTS)) - {"。"}) + ["。"]
+    vocab = [(t, 0.0) for t in ("<s>", "<pad>", "</s>", "<unk>")] + [("\u2581", -2.0)]
+    vocab += [(p, -3.0) for p in CJK_PIECES] + [(c, -5.0) for c in chars]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=3))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", cls_token="<s>", eos_token="</s>",
+                                   sep_token="</s>", unk_token="<unk>", pad_token="<pad>")
+
+
 def build_tiny_model(tokenizer, seed: int = 0):
     """A 2-layer, 32-wide BERT token classifier with the polyner label maps, random weights."""
     from transformers import BertConfig, BertForTokenClassification

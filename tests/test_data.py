@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import GOLD
+from conftest import CJK_TEXTS, GOLD
 from polyner.data.align import align_labels, cached_encode, encode_sentences
 from polyner.data.iob2 import Sentence, discover_gold, read_gold, read_iob2
 from polyner.labels import IGNORE_INDEX, LABEL2ID, LABELS
@@ -181,6 +181,20 @@ def test_encode_sentences_aligns_labels(tokenizer):
         assert kept == [LABEL2ID[t] for t in sentence.tags]  # one label per word, in order
     # at least one word is split into several pieces, so some inner pieces are ignored
     assert (encoded.labels == IGNORE_INDEX).sum() > 2 * len(sentences)
+
+
+def test_encode_sentences_reads_character_level_chinese_as_the_tagger_reads_text(cjk_tokenizer):
+    """Training sees the words the tagger cuts from the raw text (whole pieces), labelled by their first character."""
+    from polyner.pipelines.words import segment_words, tokenizer_run_splitter
+
+    text = CJK_TEXTS[1]  # 他曾在北京大学学习, gold data one character per word (as MSRA zh, Stockmark ja)
+    tags = ["O", "O", "O", "B-ORG", "I-ORG", "I-ORG", "I-ORG", "O", "O"]
+    ids, labels = encode_sentences(cjk_tokenizer, [Sentence(list(text), tags, "zh")], max_length=64).example(0)
+    words = [text[s:e] for s, e in segment_words(text, tokenizer_run_splitter(cjk_tokenizer))]
+    assert words == ["他", "曾", "在", "北京", "大学", "学", "习"]
+    assert ids.tolist() == cjk_tokenizer(words, is_split_into_words=True)["input_ids"]
+    kept = labels[labels != IGNORE_INDEX].tolist()
+    assert kept == [LABEL2ID[t] for t in ["O", "O", "O", "B-ORG", "I-ORG", "O", "O"]]
 
 
 def test_encode_sentences_truncates(tokenizer):

@@ -71,3 +71,12 @@ class TestShippedDefault:
         long_text = "Angela Merkel war in Berlin. " * 2000
         entities = tagger(long_text)
         assert all(long_text[e["start"]:e["end"]] == e["text"] for e in entities)
+
+    @pytest.mark.parametrize("text,entity", [("索尼公司和丰田汽车公司在东京宣布合作。", ("东京", "LOC")),
+                                             ("他曾在北京大学学习", ("北京大学", "ORG"))])
+    def test_chinese_entities_are_whole_words(self, tagger, text, entity):
+        """A run of Han characters is cut where the tokenizer's pieces end: no entity stops inside 东京 or 北京大学
+        (they came out as 东京宣 and 北京大 when every character was a word read through a bare "▁" piece)."""
+        entities = tagger(text)
+        assert all(text[e["start"]:e["end"]] == e["text"] for e in entities)
+        assert entity in [(e["text"], e["label"]) for e in entities]

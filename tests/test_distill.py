@@ -471,6 +471,22 @@ def test_transfer_set_origins_and_augmentation_switch(unlabeled_dir, gold_tree):
     assert build_transfer_set(*args, 2, None) == augmented  # seeded
 
 
+def test_gold_transfer_text_is_split_as_the_tagger_splits_raw_text(tmp_path, cjk_tokenizer):
+    """Character-level Chinese gold (as MSRA zh) enters the transfer set in the words the tagger cuts from the text."""
+    from conftest import CJK_TEXTS
+    from polyner.pipelines.words import segment_words, tokenizer_run_splitter
+
+    text = CJK_TEXTS[1]
+    folder = tmp_path / "gold" / "msra_like" / "zh"
+    folder.mkdir(parents=True)
+    tags = ["O", "O", "O", "B-ORG", "I-ORG", "I-ORG", "I-ORG", "O", "O"]
+    (folder / "train.iob2").write_text("".join(f"{c}\t{t}\n" for c, t in zip(text, tags)), encoding="utf-8")
+    split_run = tokenizer_run_splitter(cjk_tokenizer)
+    transfer = build_transfer_set(["zh"], [], tmp_path / "gold", 0, 10, 0, None, split_run=split_run)
+    assert [s.words for s in transfer] == [[text[a:b] for a, b in segment_words(text, split_run)]]
+    assert "北京" in transfer[0].words
+
+
 def test_distiller_transfer_set_follows_use_augmented(tmp_path, tiny_model_dir, unlabeled_dir, gold_tree):
     def origins(**kw):
         config = DistillConfig(teacher=str(tiny_model_dir), out=str(tmp_path / "out"), languages=LANGS,

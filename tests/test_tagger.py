@@ -1,12 +1,14 @@
 """The tagging core: offsets into the original text, word boundaries, stride seams, batching, bad input."""
 from __future__ import annotations
 
+import unicodedata
 
 import pytest
 
+from polyner.labels import tags_to_spans
 from polyner.pipelines.ner import DEFAULT_MAX_LENGTH, Tagger, TaggerConfig, choose_windows, plan_windows
-from polyner.pipelines.words import segment_words, tokenizer_run_splitter
-from conftest import SAMPLE_TEXTS, CapitalRuleModel
+from polyner.pipelines.words import recut_words, segment_words, tokenizer_run_splitter
+from conftest import CJK_TEXTS, SAMPLE_TEXTS, CapitalRuleModel, build_tiny_model
 
 TRICKY = SAMPLE_TEXTS[:16] + [
     "  Leading and trailing spaces  ",
@@ -128,6 +130,26 @@ def test_huge_single_word_does_not_crash(rule_tagger):
     assert all(text[e["start"]:e["end"]] == e["text"] for e in entities)
 
 
+@pytest.mark.parametrize("word", ["Merkel" + "x" * 50_000, "-".join(["Merkel"] * 5_000)])
+def test_a_long_word_stays_one_word(word):
+    text = f"yesterday {word} met them"
+    assert segment_words(text) == [(0, 9), (10, 10 + len(word)), (11 + len(word), 14 + len(word)),
+                                   (15 + len(word), len(text))]
+
+
+@pytest.mark.parametrize("word", ["Merkel" + "x" * 50_000, "-".join(["Merkel"] * 5_000)])
+def test_an_entity_covers_a_long_word_whole_in_bounded_windows(tokenizer, word):
+    """A word of any length is labelled as a whole by its first piece: an entity never starts or ends inside it.
+    Its pieces are capped at one window, so the model reads a few windows of at most max_length pieces."""
+    model = CapitalRuleModel(tokenizer)
+    tagger = Tagger(model, tokenizer, TaggerConfig(max_length=16, stride=4))
+    text = f"yesterday {word} met them"
+    entities = tagger(text)
+    assert [(e["text"], e["label"], e["start"], e["end"]) for e in entities] == [(word, "PER", 10, 10 + len(word))]
+    widths = [width for batch in model.batches for width in batch]
+    assert max(widths) <= 16 and len(widths) <= 3
+
+
 def test_max_text_chars_limit(tokenizer):
     tagger = Tagger(CapitalRuleModel(tokenizer), tokenizer, TaggerConfig(max_text_chars=10))
     with pytest.raises(ValueError, match="max_text_chars=10"):
@@ -142,6 +164,53 @@ def test_words_of_scripts_without_spaces(tokenizer):
     thai = "ฉันรักกรุงเทพมหานครและเชียงใหม่"
     split = segment_words(thai, tokenizer_run_splitter(tokenizer))
     assert len(split) > 1 and "".join(thai[s:e] for s, e in split) == thai
+
+
+def test_runs_without_spaces_are_cut_where_the_pieces_end(cjk_tokenizer):
+    text = CJK_TEXTS[1]
+    words = [text[s:e] for s, e in segment_words(text, tokenizer_run_splitter(cjk_tokenizer))]
+    assert words == ["他", "曾", "在", "北京", "大学", "学", "习"]
+
+
+def test_a_cut_never_separates_a_combining_mark(tokenizer):
+    thai = "ฉันรักกรุงเทพมหานครและเชียงใหม่"
+    words = [thai[s:e] for s, e in segment_words(thai, tokenizer_run_splitter(tokenizer))]
+    assert "".join(words) == thai and len(words) > 1
+    assert not [w for w in words if unicodedata.category(w[0])[0] == "M"]
+
+
+def _piece_interiors(tokenizer, text: str) -> set[int]:
+    """Offsets strictly inside a piece of ``text`` as the tokenizer reads it."""
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return {x for start, end in offsets for x in range(start + 1, end)}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cjk_entities_never_start_or_end_inside_a_piece(cjk_tokenizer, seed):
+    """With a tiny model from config (random labels), every entity edge in Chinese text falls between pieces,
+    and tagging the characters as pre-split words gives the same entities as tagging the text."""
+    tagger = Tagger(build_tiny_model(cjk_tokenizer, seed), cjk_tokenizer, TaggerConfig(decoding="argmax"))
+    found = 0
+    for text, entities in zip(CJK_TEXTS, tagger(CJK_TEXTS)):
+        inside = _piece_interiors(cjk_tokenizer, text)
+        for entity in entities:
+            assert text[entity["start"]:entity["end"]] == entity["text"]
+            assert entity["start"] not in inside and entity["end"] not in inside, (text, entity)
+        found += len(entities)
+        spans = [(s.start, s.end, s.label) for s in tags_to_spans(tagger.tag_words([list(text)])[0])]
+        assert spans == [(e["start"], e["end"], e["label"]) for e in entities]
+    assert found >= 3
+
+
+def test_recut_words_reads_pre_split_chinese_as_the_tagger_reads_text(cjk_tokenizer):
+    given = ["他", "曾在", "北京大学", "学习"]  # word-level gold, as in UNER zh
+    recut = recut_words(given, tokenizer_run_splitter(cjk_tokenizer))
+    text = "".join(given)
+    assert recut.words == [text[s:e] for s, e in segment_words(text, tokenizer_run_splitter(cjk_tokenizer))]
+    tags = ["O", "O", "B-ORG", "O"]
+    assert recut.tags_of(tags) == ["O", "O", "O", "B-ORG", "I-ORG", "O", "O"]
+    assert [tag for tag, _ in recut.back([(tag, 1.0) for tag in recut.tags_of(tags)])] == tags
+    assert recut_words(["Angela", "Merkel", "U.S.", "東京Tower"]).words == ["Angela", "Merkel", "U.S.", "東京Tower"]
 
 
 def test_words_keep_marks_and_hyphens():

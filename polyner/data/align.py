@@ -14,8 +14,11 @@ import numpy as np
 from polyner.data.iob2 import Sentence
 from polyner.home import cache_dir
 from polyner.labels import IGNORE_INDEX, LABEL2ID
+from polyner.pipelines.words import recut_words, tokenizer_run_splitter
 
 logger = logging.getLogger(__name__)
+
+ALIGNMENT = 2  # version of how words become labelled pieces (2: runs without spaces cut at piece ends)
 
 
 @dataclass
@@ -50,16 +53,23 @@ def align_labels(word_ids: Sequence[int | None], tags: Sequence[str]) -> list[in
 
 def encode_sentences(tokenizer, sentences: Sequence[Sentence], max_length: int = 64,
                      batch_size: int = 1000) -> EncodedSet:
-    """Tokenize word lists (``is_split_into_words``), truncated to ``max_length`` pieces, with aligned labels."""
+    """Tokenize word lists (``is_split_into_words``), truncated to ``max_length`` pieces, with aligned labels.
+
+    Words are read as the tagger reads them (:func:`~polyner.pipelines.words.recut_words`): runs of scripts
+    written without spaces, such as character-level Chinese and Japanese data, are cut where the tokenizer's
+    pieces end, each piece-word taking the tag of its first character.
+    """
+    split_run = tokenizer_run_splitter(tokenizer)
     ids: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     for start in range(0, len(sentences), batch_size):
         chunk = sentences[start:start + batch_size]
-        enc = tokenizer([s.words for s in chunk], is_split_into_words=True, truncation=True,
+        recut = [recut_words(s.words, split_run) for s in chunk]
+        enc = tokenizer([r.words for r in recut], is_split_into_words=True, truncation=True,
                         max_length=max_length)
-        for j, sentence in enumerate(chunk):
+        for j, (sentence, words) in enumerate(zip(chunk, recut)):
             ids.append(np.asarray(enc["input_ids"][j], dtype=np.int32))
-            labels.append(np.asarray(align_labels(enc.word_ids(j), sentence.tags), dtype=np.int16))
+            labels.append(np.asarray(align_labels(enc.word_ids(j), words.tags_of(sentence.tags)), dtype=np.int16))
     lengths = np.array([len(x) for x in ids], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     flat_ids = np.concatenate(ids) if ids else np.zeros(0, np.int32)
@@ -91,10 +101,11 @@ def cached_encode(tokenizer, files: Sequence[Path], sentences_of, max_length: in
     """Encode the sentences of ``files`` once and keep the result in ``$POLYNER_HOME/cache/tokenized``.
 
     ``sentences_of(path)`` returns the sentences of one file; the cache key covers the files'
-    paths, sizes and modification times, the tokenizer vocabulary and ``max_length``.
+    paths, sizes and modification times, the tokenizer vocabulary, ``max_length`` and :data:`ALIGNMENT`.
     """
     stat = [(str(Path(f).resolve()), Path(f).stat().st_size, Path(f).stat().st_mtime_ns) for f in files]
-    key = hashlib.sha256(json.dumps([stat, tokenizer_fingerprint(tokenizer), max_length]).encode()).hexdigest()[:24]
+    key = hashlib.sha256(json.dumps([stat, tokenizer_fingerprint(tokenizer), max_length, ALIGNMENT]
+                                    ).encode()).hexdigest()[:24]
     folder = Path(cache) if cache else cache_dir("cache", "tokenized")
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{key}.npz"
