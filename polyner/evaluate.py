@@ -100,7 +100,7 @@ def write_section(path: str | Path, name: str, body: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     begin, end = f"<!-- polyner:{name} -->", f"<!-- /polyner:{name} -->"
     block = f"{begin}\n{body.rstrip()}\n{end}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Results\n\nWritten by `polyner evaluate`.\n"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Results\n\nWritten by `polyner evaluate --write`.\n"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text, encoding="utf-8")

@@ -1,4 +1,5 @@
-"""What ``polyner evaluate`` does: load models, read the data, score per language, write the tables."""
+"""What ``polyner evaluate`` does: load models, read the data, score per language, return (and, when asked,
+write) the tables."""
 from __future__ import annotations
 
 import logging
@@ -6,6 +7,7 @@ import platform
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Callable
 
 from polyner.data.iob2 import GoldFile, Sentence, discover_gold, read_gold, read_iob2
 from polyner.evaluate import ResultTable, Scores, evaluate_by_language, write_section
@@ -24,13 +26,14 @@ class EvaluationRequest:
     names: list[str] | None = None
     max_sentences: int | None = None
     wikiann_path: str = "unimelb-nlp/wikiann"
-    results: str = "docs/results.md"
+    results: str | None = None  # a markdown file to write the tables into (as a section); None: only return them
     section: str | None = None
     batch_size: int = 64
     decoding: str = "viterbi"  # the Tagger's word-label decoding: "viterbi" (IOB2-constrained) or "argmax"
     max_length: int | None = None  # pieces per window; None: each model's own (ner_max_length, else 128)
     silver: str | None = None  # silver root: its test files get a table of their own, never mixed with gold
     coverage: bool = False  # add the per-target-language table: training data kind and test F1 of each model
+    progress: bool = True  # a progress bar on a terminal (tqdm; shown after a couple of seconds)
 
 
 def load_split(request: EvaluationRequest, split: str) -> tuple[list[Sentence], str]:
@@ -40,7 +43,7 @@ def load_split(request: EvaluationRequest, split: str) -> tuple[list[Sentence], 
         from polyner.data.wikiann import load_wikiann
 
         if not request.langs:
-            raise ValueError("WikiAnn needs --langs")
+            raise ValueError("WikiAnn needs --languages")
         sentences = [s for lang in request.langs
                      for s in load_wikiann(lang, split, request.wikiann_path, request.max_sentences)]
         return sentences, f"WikiAnn ({request.wikiann_path})"
@@ -109,8 +112,28 @@ def coverage_table(request: EvaluationRequest, names: list[str], gold: list[dict
             "sentences in this language.\n\n" + "\n".join(lines) + "\n")
 
 
+def _counting(tag_words: Callable[[list[list[str]]], list[list[str]]], bar, chunk: int = 256):
+    """``tag_words`` run ``chunk`` sentences at a time, advancing the progress ``bar`` after each chunk."""
+    def run(words: list[list[str]]) -> list[list[str]]:
+        tags: list[list[str]] = []
+        for start in range(0, len(words), chunk):
+            tags += tag_words(words[start:start + chunk])
+            bar.update(len(words[start:start + chunk]))
+        return tags
+    return run
+
+
+def _score(request: EvaluationRequest, taggers: list, sentences: list[Sentence], what: str) -> list[dict[str, Scores]]:
+    """Each tagger's per-language scores on ``sentences``, with a progress bar when on a terminal."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(sentences) * len(taggers), desc=f"evaluate {what}", unit="sentence", delay=2,
+              disable=None if request.progress else True, leave=False) as bar:
+        return [evaluate_by_language(_counting(tagger.tag_words, bar), sentences) for tagger in taggers]
+
+
 def run_evaluation(request: EvaluationRequest) -> str:
-    """Score every model on every split; return the markdown and write it into the results file."""
+    """Score every model on every split; return the markdown (and write it into ``request.results`` if set)."""
     import polyner
 
     names = request.names or [Path(m).name for m in request.models]
@@ -123,14 +146,14 @@ def run_evaluation(request: EvaluationRequest) -> str:
     gold_test = silver_test = None
     for split in request.splits:
         sentences, origin = load_split(request, split)
-        scores = [evaluate_by_language(tagger.tag_words, sentences) for tagger in taggers]
+        scores = _score(request, taggers, sentences, split)
         gold_test = scores if split == "test" else gold_test
         blocks.append(_table_block(f"{' vs '.join(names)} on {split}", origin, names, scores, split, request,
                                    windows))
     if request.silver and "test" in request.splits:
         files = silver_test_files(request.silver, request.langs)
         sentences = unseen_silver_sentences(request.silver, files, request.max_sentences)
-        silver_test = [evaluate_by_language(tagger.tag_words, sentences) for tagger in taggers]
+        silver_test = _score(request, taggers, sentences, "silver test")
         origin = "silver (automatic labels; sentences also in the source's train split left out): " + ", ".join(
             f"{f.source}/{f.lang}" + (" (dev as test)" if f.split == "dev" else "") for f in files)
         blocks.append(_table_block(f"{' vs '.join(names)} on silver test", origin, names, silver_test, "test",
@@ -139,5 +162,6 @@ def run_evaluation(request: EvaluationRequest) -> str:
         blocks.append(coverage_table(request, names, gold_test, silver_test))
     body = "\n".join(blocks)
     section = request.section or "-".join(names) + ":" + "-".join(request.splits)
-    write_section(request.results, section, body)
+    if request.results:
+        write_section(request.results, section, body)
     return body

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 
+from polyner.errors import UserError
+
 #: The modules each extra installs that polyner imports (checked without importing them).
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "train": ("torch", "transformers", "datasets", "seqeval", "safetensors", "yaml", "onnx"),
@@ -18,7 +20,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
 }
 
 
-class MissingExtraError(ImportError):
+class MissingExtraError(UserError, ImportError):
     """A feature needs an extra that is not installed; the message says what to install."""
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -139,6 +140,61 @@ def test_train_teacher_requires_gold_and_out(runner):
     result = runner.invoke(app, ["train-teacher"])
     assert result.exit_code == 2
     assert "--gold" in result.output or "--out" in result.output
+
+
+def _verbs(command, path=()):
+    """Every (name path, click command) of the app, sub-groups walked."""
+    if hasattr(command, "commands"):  # a group (typer's click)
+        for name, sub in command.commands.items():
+            yield from _verbs(sub, (*path, name))
+    else:
+        yield path, command
+
+
+def test_every_verb_uses_one_vocabulary():
+    """One flag for one idea in every verb: --languages, --gold, --out, --model, --verbose/--quiet; an older
+    spelling may only appear as an alias of the new one, and no option names a file to write by default."""
+    import typer
+
+    verbs = dict(_verbs(typer.main.get_command(app)))
+    assert {("tag",), ("evaluate",), ("bench",), ("tag-corpus",), ("serve",), ("distill",), ("export",),
+            ("finetune", "glue"), ("teacher", "build")} <= set(verbs)
+    for path, command in verbs.items():
+        for param in command.params:
+            opts = set(param.opts) | set(param.secondary_opts)
+            where = f"polyner {' '.join(path)} {sorted(opts)}"
+            if opts & {"--langs", "--languages"}:
+                assert param.opts[0] == "--languages", where
+            if opts & {"--output", "-o"}:
+                assert param.opts[0] == "--out", where
+            if "--data" in opts and path[0] != "finetune":  # finetune's --data is a GLUE/SQuAD directory
+                assert param.opts[0] == "--gold", where
+            if "--verbose" in opts or "-v" in opts:
+                assert param.opts[0] == "--verbose" and "--quiet" in param.secondary_opts, where
+            assert "--log-level" not in opts or path == ("serve",), where
+            assert not isinstance(param.default, Path), f"{where} defaults to the path {param.default}"
+        names = {o for param in command.params for o in param.opts}
+        if path not in (("models",), ("card",), ("teacher", "build")) and path[0] != "serve":
+            assert "--verbose" in names, f"polyner {' '.join(path)} has no --verbose/--quiet"
+
+
+def test_evaluate_and_bench_write_only_with_write(runner):
+    import typer
+
+    for verb in ("evaluate", "bench"):
+        result = runner.invoke(app, [verb, "--help"])
+        assert result.exit_code == 0 and "--write" in result.stdout
+        write = next(p for p in typer.main.get_command(app).commands[verb].params if "--write" in p.opts)
+        assert write.default is None
+
+
+def test_a_user_error_from_any_verb_is_one_line_and_exit_2(runner, tmp_path):
+    """The one handler: a UserError raised by a verb (card: nothing to write; the model given twice) is printed
+    as one error line, never a traceback."""
+    _one_line_error(runner.invoke(app, ["card", "--model", str(tmp_path)]), "nothing to write")
+    _one_line_error(runner.invoke(app, ["card", str(tmp_path), "--model", str(tmp_path / "other"),
+                                        "--speed", str(tmp_path)]), "give the model once")
+    _one_line_error(runner.invoke(app, ["card", "--speed", str(tmp_path / "speed.md")]), "missing --model")
 
 
 def test_no_arguments_shows_help(runner):

@@ -309,7 +309,7 @@ def test_cli_tag_corpus(tmp_path, tiny_model_dir, expected):
 
     source = write_jsonl(tmp_path / "corpus.jsonl", [{"key": i, "content": t} for i, t in enumerate(TEXTS)])
     out = tmp_path / "cli-out"
-    result = CliRunner().invoke(app, ["tag-corpus", str(source), "--output", str(out), "--model", str(tiny_model_dir),
+    result = CliRunner().invoke(app, ["tag-corpus", str(source), "--out", str(out), "--model", str(tiny_model_dir),
                                       "--text-field", "content", "--keep", "key", "--shard-size", "8",
                                       "--no-progress"])
     assert result.exit_code == 0, result.output

@@ -336,10 +336,10 @@ def test_evaluate_cli_on_local_wikiann(tmp_path, tiny_model_dir):
 def test_evaluate_cli_wikiann_needs_langs(tmp_path, tiny_model_dir):
     from polyner.cli import app
 
-    result = CliRunner().invoke(app, ["evaluate", str(tiny_model_dir), "--data", "wikiann",
-                                      "--results", str(tmp_path / "r.md")])
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_model_dir), "--gold", "wikiann",
+                                      "--write", str(tmp_path / "r.md")])
     assert result.exit_code == 2
-    assert "--langs" in result.stderr
+    assert "--languages" in result.stderr
     assert not (tmp_path / "r.md").exists()
 
 

@@ -184,8 +184,8 @@ def test_cli_evaluate_writes_rows_per_language(tiny_model_dir, gold_tree, tmp_pa
     from polyner.cli import app
 
     results = tmp_path / "results.md"
-    args = ["evaluate", str(tiny_model_dir), "--data", str(gold_tree), "--split", "dev,test",
-            "--results", str(results)]
+    args = ["evaluate", str(tiny_model_dir), "--gold", str(gold_tree), "--split", "dev,test",
+            "--write", str(results)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     text = results.read_text(encoding="utf-8")
@@ -215,7 +215,23 @@ def test_cli_evaluate_writes_rows_per_language(tiny_model_dir, gold_tree, tmp_pa
     assert results.read_text(encoding="utf-8").count(f"<!-- polyner:{tiny_model_dir.name}:dev-test -->") == 1
 
 
+def test_cli_evaluate_prints_and_writes_nothing_unless_asked(tiny_model_dir, gold_tree, tmp_path, monkeypatch):
+    """Without --write the tables go to stdout only: nothing appears in the directory it is run from."""
+    from polyner.cli import app
+
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_model_dir), "--gold", str(gold_tree),
+                                      "--languages", "de,ru", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert set(_lang_rows(result.stdout)) == {"lang", "**macro**", "de", "ru"}
+    assert "written to" not in result.stdout
+    assert list(here.iterdir()) == []
+
+
 def test_cli_evaluate_langs_and_errors(tiny_model_dir, gold_tree, tmp_path):
+    """The older spellings (--data, --langs, --results) still work."""
     from polyner.cli import app
 
     results = tmp_path / "results.md"

@@ -1,5 +1,5 @@
 """The tables of ``polyner bench``: figures, ratios against the teacher, F1 per language, agreement, cost
-curve, targets, and the machine; written into docs/benchmarks.md."""
+curve, targets, and the machine; printed, and written into a markdown file with --write (docs/benchmarks.md)."""
 from __future__ import annotations
 
 import statistics
@@ -11,7 +11,7 @@ from polyner.agreement import Agreement, entity_agreement, tag_keys
 from polyner.bench.runner import (SCALE, STUDENT_INT8, STUDENT_ONNX, STUDENT_TORCH, TEACHER, BenchRun)
 from polyner.bench.worker import Measurement
 
-DOCS_HEADER = "# Benchmarks\n\nWritten by `polyner bench` (sections are replaced when it runs again).\n"
+DOCS_HEADER = "# Benchmarks\n\nWritten by `polyner bench --write` (sections are replaced when it runs again).\n"
 SECTION = "inference"
 LINEAR_TOLERANCE = 0.25  # time ratio within 25% of the length ratio counts as linear
 
@@ -252,7 +252,7 @@ def cost_table(results: Sequence[Measurement]) -> list[str]:
 
 
 def write_docs(path: str | Path, body: str) -> Path:
-    """Write the report as the ``inference`` section of docs/benchmarks.md, keeping other sections."""
+    """Write the report as the ``inference`` section of the markdown file ``path``, keeping other sections."""
     from polyner.evaluate import write_section
 
     path = Path(path)

@@ -44,7 +44,7 @@ class BenchConfig:
     int8_embeddings: bool = True  # the int8 student also has int8 word embeddings
     scale_geometry: dict = field(default_factory=lambda: dict(XLMR_BASE_GEOMETRY))
     work: str | None = None  # where the ONNX exports go (default $POLYNER_HOME/bench)
-    docs: str | None = "docs/benchmarks.md"
+    docs: str | None = None  # a markdown file for the report (its inference section); None: print only
     isolate: bool = True  # one fresh process per model (False: in this process, for tests)
     turns: bool = True  # isolated workers take turns pass by pass (False: each model measured alone, in order)
     timeout_s: float = 7200.0

@@ -15,13 +15,14 @@ from typing import Iterable, Iterator
 
 from polyner.corpus.reader import ShardSpec
 from polyner.corpus.tagging import ShardResult, ShardTagger, TaggingSettings
+from polyner.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 ENGINES = ("local", "process", "ray")
 
 
-class RayUnavailableError(ImportError):
+class RayUnavailableError(UserError, ImportError):
     """Ray is not installed: it is an optional extra."""
 
 

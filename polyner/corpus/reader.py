@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from polyner.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "parquet")
@@ -21,7 +23,7 @@ SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet":
 RESERVED_FIELDS = ("index", "entities", "error")
 
 
-class CorpusInputError(ValueError):
+class CorpusInputError(UserError, ValueError):
     """The input cannot be read as a whole: missing, unreadable, of an unknown format, or without the text column."""
 
 

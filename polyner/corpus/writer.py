@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from polyner.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
@@ -20,7 +22,7 @@ JOURNAL = "progress.jsonl"
 FORMAT_NAME = "polyner-tagged-corpus"
 
 
-class CorpusOutputError(ValueError):
+class CorpusOutputError(UserError, ValueError):
     """The output directory holds the results of another run, or cannot be written."""
 
 

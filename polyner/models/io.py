@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from polyner.errors import UserError
 from polyner.labels import ID2LABEL, LABEL2ID
 
 if TYPE_CHECKING:  # torch is imported where a torch model is loaded: the ONNX backend runs without it
@@ -15,7 +16,7 @@ logger = logging.getLogger(__name__)
 WEIGHT_FILES = ("model.safetensors", "model.onnx")
 
 
-class ModelDirectoryError(ValueError):
+class ModelDirectoryError(UserError, ValueError):
     """A model directory is missing, incomplete or corrupt; the message names the path."""
 
 

@@ -1,4 +1,4 @@
-"""``polyner tag-corpus``: registered on the main typer app by :func:`register`."""
+"""``polyner tag-corpus``: tag a large corpus into resumable shards."""
 from __future__ import annotations
 
 import json
@@ -7,17 +7,17 @@ from typing import Optional
 
 import typer
 
-from polyner.cli_common import fail, setup_logging
+from polyner.cli.common import setup_logging, split_list, verbose_option
+from polyner.errors import UserError
+
+app = typer.Typer()
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``tag-corpus`` command to ``app``."""
-    app.command("tag-corpus")(tag_corpus_cmd)
-
-
+@app.command("tag-corpus")
 def tag_corpus_cmd(
         input: Path = typer.Argument(..., help="JSON lines (.jsonl/.ndjson/.json) or Parquet (.parquet) input."),
-        output: Path = typer.Option(..., "--output", "-o", help="Output directory: part-NNNNN.jsonl shards + manifest."),
+        out: Path = typer.Option(..., "--out", "--output", "-o", help="Output directory: part-NNNNN.jsonl shards "
+                                 "+ manifest (--output and -o are older spellings)."),
         text_field: str = typer.Option("text", help="The field (JSON key or Parquet column) holding the text."),
         keep: str = typer.Option("id", help="Comma-separated fields copied to the output when present ('' for none)."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory or name (default: shipped)."),
@@ -28,26 +28,20 @@ def tag_corpus_cmd(
         shard_size: int = typer.Option(1000, help="Records per output shard (the unit of work and of resume)."),
         address: Optional[str] = typer.Option(None, help="Existing Ray cluster (e.g. auto); default: a local Ray."),
         format: Optional[str] = typer.Option(None, "--format", help="jsonl or parquet (default: from the suffix)."),
-        overwrite: bool = typer.Option(False, help="Start again even if OUTPUT holds another run's shards."),
+        overwrite: bool = typer.Option(False, help="Start again even if --out holds another run's shards."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="A progress bar with rate and ETA."),
-        verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+        verbose: bool = verbose_option(False)) -> None:
     """Tag a large corpus in bounded memory: ordered, resumable shards with a per-record error field."""
-    from polyner.corpus import CorpusInputError, CorpusOutputError, TagCorpusConfig, tag_corpus
-    from polyner.corpus.engines import RayUnavailableError
-    from polyner.models.io import ModelDirectoryError
+    from polyner.corpus import TagCorpusConfig, tag_corpus
 
     setup_logging(verbose)
     if address and engine != "ray":
-        fail("--address is for --engine ray")
+        raise UserError("--address is for --engine ray")
     config = TagCorpusConfig(
-        input=str(input), output=str(output), text_field=text_field,
-        keep_fields=tuple(name.strip() for name in keep.split(",") if name.strip()), model=model, engine=engine,
-        workers=workers, threads=threads, batch_size=batch_size, shard_size=shard_size, address=address,
-        format=format, overwrite=overwrite, progress=progress)
-    try:
-        summary = tag_corpus(config)
-    except (CorpusInputError, CorpusOutputError, ModelDirectoryError, RayUnavailableError, ValueError) as exc:
-        fail(str(exc))
+        input=str(input), output=str(out), text_field=text_field, keep_fields=tuple(split_list(keep) or ()),
+        model=model, engine=engine, workers=workers, threads=threads, batch_size=batch_size, shard_size=shard_size,
+        address=address, format=format, overwrite=overwrite, progress=progress)
+    summary = tag_corpus(config)
     typer.echo(json.dumps({"output": summary.output, "records": summary.records, "errors": summary.errors,
                            "shards": summary.shards, "shards_skipped": summary.shards_skipped,
                            "docs_per_second": round(summary.docs_per_second, 1),

@@ -7,20 +7,17 @@ from typing import Optional
 
 import typer
 
-from polyner.cli_common import fail, needs, setup_logging
+from polyner.cli.common import needs, setup_logging, verbose_option
 
+app = typer.Typer()
 finetune_app = typer.Typer(no_args_is_help=True,
                            help="Fine-tune a student (or any encoder) on GLUE or SQuAD 2.0, choosing on dev.")
-
-
-def register(app: typer.Typer) -> None:
-    """Add the ``finetune`` sub-commands to the main app."""
-    app.add_typer(finetune_app, name="finetune")
+app.add_typer(finetune_app, name="finetune")
 
 
 def _run(kind: str, settings: dict, results: Optional[Path], verbose: bool) -> None:
     needs(f"finetune {kind}", "train")
-    from polyner.models.io import ModelDirectoryError
+    from polyner.home import cache_dir
     from polyner.tasks.finetune import FinetuneConfig, display_name, finetune_glue, finetune_squad
 
     setup_logging(verbose)
@@ -28,17 +25,10 @@ def _run(kind: str, settings: dict, results: Optional[Path], verbose: bool) -> N
     if kind == "glue":
         from polyner.tasks.glue import get_task
 
-        try:
-            config.task = get_task(config.task).name
-        except ValueError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2)
+        config.task = get_task(config.task).name
     if config.out is None:
-        config.out = str(Path("runs") / "finetune" / f"{display_name(config)}-{config.task}")
-    try:
-        record = finetune_glue(config) if kind == "glue" else finetune_squad(config)
-    except (ModelDirectoryError, FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
+        config.out = str(cache_dir("finetune") / f"{display_name(config)}-{config.task}")
+    record = finetune_glue(config) if kind == "glue" else finetune_squad(config)
     if results is not None:
         from polyner.tasks.report import update_results
 
@@ -57,7 +47,8 @@ def _common(model, out, data, hub, name, max_length, batch_size, lr, epochs, ste
 
 
 MODEL = typer.Option(None, "--model", "-m", help="Model directory or hub name (default: the shipped student).")
-OUT = typer.Option(None, help="Output directory (default: runs/finetune/NAME-TASK); resumes a checkpoint there.")
+OUT = typer.Option(None, help="Output directory (default: $POLYNER_HOME/finetune/NAME-TASK); resumes a checkpoint "
+                  "there.")
 DATA = typer.Option(None, help="Local data directory (default: the hub, else ../shared/data).")
 HUB = typer.Option(True, "--hub/--no-hub", help="Try the Hugging Face hub first (skipped fast when offline).")
 NAME = typer.Option(None, help="Model name in the results table (default: from the model path).")
@@ -80,7 +71,7 @@ def glue(task: str = typer.Option(..., help="sst2, mrpc, rte, cola, stsb, qnli, 
          freeze_embeddings: bool = FREEZE, keep_checkpoint: bool = KEEP, seed: int = typer.Option(42),
          threads: int = typer.Option(2), results: Optional[Path] = RESULTS,
          pooling: str = typer.Option("mean", help="Sentence vector of a new head on a polyner student: mean or first."),
-         verbose: bool = typer.Option(True, "--verbose/--quiet")) -> None:
+         verbose: bool = verbose_option(True)) -> None:
     """Fine-tune a sequence classifier (regressor for STS-B) on a GLUE task; the best on dev is saved."""
     settings = _common(model, out, data, hub, name, max_length, batch_size, lr, epochs, steps, max_train_samples,
                        max_eval_samples, eval_every, freeze_embeddings, keep_checkpoint, seed, threads)
@@ -98,7 +89,7 @@ def squad(model: Optional[str] = MODEL, out: Optional[Path] = OUT, data: Optiona
           max_eval_samples: Optional[int] = EVAL_SAMPLES, eval_every: Optional[int] = EVAL_EVERY,
           freeze_embeddings: bool = FREEZE, keep_checkpoint: bool = KEEP, seed: int = typer.Option(42),
           threads: int = typer.Option(2), results: Optional[Path] = RESULTS,
-          verbose: bool = typer.Option(True, "--verbose/--quiet")) -> None:
+          verbose: bool = verbose_option(True)) -> None:
     """Fine-tune an extractive QA head on SQuAD 2.0; dev EM/F1 with the official metric and a tuned threshold."""
     settings = _common(model, out, data, hub, name, max_length, batch_size, lr, epochs, steps, max_train_samples,
                        max_eval_samples, eval_every, freeze_embeddings, keep_checkpoint, seed, threads)

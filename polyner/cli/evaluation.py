@@ -1,0 +1,134 @@
+"""Measuring verbs: ``polyner evaluate`` (F1 per language), ``agreement`` (two models) and ``bench`` (speed).
+
+They print their tables; a file is written only where ``--write PATH`` says.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from polyner.cli.common import languages_option, needs, setup_logging, split_list, verbose_option
+from polyner.errors import UserError
+
+app = typer.Typer()
+
+
+@app.command()
+def evaluate(models: List[str] = typer.Argument(..., help="Model directories (several: side by side)."),
+             gold: str = typer.Option(..., "--gold", "--data", help="Gold root SOURCE/LANG/SPLIT.iob2, one .iob2 "
+                                      "file, or 'wikiann' (--data is the older spelling)."),
+             split: str = typer.Option("test", help="Comma-separated splits, e.g. dev,test."),
+             languages: Optional[str] = languages_option(),
+             names: Optional[str] = typer.Option(None, help="Comma-separated column names for the models."),
+             max_sentences: Optional[int] = typer.Option(None, help="At most this many sentences per file."),
+             wikiann_path: str = typer.Option("unimelb-nlp/wikiann", help="Hub name or local copy of WikiAnn."),
+             write: Optional[Path] = typer.Option(None, "--write", "--results", help="Also write the tables into "
+                                                  "this markdown file, as a section (e.g. docs/results.md)."),
+             section: Optional[str] = typer.Option(None, help="Section name in the --write file."),
+             batch_size: int = typer.Option(64),
+             decoding: str = typer.Option("viterbi", help="Word labels: viterbi (IOB2-constrained, the "
+                                          "Tagger's default) or argmax (each word on its own)."),
+             max_length: Optional[int] = typer.Option(None, help="Pieces per window (default: each model's own, "
+                                                      "ner_max_length in its config.json, else 128)."),
+             silver: Optional[Path] = typer.Option(None, help="Silver root: a separate table on its test files "
+                                                   "(dev where a source has train but no test)."),
+             coverage: bool = typer.Option(False, "--coverage", help="Add the 41-language table: training data "
+                                           "kind (from --gold/--silver) and test F1s."),
+             progress: bool = typer.Option(True, "--progress/--no-progress", help="A progress bar on a terminal."),
+             verbose: bool = verbose_option(False)) -> None:
+    """Word-level seqeval (strict IOB2) per language and macro average; prints the tables (and writes them
+    into --write PATH when given)."""
+    needs("evaluate", "train")
+    from polyner.evaluation_run import EvaluationRequest, run_evaluation
+
+    setup_logging(verbose)
+    request = EvaluationRequest(
+        models=models, data=gold, splits=split_list(split) or [], langs=split_list(languages),
+        names=split_list(names), max_sentences=max_sentences, wikiann_path=wikiann_path,
+        results=str(write) if write else None, section=section, batch_size=batch_size, decoding=decoding,
+        max_length=max_length, silver=str(silver) if silver else None, coverage=coverage, progress=progress)
+    typer.echo(run_evaluation(request))
+    if write:
+        typer.echo(f"written to {write}")
+
+
+@app.command()
+def agreement(model_a: str = typer.Argument(..., help="Reference model directory or name."),
+              model_b: str = typer.Argument(..., help="Model to compare (e.g. its ONNX export)."),
+              gold: Path = typer.Option(..., "--gold", "--data", help="Gold root SOURCE/LANG/SPLIT.iob2: texts to "
+                                        "tag (--data is the older spelling)."),
+              split: str = typer.Option("test"),
+              languages: Optional[str] = languages_option(),
+              max_sentences: int = typer.Option(200, help="At most this many sentences per gold file."),
+              backend_a: Optional[str] = typer.Option(None, help="torch or onnx (default: from the directory)."),
+              backend_b: Optional[str] = typer.Option(None, help="torch or onnx (default: from the directory)."),
+              onnx_threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads."),
+              batch_size: int = typer.Option(32),
+              verbose: bool = verbose_option(False)) -> None:
+    """Entity agreement of two models on gold text: exact (start, end, label) matches over all entities found."""
+    import polyner
+    from polyner.agreement import gold_texts, tagger_agreement
+    from polyner.data.iob2 import discover_gold, read_gold
+
+    setup_logging(verbose)
+    files = discover_gold(gold, split_list(languages), [split])
+    texts = gold_texts(read_gold(files, max_sentences))
+    if not texts:
+        raise UserError(f"no {split} sentences under {gold}")
+    tagger_a = polyner.load(model_a, backend=backend_a, onnx_threads=onnx_threads)
+    tagger_b = polyner.load(model_b, backend=backend_b, onnx_threads=onnx_threads)
+    typer.echo(f"A = {model_a}, B = {model_b}: {tagger_agreement(tagger_a, tagger_b, texts, batch_size).describe()}")
+
+
+@app.command()
+def bench(teacher: Path = typer.Option(..., help="The fine-tuned teacher directory (e.g. runs/teacher-ner)."),
+          gold: Path = typer.Option(..., help="Gold root SOURCE/LANG/test.iob2 (F1, agreement and speed texts)."),
+          student: Optional[str] = typer.Option(None, help="Student directory (default: the shipped default)."),
+          max_sentences: int = typer.Option(200, help="Per gold test file, for F1 and agreement."),
+          speed_sentences: int = typer.Option(256, help="Sentences timed at batch 1 and 32."),
+          cost_words: str = typer.Option("10,100,1000,10000", help="Cost-curve text lengths in words."),
+          threads: int = typer.Option(os.cpu_count() or 1, help="Threads per model (torch and ONNX Runtime)."),
+          repeats: int = typer.Option(3, help="Timed passes (median) at batch 32 and 1, and per cost-curve text."),
+          turns: bool = typer.Option(True, "--turns/--one-by-one",
+                                     help="Models take turns pass by pass (default) or are measured one after the other."),
+          scale: bool = typer.Option(True, "--scale/--no-scale", help="Include the xlm-roberta-base-sized encoder."),
+          int8_embeddings: bool = typer.Option(True, "--int8-embeddings/--fp32-embeddings",
+                                               help="Quantize the int8 student's word embeddings too."),
+          work: Optional[Path] = typer.Option(None, help="Where the ONNX exports go (default: $POLYNER_HOME/bench)."),
+          write: Optional[Path] = typer.Option(None, "--write", "--docs", help="Also write the report into this "
+                                               "markdown file, as its inference section (e.g. docs/benchmarks.md)."),
+          no_docs: bool = typer.Option(False, "--no-docs", hidden=True, help="Ignored: printing only is the default."),
+          verbose: bool = verbose_option(True)) -> None:
+    """Teacher, xlm-roberta-base-sized encoder and student (torch fp32, ONNX fp32, ONNX int8) side by side;
+    prints the report (and writes it into --write PATH when given)."""
+    needs("bench", "train")
+    import shlex
+    import sys
+
+    from polyner.bench.report import render, write_docs
+    from polyner.bench.runner import BenchConfig, run_bench
+
+    setup_logging(verbose)
+    try:
+        sizes = [int(n) for n in cost_words.split(",") if n.strip()]
+    except ValueError:
+        raise UserError(f"--cost-words must be comma-separated integers, not {cost_words!r}") from None
+    if threads < 1 or repeats < 1 or speed_sentences < 1 or any(n < 1 for n in sizes):
+        raise UserError("--threads, --repeats, --speed-sentences and --cost-words must be positive")
+    config = BenchConfig(teacher=str(teacher), gold=str(gold), student=student, max_sentences=max_sentences,
+                         speed_sentences=speed_sentences, cost_words=sizes, threads=threads, repeats=repeats,
+                         scale=scale, int8_embeddings=int8_embeddings, work=str(work) if work else None,
+                         docs=None if no_docs or write is None else str(write), turns=turns)
+    try:
+        run = run_bench(config)
+    except RuntimeError as exc:  # a worker process failed
+        raise UserError(str(exc)) from exc
+    body = render(run, "polyner bench " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "polyner bench")
+    typer.echo(body)
+    if config.docs:
+        typer.echo(f"written to {write_docs(config.docs, body)}")
+    if any(r.error for r in run.results):
+        raise typer.Exit(1)
