@@ -192,3 +192,21 @@ def test_shipped_default_tags_without_torch(tmp_path):
     assert result.returncode == 0, result.stderr
     found = {(e["text"], e["label"]) for e in json.loads(result.stdout)["entities"]}
     assert {("Angela Merkel", "PER"), ("Paris", "LOC")} <= found
+
+
+def test_every_package_folder_is_in_the_wheel():
+    """A sub-package missing from pyproject's list works in an editable install and is absent from `pip install .`."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    setup = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    folders = {name: root / path for name, path in setup["package-dir"].items()}
+    listed = set(setup["packages"])
+    found = set()
+    for name, folder in folders.items():
+        for init in folder.rglob("__init__.py"):
+            relative = init.parent.relative_to(folder).parts
+            if "__pycache__" not in relative and not any((folder / Path(*relative[:i + 1])) in folders.values()
+                                                         for i in range(len(relative)) if relative):
+                found.add(".".join([name, *relative]))
+    assert found and found <= listed, sorted(found - listed)
