@@ -323,3 +323,36 @@ def test_cli_tag_corpus(tmp_path, tiny_model_dir, expected):
     bad_model = CliRunner().invoke(app, ["tag-corpus", str(source), "-o", str(tmp_path / "x"), "-m",
                                          str(tmp_path / "no-model")])
     assert bad_model.exit_code == 2 and "model directory not found" in bad_model.output
+
+
+def test_backend_onnx_int8_is_exported_once_and_tags_as_polyner_tag(tmp_path, tiny_model_dir, monkeypatch):
+    """tag-corpus --backend onnx-int8 gives the entities `polyner tag --backend onnx-int8` gives; the export is made
+    once by the run, before its workers start, and the manifest records the backend."""
+    import polyner
+    from polyner.models import backend as backend_module
+
+    texts = TEXTS[:8]
+    source = write_jsonl(tmp_path / "corpus.jsonl", [{"id": i, "text": t} for i, t in enumerate(texts)])
+    prepared = []
+    real_prepare = backend_module.prepare_backend
+
+    def counting(path, backend):
+        prepared.append(backend)
+        return real_prepare(path, backend)
+
+    monkeypatch.setattr(backend_module, "prepare_backend", counting)
+    summary, out = run(tmp_path, tiny_model_dir, source, backend="onnx-int8", engine="process", workers=2)
+    assert summary.records == 8 and summary.errors == 0 and prepared == ["onnx-int8"]
+    records = read_output(out)
+    direct = polyner.load(tiny_model_dir, backend="onnx-int8")(texts)
+
+    def spans(results):
+        return [[(e["text"], e["label"], e["start"], e["end"]) for e in entities] for entities in results]
+
+    assert spans(r["entities"] for r in records) == spans(direct)
+    # dynamic int8 quantizes activations per batch, and the two runs batch differently: scores agree closely
+    assert [e["score"] for r in records for e in r["entities"]] == pytest.approx(
+        [e["score"] for entities in direct for e in entities], abs=0.01)
+    assert json.loads((out / "manifest.json").read_text())["settings"]["backend"] == "onnx-int8"
+    with pytest.raises(ValueError, match="backend"):
+        run(tmp_path, tiny_model_dir, source, name="bad", backend="tensorflow")

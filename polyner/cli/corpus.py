@@ -21,6 +21,8 @@ def tag_corpus_cmd(
         text_field: str = typer.Option("text", help="The field (JSON key or Parquet column) holding the text."),
         keep: str = typer.Option("id", help="Comma-separated fields copied to the output when present ('' for none)."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory or name (default: shipped)."),
+        backend: Optional[str] = typer.Option(None, help="torch, onnx or onnx-int8 (exported once, before the workers "
+                                              "start); default: from the model directory."),
         engine: str = typer.Option("local", help="local (this process), process (spawned workers) or ray."),
         workers: int = typer.Option(1, help="Worker processes (process) or Ray actors (ray)."),
         threads: int = typer.Option(1, help="Threads per worker (torch or ONNX Runtime)."),
@@ -39,7 +41,7 @@ def tag_corpus_cmd(
         raise UserError("--address is for --engine ray")
     config = TagCorpusConfig(
         input=str(input), output=str(out), text_field=text_field, keep_fields=tuple(split_list(keep) or ()),
-        model=model, engine=engine, workers=workers, threads=threads, batch_size=batch_size, shard_size=shard_size,
+        model=model, backend=backend, engine=engine, workers=workers, threads=threads, batch_size=batch_size, shard_size=shard_size,
         address=address, format=format, overwrite=overwrite, progress=progress)
     summary = tag_corpus(config)
     typer.echo(json.dumps({"output": summary.output, "records": summary.records, "errors": summary.errors,

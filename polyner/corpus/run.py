@@ -25,6 +25,7 @@ class TagCorpusConfig:
     text_field: str = "text"
     keep_fields: tuple[str, ...] = ("id",)  # copied to the output when a record has them
     model: str | None = None  # None: the shipped default student
+    backend: str | None = None  # torch | onnx | onnx-int8; None: from the model directory
     engine: str = "local"  # local | process | ray
     workers: int = 1  # worker processes (process) or actors (ray)
     threads: int = 1  # torch threads per worker
@@ -84,14 +85,20 @@ def tag_corpus(config: TagCorpusConfig) -> CorpusSummary:
     stat = source.stat()
     settings = {"input": str(source), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
                 "format": fmt, "text_field": config.text_field, "keep_fields": list(config.keep_fields),
-                "shard_size": config.shard_size, "model": model}
+                "shard_size": config.shard_size, "model": model, "backend": config.backend}
     output = ShardedOutput(config.output, settings, len(specs), config.overwrite)
     todo = [spec for spec in specs if not output.is_done(spec.shard)]
     total = sum(spec.count for spec in specs)
     skipped = total - sum(spec.count for spec in todo)
     if skipped:
         logger.info("resuming: %d of %d shards already written", len(specs) - len(todo), len(specs))
-    tagging = TaggingSettings(model=model, batch_size=config.batch_size, threads=config.threads)
+    run_model, backend = model, config.backend
+    if todo and Path(model).is_dir():  # an export or torch rebuild is made here once, not by every worker
+        from polyner.models.backend import prepare_backend
+
+        prepared, backend = prepare_backend(model, config.backend)
+        run_model = str(prepared)
+    tagging = TaggingSettings(model=run_model, batch_size=config.batch_size, threads=config.threads, backend=backend)
     if not todo:
         results = iter(())
     elif config.engine == "local":

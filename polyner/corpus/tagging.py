@@ -23,6 +23,7 @@ class TaggingSettings:
     model: str | None  # a model directory or name; None: the shipped default
     batch_size: int = 32  # windows per forward pass
     threads: int = 1  # torch threads per worker
+    backend: str | None = None  # torch | onnx | onnx-int8; None: from the model directory
 
 
 @dataclass
@@ -110,7 +111,8 @@ class ShardTagger:
 
         threads = max(1, settings.threads)
         self.settings = settings
-        self.tagger = polyner.load(settings.model, batch_size=settings.batch_size, onnx_threads=threads)
+        self.tagger = polyner.load(settings.model, backend=settings.backend, batch_size=settings.batch_size,
+                                   onnx_threads=threads)
         if getattr(self.tagger.model, "run_logits", None) is None:  # a torch model; an ONNX one never imports torch
             import torch
 

@@ -92,6 +92,17 @@ def onnx_directory(path: str | Path, backend: str) -> Path:
     return cached_export(path, "int8" if want_int8 else None)
 
 
+def prepare_backend(path: str | Path, backend: str | None) -> tuple[Path, str | None]:
+    """The directory a backend runs from, made once (the ONNX export, or the torch weights read back), and the
+    backend to ask of it then: so that worker processes each load a ready directory instead of all building it."""
+    check_backend(backend)
+    if backend in ("onnx", "onnx-int8"):
+        return onnx_directory(path, backend), None
+    if backend == "torch":
+        return torch_directory(path), "torch"
+    return Path(path), None
+
+
 def load_with_backend(path: str | Path, backend: str | None = None, onnx_threads: int | None = None):
     """``(model, tokenizer)`` from a model directory, run by the chosen backend (see :func:`choose_backend`).
 
