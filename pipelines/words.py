@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Sequence
 
 from polyner.labels import inside, repair_iob2
@@ -29,8 +30,9 @@ def _in(ranges: Sequence[Span], code: int) -> bool:
     return any(lo <= code <= hi for lo, hi in ranges)
 
 
+@lru_cache(maxsize=1 << 16)
 def char_kind(ch: str) -> str:
-    """Classify a character: space, cjk, nospace, word, join (format chars) or punct."""
+    """Classify a character: space, cjk, nospace, word, join (format chars) or punct (cached: texts reuse few)."""
     code = ord(ch)
     if _in(_CJK_RANGES, code):
         return "cjk"
@@ -73,7 +75,7 @@ def segment_words(text: str, split_run: SplitRun | None = None) -> list[Span]:
         j = i + 1
         while j < n:
             k = char_kind(text[j])
-            if k == kind or k == "join" or unicodedata.category(text[j])[0] == "M":
+            if k == kind or k == "join" or _is_mark(text[j]):
                 j += 1  # combining marks and joiners stay with the character they modify
             elif kind == "word" and text[j] in _JOINERS and j + 1 < n and char_kind(text[j + 1]) == "word":
                 j += 2
@@ -87,9 +89,15 @@ def segment_words(text: str, split_run: SplitRun | None = None) -> list[Span]:
     return spans
 
 
+@lru_cache(maxsize=1 << 16)
+def _is_mark(ch: str) -> bool:
+    """A combining mark (Unicode category M*)."""
+    return unicodedata.category(ch)[0] == "M"
+
+
 def _after_marks(text: str, j: int) -> int:
     """The end of the combining marks and joiners that start at ``j``."""
-    while j < len(text) and (char_kind(text[j]) == "join" or unicodedata.category(text[j])[0] == "M"):
+    while j < len(text) and (char_kind(text[j]) == "join" or _is_mark(text[j])):
         j += 1
     return j
 
@@ -116,7 +124,7 @@ def _unspaced_kind(word: str) -> str | None:
     if kind not in ("cjk", "nospace"):
         return None
     for ch in word[1:]:
-        if char_kind(ch) not in (kind, "join") and unicodedata.category(ch)[0] != "M":
+        if char_kind(ch) not in (kind, "join") and not _is_mark(ch):
             return None
     return kind
 
