@@ -151,33 +151,12 @@ def test_the_key_is_checked_before_a_huge_body_is_sent(rule_tagger):
         assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
 
 
-def test_sigterm_drains_requests_in_flight_and_stops(rule_tagger):
-    """The server's exit handler (what SIGTERM runs) starts the drain: a request in flight is answered 200
-    within ``graceful_shutdown_s``, and the server then stops on its own."""
-    slow = SlowTagger(rule_tagger, 0.8)
+def _sigterm_mid_request(rule_tagger, seconds: float, drain_s: float):
+    """Send SIGTERM (the server's exit handler) while a request that takes ``seconds`` is in flight; return the
+    answers, whether the app was closing right after the signal, and how long the request went on after it."""
+    slow = SlowTagger(rule_tagger, seconds)
     answers: list = []
-    with live_server(slow, ServeSettings(graceful_shutdown_s=5)) as (server, port):
-        app = server.polyner_app
-        client = threading.Thread(target=lambda: answers.append(
-            httpx.post(f"http://127.0.0.1:{port}/v1/ner", json={"texts": [GERMAN]}, timeout=10)))
-        client.start()
-        deadline = time.monotonic() + 5
-        while app.state.batcher.in_flight == 0 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        server.handle_exit(signal.SIGTERM, None)
-        assert app.state.closing  # /ready is 503 from this moment (test_serve checks the answers)
-        client.join(10)
-        stopped = time.monotonic()
-        while server.started and not server.should_exit and time.monotonic() - stopped < 5:
-            time.sleep(0.01)
-    assert answers and answers[0].status_code == 200 and answers[0].json()["results"][0]["entities"]
-
-
-def test_a_request_longer_than_the_drain_window_gets_a_json_503(rule_tagger):
-    """It was dropped with uvicorn's plain-text 500 when the window ran out."""
-    slow = SlowTagger(rule_tagger, 1.5)
-    answers: list = []
-    with live_server(slow, ServeSettings(graceful_shutdown_s=0.3)) as (server, port):
+    with live_server(slow, ServeSettings(graceful_shutdown_s=drain_s)) as (server, port):
         app = server.polyner_app
         client = threading.Thread(target=lambda: answers.append(
             httpx.post(f"http://127.0.0.1:{port}/v1/ner", json={"texts": [GERMAN]}, timeout=10)))
@@ -187,8 +166,25 @@ def test_a_request_longer_than_the_drain_window_gets_a_json_503(rule_tagger):
             time.sleep(0.005)
         started = time.monotonic()
         server.handle_exit(signal.SIGTERM, None)
+        closing = app.state.closing
         client.join(10)
         waited = time.monotonic() - started
+        while server.started and not server.should_exit and time.monotonic() - started < 5:
+            time.sleep(0.01)
+    return answers, closing, waited
+
+
+def test_sigterm_drains_requests_in_flight_and_stops(rule_tagger):
+    """The server's exit handler (what SIGTERM runs) starts the drain: a request in flight is answered 200
+    within ``graceful_shutdown_s``, and the server then stops on its own."""
+    answers, closing, _ = _sigterm_mid_request(rule_tagger, 0.8, drain_s=5)
+    assert closing  # /ready is 503 from this moment (test_serve checks the answers)
+    assert answers and answers[0].status_code == 200 and answers[0].json()["results"][0]["entities"]
+
+
+def test_a_request_longer_than_the_drain_window_gets_a_json_503(rule_tagger):
+    """It was dropped with uvicorn's plain-text 500 when the window ran out."""
+    answers, _, waited = _sigterm_mid_request(rule_tagger, 1.5, drain_s=0.3)
     assert answers and answers[0].status_code == 503, answers[0].text
     body = answers[0].json()
     assert body["error"]["code"] == "shutting_down" and body["error"]["limit"] == "graceful_shutdown_s"
