@@ -115,13 +115,15 @@ class Distiller:
         return discover_gold(self.config.gold, self.config.languages, [split], self.config.exclude_sources)
 
     def vocabulary_counts(self, transfer: list[TransferSentence]) -> dict[str, collections.Counter]:
-        """Teacher piece counts per language over all the text at hand: the transfer set, every line of the
-        unlabeled files, and the gold and silver sentences the run may train on (gold dev included)."""
+        """Teacher piece counts per language over all the text at hand: every line of the unlabeled files, the gold
+        and silver sentences the run may train on (gold dev included), and the transfer set's augmented sentences
+        (its other sentences are samples of those files, counted once with them)."""
         from polyner.distill.vocab import count_pieces
 
         words: dict[str, list[list[str]]] = collections.defaultdict(list)
         for sentence in transfer:
-            words[sentence.lang].append(sentence.words)
+            if sentence.origin == "augmented":
+                words[sentence.lang].append(sentence.words)
         split_run = tokenizer_run_splitter(self.teacher_tokenizer)
         for lang, paths in unlabeled_files(self.config.unlabeled, self.config.languages).items():
             for line in read_lines(paths, 10 ** 9, random.Random(0)):
