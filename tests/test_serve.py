@@ -336,23 +336,6 @@ def test_graceful_shutdown_finishes_requests_in_flight_and_refuses_new_ones(rule
     asyncio.run(scenario())
 
 
-def test_graceful_shutdown_with_testclient_closed_under_a_request(rule_tagger):
-    """The same through TestClient: a slow request in a thread, the client closed meanwhile."""
-    slow = SlowTagger(rule_tagger, 0.5)
-    app = create_app(ServeSettings(graceful_shutdown_s=5), tagger=slow)
-    answers: list = []
-    with TestClient(app) as c:
-        worker = threading.Thread(target=lambda: answers.append(c.post("/v1/ner", json={"texts": [GERMAN]})))
-        worker.start()
-        deadline = time.monotonic() + 5
-        while app.state.batcher.in_flight == 0 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert app.state.batcher.in_flight == 1
-    worker.join(5)
-    assert answers and answers[0].status_code == 200
-    assert len(answers[0].json()["results"][0]["entities"]) == 3
-
-
 # --- 504 ---------------------------------------------------------------------------------------------------------
 
 def test_504_when_tagging_is_slower_than_the_timeout(rule_tagger):
