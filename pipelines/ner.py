@@ -118,7 +118,12 @@ def choose_windows(windows: list[tuple[int, int]], piece_counts: Sequence[int]) 
 
 
 class Tagger:
-    """Tag texts with a token-classification model; ``tagger(texts)`` gives entities per text."""
+    """Tag texts with a token-classification model; ``tagger(texts)`` gives entities per text.
+
+    ``model`` is a :class:`~polyner.models.classifier.TokenClassifier` (the ONNX model) or a torch module, which is
+    wrapped in a :class:`~polyner.models.classifier.TorchClassifier`; :attr:`classifier` is what the tagger runs,
+    :attr:`model` the model as given. :meth:`polyner.spec.ModelSpec.build` makes one from a model directory.
+    """
 
     def __init__(self, model: TokenClassifier | torch.nn.Module, tokenizer, config: TaggerConfig | None = None,
                  name: str = "", source: str | None = None) -> None:

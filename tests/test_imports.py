@@ -113,3 +113,13 @@ def test_the_graph_sees_lazy_imports():
 
 def test_polyner_modules_import_no_circle():
     assert cycles(import_graph()) == []
+
+
+def test_the_model_layer_does_not_call_up_into_the_surfaces():
+    """polyner.models.* is imported by the resolver, the spec and the surfaces, never the other way round."""
+    upper = ("polyner.loading", "polyner.spec", "polyner.cli", "polyner.corpus", "polyner.serve", "polyner.pipelines",
+             "polyner.bench", "polyner")
+    for name, targets in import_graph().items():
+        if name.startswith("polyner.models."):
+            calls_up = sorted(t for t in targets if t in upper or t.startswith(tuple(u + "." for u in upper[:-1])))
+            assert not calls_up, f"{name} imports {calls_up}"
