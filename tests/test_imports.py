@@ -3,6 +3,7 @@ a module that imports it back (the model layer does not call up into the user-fa
 from __future__ import annotations
 
 import ast
+import functools
 import tomllib
 from pathlib import Path
 
@@ -63,6 +64,7 @@ def imported(file: Path, known: set[str]) -> set[str]:
     return targets
 
 
+@functools.lru_cache(maxsize=1)
 def import_graph() -> dict[str, set[str]]:
     found = modules()
     return {name: imported(file, set(found)) - {name} for name, file in found.items()}

@@ -27,6 +27,16 @@ def student_dir(tmp_path_factory, tokenizer) -> Path:
     return save_tiny_student(tokenizer, tmp_path_factory.mktemp("student"))
 
 
+@pytest.fixture(scope="module")
+def fp32_dir(tmp_path_factory, student_dir) -> Path:
+    """The student exported to ONNX fp32: an ONNX-only directory."""
+    from polyner.models.onnx_export import ExportConfig, export_onnx
+
+    out = tmp_path_factory.mktemp("fp32")
+    export_onnx(ExportConfig(model=str(student_dir), out=str(out)))
+    return out
+
+
 def spans(results) -> list[list[tuple]]:
     return [[(e["text"], e["label"], e["start"], e["end"]) for e in entities] for entities in results]
 
@@ -58,11 +68,8 @@ class TestModelSpec:
         with pytest.raises(ModelDirectoryError, match=f"model directory not found: {tmp_path / 'nope'}"):
             ModelSpec.resolve(tmp_path / "nope")
 
-    def test_an_onnx_backend_the_directory_cannot_run_is_refused_at_resolve(self, tmp_path, student_dir):
-        from polyner.models.onnx_export import ExportConfig, export_onnx
-
-        fp32 = tmp_path / "fp32"
-        export_onnx(ExportConfig(model=str(student_dir), out=str(fp32)))
+    def test_an_onnx_backend_the_directory_cannot_run_is_refused_at_resolve(self, fp32_dir):
+        fp32 = fp32_dir
         assert ModelSpec.resolve(fp32).backend == "onnx"  # an ONNX-only directory runs on ONNX Runtime
         with pytest.raises(ModelDirectoryError, match=f"the ONNX model in {fp32} is not int8"):
             ModelSpec.resolve(fp32, backend="onnx-int8")
@@ -87,11 +94,8 @@ def test_qa_and_classify_do_not_drop_an_onnx_backend(tiny_model_dir):
 
 
 class TestTokenClassifier:
-    def test_torch_and_onnx_adapters_give_the_same_logits(self, tmp_path, student_dir):
-        from polyner.models.onnx_export import ExportConfig, export_onnx
-
-        out = tmp_path / "fp32"
-        export_onnx(ExportConfig(model=str(student_dir), out=str(out)))
+    def test_torch_and_onnx_adapters_give_the_same_logits(self, student_dir, fp32_dir):
+        out = fp32_dir
         torch_tagger, onnx_tagger = polyner.load(student_dir), polyner.load(out)
         for tagger in (torch_tagger, onnx_tagger):
             assert isinstance(tagger.classifier, TokenClassifier)
