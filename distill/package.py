@@ -49,17 +49,17 @@ def pack_model(source: str | Path, target: str | Path, onnx: str = "int8") -> Pa
     No ``model.safetensors``: tagging runs the ONNX model without torch, and the torch weights are read back from
     it when needed (fine-tuning, distilling: :func:`polyner.models.backend.torch_directory`).
     """
-    from polyner.models.backend import choose_backend
+    from polyner.models.backend import torch_directory
     from polyner.models.onnx_export import ExportConfig, export_onnx
 
     if onnx not in ONNX_KINDS:
         raise ValueError(f"unknown ONNX kind {onnx!r}: expected one of {ONNX_KINDS}")
     source, target = Path(source), Path(target)
-    choose_backend(source, "torch")  # a model directory with torch weights; names the path otherwise
+    weights = torch_directory(source)  # names the path when it holds no torch weights (nor a map of them)
     tmp = target.with_name(target.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    export_onnx(ExportConfig(model=str(source), out=str(tmp), quantize="int8" if onnx == "int8" else None))
+    export_onnx(ExportConfig(model=str(weights), out=str(tmp), quantize="int8" if onnx == "int8" else None))
     use_fast_tokenizer_file(tmp)
     if (target / "README.md").exists() and not (tmp / "README.md").exists():  # the card (rewritten by card_for_student)
         shutil.copyfile(target / "README.md", tmp / "README.md")

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from polyner.pipelines.decoding import Decoder
+from polyner.pipelines.decoding import Decoder, check_decoding
 from polyner.pipelines.words import Span, recut_words, segment_words, tokenizer_run_splitter
-from polyner.labels import ID2LABEL, LABELS, tags_to_spans
-from polyner.models.io import ModelDirectoryError
+from polyner.labels import LABELS, tags_to_spans
+from polyner.models.classifier import DEFAULT_MAX_LENGTH, TokenClassifier, as_token_classifier  # noqa: F401
 
 if TYPE_CHECKING:  # a torch model is one kind of model; an ONNX one runs without torch
     import torch
@@ -27,49 +27,30 @@ if TYPE_CHECKING:  # a torch model is one kind of model; an ONNX one runs withou
 logger = logging.getLogger(__name__)
 
 TOKENIZE_CHUNK = 256  # sentences per tokenizer call in Tagger.predict_words
-DEFAULT_MAX_LENGTH = 128  # pieces per window for a model whose config.json names no window
 
 
-@dataclass
+@dataclass(frozen=True)
 class TaggerConfig:
     """Inference settings of a :class:`Tagger`."""
 
-    max_length: int | None = None  # pieces per window, specials included; None: the model's own (model_window)
+    max_length: int | None = None  # pieces per window, specials included; None: the model's own window
     stride: int = 32  # pieces of context shared by two neighbouring windows
     batch_size: int = 32
     max_text_chars: int | None = None  # None: no limit (long texts are windowed)
     decoding: str = "viterbi"  # "viterbi": the best IOB2-valid label sequence; "argmax": each word on its own
-    # (read when the Tagger is built)
 
     def __post_init__(self) -> None:
         if self.max_length is not None:
             _check_int("max_length", self.max_length, 4)
         _check_int("stride", self.stride, 0)
         _check_int("batch_size", self.batch_size, 1)
+        check_decoding(self.decoding)
 
 
 def _check_int(name: str, value: Any, least: int) -> None:
     """Raise ValueError unless ``value`` is an int (not a bool) of at least ``least``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise ValueError(f"{name} must be an int of at least {least}, not {value!r}")
-
-
-def model_window(model, source: str | None = None) -> int:
-    """The window (pieces, specials included) a model asks to be read in: ``ner_max_length`` in its config.json,
-    else :data:`DEFAULT_MAX_LENGTH`.
-
-    ``polyner distill`` writes the length its student was trained on: positions beyond it were never trained
-    after the teacher's initialisation, and the shipped student tags best (on dev) in windows of that length.
-    A bad value is a ModelDirectoryError naming ``source`` (the model directory).
-    """
-    value = getattr(getattr(model, "config", None), "ner_max_length", None)
-    if value is None:
-        return DEFAULT_MAX_LENGTH
-    try:
-        _check_int("ner_max_length", value, 4)
-    except ValueError as exc:
-        raise ModelDirectoryError(f"{source or 'model'}: config.json: {exc}") from exc
-    return value
 
 
 @dataclass
@@ -137,20 +118,25 @@ def choose_windows(windows: list[tuple[int, int]], piece_counts: Sequence[int]) 
 
 
 class Tagger:
-    """Tag texts with a token-classification model; ``tagger(texts)`` gives entities per text."""
+    """Tag texts with a token-classification model; ``tagger(texts)`` gives entities per text.
 
-    def __init__(self, model: torch.nn.Module, tokenizer, config: TaggerConfig | None = None,
+    ``model`` is a :class:`~polyner.models.classifier.TokenClassifier` (the ONNX model) or a torch module, which is
+    wrapped in a :class:`~polyner.models.classifier.TorchClassifier`; :attr:`classifier` is what the tagger runs,
+    :attr:`model` the model as given. :meth:`polyner.spec.ModelSpec.build` makes one from a model directory.
+    """
+
+    def __init__(self, model: TokenClassifier | torch.nn.Module, tokenizer, config: TaggerConfig | None = None,
                  name: str = "", source: str | None = None) -> None:
-        self.model = model.eval()
+        self.classifier = as_token_classifier(model, source)  # a torch module is wrapped in a TorchClassifier
+        self.model = model  # as given: the ONNX classifier, or the torch module
         self.tokenizer = tokenizer
         config = config or TaggerConfig()
         if config.max_length is None:
-            config = replace(config, max_length=model_window(model, source))
+            config = replace(config, max_length=self.classifier.window())
         self.config = config
         self.name = name
         self.source = source  # the model directory, when loaded from one
-        id2label = getattr(getattr(model, "config", None), "id2label", None) or ID2LABEL
-        self.id2label = {int(k): v for k, v in id2label.items()}
+        self.id2label = self.classifier.id2label
         if sorted(self.id2label) != list(range(len(self.id2label))):
             raise ValueError(f"model {name or ''} has label ids {sorted(self.id2label)}, not 0..{len(self.id2label) - 1}")
         unknown = set(self.id2label.values()) - set(LABELS)
@@ -289,22 +275,10 @@ class Tagger:
                 seq = windows[i].input_ids
                 ids[row, :len(seq)] = seq
                 mask[row, :len(seq)] = 1
-            probs = softmax(self._logits(ids, mask))
+            probs = softmax(self.classifier.logits(ids, mask))
             for row, i in enumerate(batch):
                 out[i] = probs[row]
         return out  # type: ignore[return-value]
-
-    def _logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """The model's float32 logits for one padded batch. An ONNX model takes and gives numpy arrays (torch is
-        never imported on that path); a torch model runs under ``inference_mode``."""
-        run_logits = getattr(self.model, "run_logits", None)
-        if run_logits is not None:
-            return run_logits(ids, mask)
-        import torch
-
-        with torch.inference_mode():
-            logits = self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
-        return logits.float().numpy()
 
     def _entities(self, text: str, spans: list[Span], tagged: list[tuple[str, float]]) -> list[dict]:
         entities = []

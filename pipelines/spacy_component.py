@@ -14,11 +14,14 @@ import shutil
 import sys
 from bisect import bisect_left, bisect_right
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.util import minibatch
+
+if TYPE_CHECKING:
+    from polyner.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 MODEL_FOLDER = "model"
@@ -37,40 +40,32 @@ class PolynerComponent:
 
     def __init__(self, nlp: Language, name: str, model: str | None, overwrite_ents: bool, batch_size: int,
                  max_length: int | None, detect_language: bool, backend: str | None = None) -> None:
-        from polyner.loading import resolve_model
-        from polyner.models.backend import check_backend
-        from polyner.models.io import check_model_dir
-
         self.name = name
         self.model = model
         self.overwrite_ents = overwrite_ents
         self.batch_size = batch_size
         self.max_length = max_length
         self.detect_language = detect_language
-        self.backend = check_backend(backend)  # None: from the model directory; "onnx-int8": the fastest on CPU
-        if model == SAVED_MODEL:  # spacy.load of a saved pipeline: from_disk supplies the model
-            self._source: Path | str | None = None
-        else:
-            target = resolve_model(model)  # raises, naming the path, when there is no model: at add_pipe time
-            self._source = check_model_dir(target) if isinstance(target, Path) else target
+        self.backend = backend  # None: from the model directory; "onnx-int8": the fastest on CPU
+        # the model to tag with, resolved at add_pipe time (an error names the path); spacy.load of a saved
+        # pipeline (model SAVED_MODEL): from_disk supplies it
+        self.spec: ModelSpec | None = None if model == SAVED_MODEL else self._resolve(model)
         self._tagger = None
-        self._onnx_threads: int | None = None  # ONNX Runtime's threads: all cores, one in a worker process
         self._pid = os.getpid()
+
+    def _resolve(self, model: str | Path | None) -> ModelSpec:
+        from polyner.spec import ModelSpec
+
+        return ModelSpec.resolve(model, self.backend, max_length=self.max_length, batch_size=self.batch_size)
 
     @property
     def tagger(self):
-        """The polyner tagger, loaded on first use (or by ``from_disk``)."""
+        """The polyner tagger, built on first use from :attr:`spec`."""
         if self._tagger is None:
-            import polyner
-            from polyner.models.io import check_model_dir
-
-            if self._source is None:
+            if self.spec is None:
                 raise ValueError(f"pipe {self.name!r}: model {SAVED_MODEL!r} means the weights are stored with a saved "
                                  "pipeline; load that pipeline with spacy.load(PATH) instead of building it from config")
-            if isinstance(self._source, Path):
-                check_model_dir(self._source)
-            self._tagger = polyner.load(self._source, backend=self.backend, max_length=self.max_length,
-                                        batch_size=self.batch_size, onnx_threads=self._onnx_threads)
+            self._tagger = self.spec.build()
         return self._tagger
 
     def _one_thread_in_worker(self) -> None:
@@ -79,18 +74,13 @@ class PolynerComponent:
         Torch gets it before any parallel region (a child forked after the parent ran torch on several threads
         hangs in its first one: the OpenMP pool does not survive fork); torch is imported for that only when the
         model runs on torch. An ONNX Runtime session inherited from the parent is dropped for the same reason
-        and the worker loads its own, with one thread.
+        and the worker builds its own, with one thread.
         """
-        self._onnx_threads = 1
-        on_torch = False
-        if self._tagger is not None:
-            on_torch = getattr(self._tagger.model, "run_logits", None) is None
-            if not on_torch:
-                self._tagger = None
-        elif isinstance(self._source, Path) and self.backend not in ("onnx", "onnx-int8"):
-            from polyner.models.backend import choose_backend
-
-            on_torch = choose_backend(self._source, self.backend) == "torch"
+        on_torch = self.spec is not None and self.spec.backend == "torch"
+        if self.spec is not None:
+            self.spec = self.spec.with_threads(1)
+        if self._tagger is not None and not on_torch:
+            self._tagger = None
         if on_torch or sys.modules.get("torch") is not None:
             import torch
 
@@ -149,23 +139,18 @@ class PolynerComponent:
         path = Path(path)
         target = path / MODEL_FOLDER
         path.mkdir(parents=True, exist_ok=True)
-        if self._source is None:
+        if self.spec is None:
             raise ValueError(f"pipe {self.name!r} has no model to save: it was built with model={SAVED_MODEL!r} "
                              "and never read from disk")
-        if not isinstance(self._source, Path):  # a hub name: save what was loaded
-            self.tagger.model.save_pretrained(target)
-            self.tagger.tokenizer.save_pretrained(target)
-        elif not (target.exists() and target.resolve() == self._source.resolve()):
+        if not (target.exists() and target.resolve() == self.spec.path.resolve()):
             shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(self._source, target,
+            shutil.copytree(self.spec.path, target,
                             ignore=shutil.ignore_patterns("work", "checkpoint*", "*.npy", "training_*"))
         _point_config_at_saved_model(path.parent / "config.cfg", path.name)
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> "PolynerComponent":
         """Use the model written by :meth:`to_disk` (the configured ``model`` is then ignored)."""
-        from polyner.models.io import check_model_dir
-
-        self._source = check_model_dir(Path(path) / MODEL_FOLDER)
+        self.spec = self._resolve(Path(path) / MODEL_FOLDER)
         self._tagger = None
         return self
 

@@ -9,3 +9,7 @@ from __future__ import annotations
 
 class UserError(Exception):
     """A problem with the input, the configuration or the installation; the message says what to fix."""
+
+
+class ModelDirectoryError(UserError, ValueError):
+    """A model directory is missing, incomplete or corrupt; the message names the path."""

@@ -31,6 +31,8 @@ class EvaluationRequest:
     batch_size: int = 64
     decoding: str = "viterbi"  # the Tagger's word-label decoding: "viterbi" (IOB2-constrained) or "argmax"
     max_length: int | None = None  # pieces per window; None: each model's own (ner_max_length, else 128)
+    backend: str | None = None  # "torch", "onnx" or "onnx-int8" for every model; None: from each directory
+    threads: int | None = None  # intra-op threads of ONNX Runtime or torch; None: all cores
     silver: str | None = None  # silver root: its test files get a table of their own, never mixed with gold
     coverage: bool = False  # add the per-target-language table: training data kind and test F1 of each model
     progress: bool = True  # a progress bar on a terminal (tqdm; shown after a couple of seconds)
@@ -134,13 +136,14 @@ def _score(request: EvaluationRequest, taggers: list, sentences: list[Sentence],
 
 def run_evaluation(request: EvaluationRequest) -> str:
     """Score every model on every split; return the markdown (and write it into ``request.results`` if set)."""
-    import polyner
+    from polyner.spec import ModelSpec
 
     names = request.names or [Path(m).name for m in request.models]
     if len(names) != len(request.models):
         raise ValueError(f"{len(request.models)} models but {len(names)} names")
-    taggers = [polyner.load(m, batch_size=request.batch_size, decoding=request.decoding, max_length=request.max_length)
-               for m in request.models]
+    specs = [ModelSpec.resolve(m, request.backend, request.threads, batch_size=request.batch_size,
+                               decoding=request.decoding, max_length=request.max_length) for m in request.models]
+    taggers = [spec.build() for spec in specs]
     windows = ", ".join(f"{name} {tagger.config.max_length}" for name, tagger in zip(names, taggers))
     blocks = []
     gold_test = silver_test = None

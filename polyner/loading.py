@@ -1,5 +1,6 @@
-"""``polyner.load``: find a model (locally first: path, shipped default, cached name, then the hub) and wrap it for
-its task. :func:`resolve_model` is the one place that turns a ``--model`` value into a directory."""
+"""Find a model: locally first (path, shipped default, cached name), then the hub. :func:`locate_model` is the one
+place that turns a ``--model`` value into a checked directory; :func:`local_models` lists what it finds offline.
+(:class:`polyner.spec.ModelSpec` locates a model, chooses its backend and builds its tagger.)"""
 from __future__ import annotations
 
 import logging
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from polyner.home import polyner_home
-from polyner.models.io import ModelDirectoryError
+from polyner.models.io import ModelDirectoryError, check_model_dir
 
 logger = logging.getLogger(__name__)
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
@@ -70,6 +71,12 @@ def resolve_model(path_or_name: str | Path | None) -> Path:
         return _hub_snapshot(name)
     raise ModelDirectoryError(f"no model {name!r}: not a directory, not a local model name (`polyner models` lists "
                               "them) and not a hub id (OWNER/NAME)")
+
+
+def locate_model(path_or_name: str | Path | None) -> Path:
+    """The checked model directory ``path_or_name`` refers to (see :func:`resolve_model`): a ModelDirectoryError
+    naming the path when it is missing or holds no readable model."""
+    return check_model_dir(resolve_model(path_or_name))
 
 
 def _hub_snapshot(repo_id: str) -> Path:
@@ -151,38 +158,3 @@ def _default_backend(path: Path) -> str:
 
 def _size_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6
-
-
-def load(path_or_name: str | Path | None = None, task: str = "ner", backend: str | None = None,
-         onnx_threads: int | None = None, **options):
-    """Load a polyner model. ``task="ner"`` returns a :class:`~polyner.pipelines.ner.Tagger`.
-
-    ``path_or_name`` is a model directory, a name under ``$POLYNER_HOME/models``, or a Hugging Face
-    hub id (``OWNER/NAME``; see :func:`resolve_model`); None loads the default student shipped inside the package,
-    an ONNX model run by onnxruntime, offline and without torch.
-    ``backend`` is "torch", "onnx", "onnx-int8" or None (ONNX Runtime when the directory holds model.onnx
-    and no model.safetensors). "onnx" / "onnx-int8" on a directory of torch weights export it to ONNX fp32 /
-    dynamic int8 once, into ``$POLYNER_HOME/onnx``, and run that: the fastest way to tag on a CPU. "torch" on an
-    ONNX-only directory (the default) reads its torch weights back once (the ``train`` extra). ``onnx_threads`` sets ONNX Runtime's intra-op threads (None: all cores).
-    Extra keyword options go to :class:`~polyner.pipelines.ner.TaggerConfig`; ``max_length`` (pieces per
-    window) defaults to the model's own (``ner_max_length`` in its config.json, see
-    :func:`~polyner.pipelines.ner.model_window`), else 128.
-    ``task="classify"`` / ``task="qa"`` load a model fine-tuned by ``polyner finetune glue`` / ``squad`` and
-    return a :class:`~polyner.tasks.inference.SequenceClassifier` / :class:`~polyner.tasks.inference.QuestionAnswerer`.
-    """
-    from polyner.models.backend import check_backend
-
-    check_backend(backend)
-    target = resolve_model(path_or_name)
-    if task == "ner":
-        from polyner.models.backend import load_with_backend
-        from polyner.pipelines.ner import Tagger, TaggerConfig
-
-        model, tokenizer = load_with_backend(target, backend, onnx_threads)
-        name = DEFAULT_NAME if target == DEFAULT_MODEL_DIR else Path(str(path_or_name)).name or str(path_or_name)
-        return Tagger(model, tokenizer, TaggerConfig(**options), name=name, source=str(target))
-    if task in ("classify", "qa"):  # fine-tuned GLUE / SQuAD heads (polyner finetune)
-        from polyner.tasks.inference import load_task_pipeline
-
-        return load_task_pipeline(target, task, **options)
-    raise ValueError(f"unknown task {task!r}: expected 'ner', 'classify' or 'qa'")

@@ -9,10 +9,10 @@ answers 503 at once, new texts are refused, and requests in flight have ``gracef
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,6 +28,9 @@ from polyner.serve.schemas import ErrorResponse, ModelInfo, NERRequest, NERRespo
 from polyner.serve.settings import ServeSettings
 from polyner.textcheck import lone_surrogate
 
+if TYPE_CHECKING:
+    from polyner.spec import ModelSpec
+
 logger = logging.getLogger(__name__)
 ERRORS = {status: {"model": ErrorResponse} for status in (401, 408, 413, 422, 500, 503, 504)}
 ADMIT_FRACTION = 0.5  # a request is admitted while the queue ahead of it takes at most this share of the timeout
@@ -38,21 +41,18 @@ LIMITS = ("max_texts_per_request", "max_chars_per_text", "max_chars_per_request"
 
 
 def model_info(tagger, settings: ServeSettings) -> ModelInfo:
-    """Name, languages, labels, size and limits of the loaded model."""
+    """Name, languages, labels, size and limits of the loaded model, read from its
+    :class:`~polyner.models.classifier.TokenClassifier`."""
     from polyner.languages import TARGET_LANGUAGES
 
-    model = tagger.model
-    parameters = sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else 0
-    model_file = getattr(model, "model_file", None)  # an ONNX model: its own folder (maybe an export of source)
-    folder = Path(model_file).parent if model_file else Path(getattr(tagger, "source", "") or "")
+    classifier = tagger.classifier
+    folder = classifier.folder or Path(tagger.source or "")  # an ONNX model: its own folder (maybe an export)
     size = sum(f.stat().st_size for f in folder.glob("*") if f.is_file()) if folder.is_dir() else 0
-    languages = list(getattr(getattr(model, "config", None), "polyner_languages", None) or TARGET_LANGUAGES)
+    languages = list(getattr(classifier.config, "polyner_languages", None) or TARGET_LANGUAGES)
     limits = {k: float(getattr(settings, k)) for k in LIMITS}
-    from polyner.models.backend import backend_of
-
     return ModelInfo(name=tagger.name or "polyner", version=__version__, languages=languages,
-                     labels=tagger.labels, parameters=parameters, size_bytes=size, backend=backend_of(model),
-                     limits=limits)
+                     labels=tagger.labels, parameters=classifier.parameters_count(), size_bytes=size,
+                     backend=classifier.backend, limits=limits)
 
 
 def begin_shutdown(app: FastAPI) -> None:
@@ -71,8 +71,9 @@ def begin_shutdown(app: FastAPI) -> None:
     logger.info("shutting down: draining requests for up to %g s", state.settings.graceful_shutdown_s)
 
 
-def create_app(settings: ServeSettings | None = None, tagger=None) -> FastAPI:
-    """Build the app. ``tagger`` may be given (tests); otherwise ``settings.model`` is loaded at start-up."""
+def create_app(settings: ServeSettings | None = None, tagger=None, spec: ModelSpec | None = None) -> FastAPI:
+    """Build the app. ``tagger`` may be given (a loaded one, or a stand-in in tests); otherwise the model of ``spec``
+    (default: ``settings.model`` run by ``settings.backend``) is loaded at start-up."""
     settings = settings or ServeSettings.from_env()
 
     @asynccontextmanager
@@ -83,10 +84,12 @@ def create_app(settings: ServeSettings | None = None, tagger=None) -> FastAPI:
         state.closing = False
         loaded = tagger
         if loaded is None:
-            import polyner
+            from polyner.spec import ModelSpec
 
-            loaded = await state.loop.run_in_executor(
-                None, functools.partial(polyner.load, settings.model, backend=settings.backend))
+            def build():  # a hub model may be downloaded: off the event loop
+                return (spec or ModelSpec.resolve(settings.model, settings.backend)).build()
+
+            loaded = await state.loop.run_in_executor(None, build)
         state.tagger = loaded
         state.batcher = MicroBatcher(tag_and_detect(loaded), settings.max_batch_size, settings.batch_wait_ms,
                                      settings.max_queue_chars, settings.request_timeout_s * ADMIT_FRACTION,

@@ -75,19 +75,19 @@ def test_tag_stdin_keeps_empty_lines(runner, tiny_model_dir):
 
 def test_tag_output_matches_the_tagger(runner, tiny_model_dir, rule_tagger, monkeypatch):
     """With a tagger that does find entities, the JSON lines carry exactly its entities."""
-    import polyner
+    from polyner.spec import ModelSpec
 
     seen = {}
 
-    def fake_load(model, batch_size=32, backend=None):
-        seen.update(model=model, batch_size=batch_size)
+    def fake_build(spec):
+        seen.update(model=spec.path, batch_size=spec.tagger.batch_size, decoding=spec.tagger.decoding)
         return rule_tagger
 
-    monkeypatch.setattr(polyner, "load", fake_load)
-    result = runner.invoke(app, ["tag", "Angela Merkel visited Paris.", "nothing here", "--model", "somewhere",
-                                 "--batch-size", "5"])
+    monkeypatch.setattr(ModelSpec, "build", fake_build)
+    result = runner.invoke(app, ["tag", "Angela Merkel visited Paris.", "nothing here", "--model", str(tiny_model_dir),
+                                 "--batch-size", "5", "--decoding", "argmax"])
     assert result.exit_code == 0, result.output
-    assert seen == {"model": "somewhere", "batch_size": 5}
+    assert seen == {"model": tiny_model_dir, "batch_size": 5, "decoding": "argmax"}
     first, second = _json_lines(result.stdout)
     assert [(e["text"], e["label"]) for e in first["entities"]] == [("Angela Merkel", "PER"), ("Paris", "PER")]
     assert second == {"text": "nothing here", "entities": []}

@@ -50,9 +50,7 @@ class TestShippedDefault:
         assert tagger.config.max_length == 64
 
     def test_runs_on_onnxruntime(self, tagger):
-        from polyner.models.backend import backend_of
-
-        assert backend_of(tagger.model) == "onnx-int8" and tagger.name == "polyner-default"
+        assert tagger.classifier.backend == "onnx-int8" and tagger.name == "polyner-default"
 
     def test_loads_offline_and_finds_people(self, tagger, monkeypatch):
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")

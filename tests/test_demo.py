@@ -12,6 +12,7 @@ import torch
 from headless import Chromium, find_chromium
 from live_server import live_server
 from polyner.serve.settings import ServeSettings
+from polyner.models.classifier import TorchClassifier
 
 CHROMIUM = find_chromium()
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium or Chrome found (apt-get install chromium, "
@@ -33,7 +34,7 @@ class Gazetteer:
 
     def __init__(self, names: dict[str, str]) -> None:
         self.names = names
-        self.model = torch.nn.Linear(1, 1)
+        self.classifier = TorchClassifier(torch.nn.Linear(1, 1))
 
     def __call__(self, texts):
         results = []

@@ -266,16 +266,26 @@ class _Oracle:
         return [["O"] * len(words) if self.drop else list(self.answers[tuple(words)]) for words in sentences]
 
 
-def test_run_evaluation_scores_each_model(gold_tree, tmp_path, monkeypatch):
-    import polyner
+def _load_with(monkeypatch, load) -> None:
+    """Every model spec run_evaluation resolves builds ``load(model, **tagger options)`` (a stand-in tagger)."""
+    from types import SimpleNamespace
 
+    from polyner.spec import ModelSpec
+
+    def resolve(model, backend=None, threads=None, **options):
+        return SimpleNamespace(build=lambda: load(model, **options))
+
+    monkeypatch.setattr(ModelSpec, "resolve", staticmethod(resolve))
+
+
+def test_run_evaluation_scores_each_model(gold_tree, tmp_path, monkeypatch):
     loaded = []
 
     def fake_load(path, batch_size=32, decoding="viterbi", max_length=None):
         loaded.append((path, batch_size, decoding, max_length))
         return _Oracle(gold_tree, drop_entities=path == "blind", max_length=max_length)
 
-    monkeypatch.setattr(polyner, "load", fake_load)
+    _load_with(monkeypatch, fake_load)
     results = tmp_path / "results.md"
     body = run_evaluation(EvaluationRequest(models=["oracle", "blind"], data=str(gold_tree), splits=["dev"],
                                             names=["gold", "none"], results=str(results), batch_size=7))
@@ -290,10 +300,8 @@ def test_run_evaluation_scores_each_model(gold_tree, tmp_path, monkeypatch):
 
 
 def test_run_evaluation_single_file_and_name_mismatch(gold_tree, tmp_path, monkeypatch):
-    import polyner
-
-    monkeypatch.setattr(polyner, "load", lambda path, batch_size=32, decoding="viterbi", max_length=None:
-                        _Oracle(gold_tree, max_length=max_length))
+    _load_with(monkeypatch, lambda path, batch_size=32, decoding="viterbi", max_length=None:
+               _Oracle(gold_tree, max_length=max_length))
     one_file = gold_tree / "src_a" / "en" / "test.iob2"
     body = run_evaluation(EvaluationRequest(models=["m"], data=str(one_file), results=str(tmp_path / "r.md"),
                                             max_sentences=1))
@@ -305,8 +313,6 @@ def test_run_evaluation_single_file_and_name_mismatch(gold_tree, tmp_path, monke
 
 
 def test_run_evaluation_reports_silver_apart_and_the_41_language_coverage(gold_tree, tmp_path, monkeypatch):
-    import polyner
-
     silver = tmp_path / "silver"
 
     def write(path, rows):
@@ -327,8 +333,8 @@ def test_run_evaluation_reports_silver_apart_and_the_41_language_coverage(gold_t
                 seen.append(list(answers.get(tuple(words)) or self.answers[tuple(words)]))
             return seen
 
-    monkeypatch.setattr(polyner, "load", lambda path, batch_size=32, decoding="viterbi", max_length=None:
-                        Oracle(gold_tree, max_length=max_length))
+    _load_with(monkeypatch, lambda path, batch_size=32, decoding="viterbi", max_length=None:
+               Oracle(gold_tree, max_length=max_length))
     body = run_evaluation(EvaluationRequest(models=["m"], data=str(gold_tree), silver=str(silver), coverage=True,
                                             results=str(tmp_path / "r.md")))
     gold_part, silver_part = body.split("on silver test")[0], body.split("on silver test")[1].split("### Per")[0]

@@ -420,7 +420,7 @@ print(json.dumps({{"ids": enc.ids, "logits": logits.tolist(), "labels": [labels[
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     model = polyner.load(int8_dir).model
-    expected = model.run_logits(np.array([out["ids"]]), np.ones((1, len(out["ids"])), dtype=np.int64))
+    expected = model.logits(np.array([out["ids"]]), np.ones((1, len(out["ids"])), dtype=np.int64))
     assert np.allclose(np.array(out["logits"]), expected, atol=1e-5)
     assert len(out["labels"]) == len(out["ids"]) and set(out["labels"]) <= set(model.config.label2id)
 

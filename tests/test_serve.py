@@ -251,7 +251,9 @@ def _asgi(app) -> httpx.AsyncClient:
 
 def test_503_while_the_model_loads_then_200(monkeypatch, rule_tagger, tmp_path):
     """create_app without a tagger loads ``settings.model`` in the lifespan; loading is held until released."""
-    import polyner
+    from types import SimpleNamespace
+
+    from polyner.spec import ModelSpec
 
     release = threading.Event()
     asked: list = []
@@ -261,7 +263,8 @@ def test_503_while_the_model_loads_then_200(monkeypatch, rule_tagger, tmp_path):
         assert release.wait(10), "never released"
         return rule_tagger
 
-    monkeypatch.setattr(polyner, "load", slow_load)
+    monkeypatch.setattr(ModelSpec, "resolve", staticmethod(
+        lambda path, backend=None: SimpleNamespace(build=lambda: slow_load(path, backend))))
     app = create_app(ServeSettings(model=str(tmp_path)))
 
     async def scenario():

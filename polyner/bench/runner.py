@@ -86,12 +86,19 @@ def prepare_texts(config: BenchConfig) -> tuple[dict, dict]:
     return texts, about
 
 
+def student_directory(config: BenchConfig) -> Path:
+    """The student's checked directory (``config.student`` located; None: the shipped default)."""
+    from polyner.loading import locate_model
+
+    return locate_model(config.student)
+
+
 def export_students(config: BenchConfig, work: Path) -> dict[str, dict]:
     """Export the student to ONNX fp32 and int8 under ``work``; the export reports by contender name."""
-    from polyner.loading import resolve_model
+    from polyner.models.backend import torch_directory
     from polyner.models.onnx_export import ExportConfig, export_onnx
 
-    source = str(resolve_model(config.student))
+    source = str(torch_directory(student_directory(config)))  # an ONNX-only student: its torch weights read back
     reports = {}
     for name, quantize, folder in ((STUDENT_ONNX, None, "student-onnx-fp32"),
                                    (STUDENT_INT8, "int8", "student-onnx-int8")):
@@ -103,14 +110,12 @@ def export_students(config: BenchConfig, work: Path) -> dict[str, dict]:
 
 def contenders(config: BenchConfig, exports: dict[str, dict]) -> list[ContenderSpec]:
     """The models in table order: teacher, scale encoder, student torch fp32, ONNX fp32, ONNX int8."""
-    from polyner.loading import resolve_model
-
     common = {"threads": config.threads, "repeats": config.repeats, "batch_size": config.batch_size}
     specs = [ContenderSpec(TEACHER, str(config.teacher), backend="torch", **common)]
     if config.scale:
         specs.append(ContenderSpec(SCALE, str(config.teacher), kind="scale", trained=False,
                                    geometry=dict(config.scale_geometry), **common))
-    specs.append(ContenderSpec(STUDENT_TORCH, str(resolve_model(config.student)), backend="torch", **common))
+    specs.append(ContenderSpec(STUDENT_TORCH, str(student_directory(config)), backend="torch", **common))
     for name in (STUDENT_ONNX, STUDENT_INT8):
         specs.append(ContenderSpec(name, exports[name]["path"], backend="onnx", **common))
     return specs

@@ -94,10 +94,10 @@ def runs_on_torch(spec: ContenderSpec) -> bool:
 
 def load_contender(spec: ContenderSpec):
     """The Tagger of a contender and, for "scale", its parameter count (built from config, random weights)."""
-    import polyner
-
     if spec.kind == "dir":
-        return polyner.load(spec.path, backend=spec.backend, onnx_threads=spec.threads)
+        from polyner.spec import ModelSpec
+
+        return ModelSpec.resolve(spec.path, spec.backend, spec.threads).build()
     if spec.kind != "scale":
         raise ValueError(f"unknown contender kind {spec.kind!r}")
     import torch
@@ -137,9 +137,9 @@ class ContenderSession:
         started = time.perf_counter()
         self.tagger = load_contender(self.spec)
         load_s = time.perf_counter() - started
-        backend = type(self.tagger.model).__name__
-        self.result = Measurement(self.spec.name, "onnx" if backend == "OnnxTokenClassifier" else "torch",
-                                  trained=self.spec.trained, isolated=self.isolated)
+        on_torch = self.tagger.classifier.backend == "torch"
+        self.result = Measurement(self.spec.name, "torch" if on_torch else "onnx", trained=self.spec.trained,
+                                  isolated=self.isolated)
         self.result.load_s = load_s if self.spec.kind == "dir" else None
         _describe_files(self.spec, self.tagger, self.result)
         self.tagger.tag_words(self.texts["speed"], batch_size=self.spec.batch_size)  # every batch shape once
@@ -224,9 +224,8 @@ def measure(spec: ContenderSpec, texts: dict, isolated: bool = True) -> Measurem
 def _describe_files(spec: ContenderSpec, tagger, result: Measurement) -> None:
     from polyner.models.onnx_backend import ONNX_FILE, export_info
 
-    model = tagger.model
-    if hasattr(model, "parameters"):
-        result.parameters = sum(p.numel() for p in model.parameters())
+    if result.backend == "torch":  # ONNX Runtime does not count a graph's weights
+        result.parameters = tagger.classifier.parameters_count()
     if spec.kind != "dir":
         return
     folder = Path(spec.path)

@@ -1,17 +1,24 @@
 """What every ``polyner`` sub-command shares: the error handler, the shared options, log set-up, reading text.
 
+Every verb that tags takes the same model options (:func:`model_option`, :func:`backend_option`,
+:func:`threads_option`, :func:`max_length_option`, :func:`decoding_option`, :func:`batch_size_option`) and turns
+them into one :class:`~polyner.spec.ModelSpec` with :func:`model_spec`.
+
 Verbs raise :class:`~polyner.errors.UserError` (or let the library raise it) for anything the user can fix;
 :class:`PolynerGroup` prints it as ``error: MESSAGE`` in one line and exits 2, in one place.
 """
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from typer.core import TyperGroup
 
 from polyner.errors import UserError
+
+if TYPE_CHECKING:
+    from polyner.spec import ModelSpec
 
 #: What the command line reports as a user error: polyner's own, and the builtin kinds the library raises for
 #: bad values (ValueError), missing files (FileNotFoundError) and missing packages (ImportError).
@@ -40,6 +47,50 @@ def verbose_option(default: bool) -> bool:
 def languages_option(help: str = "Comma-separated languages, e.g. de,fr,sw (default: all found).") -> Optional[str]:
     """``--languages`` (old spelling ``--langs`` still works)."""
     return typer.Option(None, "--languages", "--langs", help=help)
+
+
+def model_option(help: str = "Model directory, name or hub id OWNER/NAME (default: the shipped model)."
+                 ) -> Optional[str]:
+    """``--model`` / ``-m``: what every verb that tags with one model runs."""
+    return typer.Option(None, "--model", "-m", help=help)
+
+
+def backend_option(name: str = "--backend") -> Optional[str]:
+    """``--backend``: torch, onnx or onnx-int8; None: from the model directory."""
+    return typer.Option(None, name, help="torch, onnx or onnx-int8 (an ONNX export is made once, on first use: the "
+                        "fastest on a CPU); default: from the model directory.")
+
+
+def threads_option(default: Optional[int] = None,
+                   help: str = "Intra-op threads of ONNX Runtime or torch (default: all cores).") -> Optional[int]:
+    """``--threads`` (old spelling ``--onnx-threads`` still works)."""
+    return typer.Option(default, "--threads", "--onnx-threads", help=help)
+
+
+def max_length_option() -> Optional[int]:
+    """``--max-length``: pieces per window; None: the model's own."""
+    return typer.Option(None, "--max-length", help="Pieces per window (default: the model's own, ner_max_length in "
+                        "its config.json, else 128).")
+
+
+def decoding_option() -> str:
+    """``--decoding``: viterbi or argmax."""
+    return typer.Option("viterbi", "--decoding", help="Word labels: viterbi (IOB2-constrained) or argmax (each word "
+                        "on its own).")
+
+
+def batch_size_option(default: int = 32) -> int:
+    """``--batch-size``: windows per forward pass."""
+    return typer.Option(default, "--batch-size", help="Windows per forward pass.")
+
+
+def model_spec(model: Optional[str], backend: Optional[str] = None, threads: Optional[int] = None,
+               max_length: Optional[int] = None, decoding: str = "viterbi", batch_size: int = 32) -> ModelSpec:
+    """The model options of a verb, resolved once: the model located and checked, its backend chosen."""
+    from polyner.spec import ModelSpec
+
+    return ModelSpec.resolve(model, backend, threads, max_length=max_length, decoding=decoding,
+                             batch_size=batch_size)
 
 
 def split_list(value: Optional[str]) -> Optional[list[str]]:

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from polyner.cli.common import setup_logging, split_list, verbose_option
+from polyner.cli.common import (backend_option, batch_size_option, decoding_option, max_length_option, model_option,
+                                setup_logging, split_list, threads_option, verbose_option)
 from polyner.errors import UserError
 
 app = typer.Typer()
@@ -20,13 +21,14 @@ def tag_corpus_cmd(
                                  "+ manifest (--output and -o are older spellings)."),
         text_field: str = typer.Option("text", help="The field (JSON key or Parquet column) holding the text."),
         keep: str = typer.Option("id", help="Comma-separated fields copied to the output when present ('' for none)."),
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory or name (default: shipped)."),
-        backend: Optional[str] = typer.Option(None, help="torch, onnx or onnx-int8 (exported once, before the workers "
-                                              "start); default: from the model directory."),
+        model: Optional[str] = model_option(),
+        backend: Optional[str] = backend_option(),
+        threads: int = threads_option(1, help="Intra-op threads of ONNX Runtime or torch, per worker."),
+        max_length: Optional[int] = max_length_option(),
+        decoding: str = decoding_option(),
+        batch_size: int = batch_size_option(),
         engine: str = typer.Option("local", help="local (this process), process (spawned workers) or ray."),
         workers: int = typer.Option(1, help="Worker processes (process) or Ray actors (ray)."),
-        threads: int = typer.Option(1, help="Threads per worker (torch or ONNX Runtime)."),
-        batch_size: int = typer.Option(32, help="Windows per forward pass."),
         shard_size: int = typer.Option(1000, help="Records per output shard (the unit of work and of resume)."),
         address: Optional[str] = typer.Option(None, help="Existing Ray cluster (e.g. auto); default: a local Ray."),
         format: Optional[str] = typer.Option(None, "--format", help="jsonl or parquet (default: from the suffix)."),
@@ -41,7 +43,8 @@ def tag_corpus_cmd(
         raise UserError("--address is for --engine ray")
     config = TagCorpusConfig(
         input=str(input), output=str(out), text_field=text_field, keep_fields=tuple(split_list(keep) or ()),
-        model=model, backend=backend, engine=engine, workers=workers, threads=threads, batch_size=batch_size, shard_size=shard_size,
+        model=model, backend=backend, engine=engine, workers=workers, threads=threads, batch_size=batch_size,
+        max_length=max_length, decoding=decoding, shard_size=shard_size,
         address=address, format=format, overwrite=overwrite, progress=progress)
     summary = tag_corpus(config)
     typer.echo(json.dumps({"output": summary.output, "records": summary.records, "errors": summary.errors,

@@ -10,7 +10,9 @@ from typing import List, Optional
 
 import typer
 
-from polyner.cli.common import languages_option, needs, setup_logging, split_list, verbose_option
+from polyner.cli.common import (backend_option, batch_size_option, decoding_option, languages_option,
+                                max_length_option, model_spec, needs, setup_logging, split_list, threads_option,
+                                verbose_option)
 from polyner.errors import UserError
 
 app = typer.Typer()
@@ -28,11 +30,11 @@ def evaluate(models: List[str] = typer.Argument(..., help="Model directories (se
              write: Optional[Path] = typer.Option(None, "--write", "--results", help="Also write the tables into "
                                                   "this markdown file, as a section (e.g. docs/results.md)."),
              section: Optional[str] = typer.Option(None, help="Section name in the --write file."),
-             batch_size: int = typer.Option(64),
-             decoding: str = typer.Option("viterbi", help="Word labels: viterbi (IOB2-constrained, the "
-                                          "Tagger's default) or argmax (each word on its own)."),
-             max_length: Optional[int] = typer.Option(None, help="Pieces per window (default: each model's own, "
-                                                      "ner_max_length in its config.json, else 128)."),
+             backend: Optional[str] = backend_option(),
+             threads: Optional[int] = threads_option(),
+             max_length: Optional[int] = max_length_option(),
+             decoding: str = decoding_option(),
+             batch_size: int = batch_size_option(64),
              silver: Optional[Path] = typer.Option(None, help="Silver root: a separate table on its test files "
                                                    "(dev where a source has train but no test)."),
              coverage: bool = typer.Option(False, "--coverage", help="Add the 41-language table: training data "
@@ -49,7 +51,7 @@ def evaluate(models: List[str] = typer.Argument(..., help="Model directories (se
         models=models, data=gold, splits=split_list(split) or [], langs=split_list(languages),
         names=split_list(names), max_sentences=max_sentences, wikiann_path=wikiann_path,
         results=str(write) if write else None, section=section, batch_size=batch_size, decoding=decoding,
-        max_length=max_length, silver=str(silver) if silver else None, coverage=coverage, progress=progress)
+        max_length=max_length, backend=backend, threads=threads, silver=str(silver) if silver else None, coverage=coverage, progress=progress)
     typer.echo(run_evaluation(request))
     if write:
         typer.echo(f"written to {write}")
@@ -63,13 +65,14 @@ def agreement(model_a: str = typer.Argument(..., help="Reference model directory
               split: str = typer.Option("test"),
               languages: Optional[str] = languages_option(),
               max_sentences: int = typer.Option(200, help="At most this many sentences per gold file."),
-              backend_a: Optional[str] = typer.Option(None, help="torch or onnx (default: from the directory)."),
-              backend_b: Optional[str] = typer.Option(None, help="torch or onnx (default: from the directory)."),
-              onnx_threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads."),
-              batch_size: int = typer.Option(32),
+              backend_a: Optional[str] = backend_option("--backend-a"),
+              backend_b: Optional[str] = backend_option("--backend-b"),
+              threads: Optional[int] = threads_option(),
+              max_length: Optional[int] = max_length_option(),
+              decoding: str = decoding_option(),
+              batch_size: int = batch_size_option(),
               verbose: bool = verbose_option(False)) -> None:
     """Entity agreement of two models on gold text: exact (start, end, label) matches over all entities found."""
-    import polyner
     from polyner.agreement import gold_texts, tagger_agreement
     from polyner.data.iob2 import discover_gold, read_gold
 
@@ -78,8 +81,8 @@ def agreement(model_a: str = typer.Argument(..., help="Reference model directory
     texts = gold_texts(read_gold(files, max_sentences))
     if not texts:
         raise UserError(f"no {split} sentences under {gold}")
-    tagger_a = polyner.load(model_a, backend=backend_a, onnx_threads=onnx_threads)
-    tagger_b = polyner.load(model_b, backend=backend_b, onnx_threads=onnx_threads)
+    tagger_a = model_spec(model_a, backend_a, threads, max_length, decoding, batch_size).build()
+    tagger_b = model_spec(model_b, backend_b, threads, max_length, decoding, batch_size).build()
     typer.echo(f"A = {model_a}, B = {model_b}: {tagger_agreement(tagger_a, tagger_b, texts, batch_size).describe()}")
 
 

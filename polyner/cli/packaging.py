@@ -32,17 +32,18 @@ def export(model: Optional[str] = typer.Option(None, "--model", "-m", help="Mode
     or (--format torch) an ONNX export back to torch weights."""
     needs("export", "export")
     setup_logging(verbose)
-    model = one_model(model, model_argument)
+    from polyner.loading import locate_model
+
     if format not in ("onnx", "torch"):
         raise UserError(f"unknown --format {format!r}: expected onnx or torch")
+    model = str(locate_model(one_model(model, model_argument)))
     if format == "torch":
-        from polyner.loading import resolve_model
-        from polyner.models.io import check_model_dir
         from polyner.models.onnx_weights import write_torch_directory
 
-        folder = write_torch_directory(check_model_dir(resolve_model(model)), out)
+        folder = write_torch_directory(Path(model), out)
         typer.echo(f"{folder}/model.safetensors ({(folder / 'model.safetensors').stat().st_size / 1e6:.1f} MB, float32)")
         return
+    from polyner.models.backend import torch_directory
     from polyner.models.onnx_export import ExportConfig, export_onnx
 
     if quantize not in (None, "int8"):
@@ -50,7 +51,8 @@ def export(model: Optional[str] = typer.Option(None, "--model", "-m", help="Mode
     if opset < 14:
         raise UserError(f"--opset must be 14 or more, not {opset}")
     try:
-        result = export_onnx(ExportConfig(model=model, out=str(out), quantize=quantize, opset=opset,
+        source = str(torch_directory(model))  # an ONNX-only model: its torch weights read back
+        result = export_onnx(ExportConfig(model=source, out=str(out), quantize=quantize, opset=opset,
                                           per_channel=per_channel, quantize_embeddings=quantize_embeddings))
     except RuntimeError as exc:  # the exported graph disagrees with torch: reported, not a traceback
         raise UserError(str(exc)) from exc

@@ -1,12 +1,12 @@
 """``polyner serve``: NER over HTTP (FastAPI + uvicorn)."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
 
-from polyner.cli.common import needs, setup_logging
+from polyner.cli.common import (backend_option, decoding_option, max_length_option, model_option, model_spec, needs,
+                                setup_logging, threads_option)
 from polyner.errors import UserError
 
 app = typer.Typer()
@@ -14,9 +14,11 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 @app.command()
-def serve(model: Optional[str] = typer.Option(None, "--model", "-m",
-                                              help="Model directory or name (default: the shipped student)."),
-          backend: Optional[str] = typer.Option(None, help="torch, onnx or onnx-int8 (default: from the directory)."),
+def serve(model: Optional[str] = model_option(),
+          backend: Optional[str] = backend_option(),
+          threads: Optional[int] = threads_option(),
+          max_length: Optional[int] = max_length_option(),
+          decoding: str = decoding_option(),
           host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8080),
           max_batch_size: Optional[int] = typer.Option(None, help="Texts per model call across requests."),
           batch_wait_ms: Optional[float] = typer.Option(None, help="How long to gather a batch."),
@@ -46,8 +48,6 @@ def serve(model: Optional[str] = typer.Option(None, "--model", "-m",
     from polyner.serve.app import create_app
     from polyner.serve.server import build_server
     from polyner.serve.settings import ServeSettings
-    from polyner.loading import resolve_model
-    from polyner.models.io import check_model_dir
 
     if log_level is None:
         log_level = "info" if verbose is None else "debug" if verbose else "warning"
@@ -70,12 +70,8 @@ def serve(model: Optional[str] = typer.Option(None, "--model", "-m",
         max_queue_chars=max_queue_chars, request_timeout_s=request_timeout_s, body_timeout_s=body_timeout_s,
         header_timeout_s=header_timeout_s, keep_alive_s=keep_alive_s, max_header_bytes=max_header_bytes,
         max_connections=max_connections, graceful_shutdown_s=graceful_shutdown_s, api_key=api_key)
-    target = resolve_model(settings.model)
-    if isinstance(target, Path):
-        check_model_dir(target)  # fail now, with the path, not inside the server
-    import polyner
-
-    tagger = polyner.load(settings.model, backend=settings.backend)  # a model that does not load: one line
+    spec = model_spec(settings.model, settings.backend, threads, max_length, decoding)  # fails now, naming the path
+    tagger = spec.build()  # a model that does not load: one line, not a server that never becomes ready
     server = build_server(create_app(settings, tagger=tagger), settings, host, port, log_level.lower())
     server.run()
     if not server.started:  # could not start (uvicorn logged why; it exits with 3 itself when it cannot bind)

@@ -8,7 +8,8 @@ from typing import List, Optional
 
 import typer
 
-from polyner.cli.common import setup_logging, text_lines, verbose_option
+from polyner.cli.common import (backend_option, batch_size_option, decoding_option, max_length_option, model_option,
+                                model_spec, setup_logging, text_lines, threads_option, verbose_option)
 from polyner.errors import UserError
 from polyner.textcheck import lone_surrogate, one_json_line
 
@@ -18,14 +19,14 @@ app = typer.Typer()
 @app.command()
 def tag(texts: List[str] = typer.Argument(None, help="Texts to tag; none: read --file or standard input."),
         file: Optional[Path] = typer.Option(None, "--file", "-f", help="A text file, one text per line."),
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory or name (default: shipped)."),
-        batch_size: int = typer.Option(32, help="Windows per forward pass."),
-        backend: Optional[str] = typer.Option(None, help="torch, onnx or onnx-int8 (exported once on first use; "
-                                              "the fastest on a CPU); default: from the model directory."),
+        model: Optional[str] = model_option(),
+        backend: Optional[str] = backend_option(),
+        threads: Optional[int] = threads_option(),
+        max_length: Optional[int] = max_length_option(),
+        decoding: str = decoding_option(),
+        batch_size: int = batch_size_option(),
         verbose: bool = verbose_option(False)) -> None:
     """Tag texts and write one JSON line per text: {"text": ..., "entities": [...]}."""
-    import polyner
-
     setup_logging(verbose)
     if texts:
         lines = list(texts)
@@ -45,7 +46,7 @@ def tag(texts: List[str] = typer.Argument(None, help="Texts to tag; none: read -
         lines = text_lines(data, str(file))
     else:
         lines = text_lines(sys.stdin.buffer.read(), "standard input")
-    tagger = polyner.load(model, backend=backend, batch_size=batch_size)
+    tagger = model_spec(model, backend, threads, max_length, decoding, batch_size).build()
     for text, entities in zip(lines, tagger(lines)):
         line = json.dumps({"text": text, "entities": entities}, ensure_ascii=False)
         sys.stdout.write(one_json_line(line) + "\n")

@@ -11,11 +11,14 @@ import multiprocessing
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from polyner.corpus.reader import ShardSpec
-from polyner.corpus.tagging import ShardResult, ShardTagger, TaggingSettings
+from polyner.corpus.tagging import ShardResult, ShardTagger
 from polyner.errors import UserError
+
+if TYPE_CHECKING:
+    from polyner.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +39,18 @@ def require_ray():
     return ray
 
 
-def run_local(specs: Iterable[ShardSpec], settings: TaggingSettings) -> Iterator[ShardResult]:
+def run_local(specs: Iterable[ShardSpec], model: ModelSpec) -> Iterator[ShardResult]:
     """Tag the shards one after another in this process (the model is loaded once, before the first shard)."""
-    tagger = ShardTagger(settings)
+    tagger = ShardTagger(model)
     return (tagger(spec) for spec in specs)
 
 
 _WORKER: ShardTagger | None = None
 
 
-def _init_worker(settings: TaggingSettings) -> None:
+def _init_worker(model: ModelSpec) -> None:
     global _WORKER
-    _WORKER = ShardTagger(settings)
+    _WORKER = ShardTagger(model)
 
 
 def _tag_in_worker(spec: ShardSpec) -> ShardResult:
@@ -55,13 +58,13 @@ def _tag_in_worker(spec: ShardSpec) -> ShardResult:
     return _WORKER(spec)
 
 
-def run_process(specs: Iterable[ShardSpec], settings: TaggingSettings, workers: int,
+def run_process(specs: Iterable[ShardSpec], model: ModelSpec, workers: int,
                 in_flight_per_worker: int = 2) -> Iterator[ShardResult]:
     """Tag shards in ``workers`` spawned processes, each loading the model once; results in shard order."""
     context = multiprocessing.get_context("spawn")
     window: deque[Future] = deque()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                             initargs=(settings,)) as pool:
+                             initargs=(model,)) as pool:
         for spec in specs:
             window.append(pool.submit(_tag_in_worker, spec))
             if len(window) >= workers * in_flight_per_worker:
@@ -73,8 +76,8 @@ def run_process(specs: Iterable[ShardSpec], settings: TaggingSettings, workers: 
 class RayShardTagger:
     """The callable class of ``map_batches``: one per Ray actor, loading the model once."""
 
-    def __init__(self, settings: dict) -> None:
-        self.tagger = ShardTagger(TaggingSettings(**settings))
+    def __init__(self, model: ModelSpec) -> None:
+        self.tagger = ShardTagger(model)
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
@@ -90,7 +93,7 @@ class RayShardTagger:
                 "shard_errors": np.asarray(errors, dtype=np.int64)}
 
 
-def run_ray(specs: Iterable[ShardSpec], settings: TaggingSettings, workers: int,
+def run_ray(specs: Iterable[ShardSpec], model: ModelSpec, workers: int,
             address: str | None = None) -> Iterator[ShardResult]:
     """Ray Data ``map_batches`` over an actor pool of ``workers`` actors (one shard per call), order preserved.
 
@@ -117,7 +120,7 @@ def run_ray(specs: Iterable[ShardSpec], settings: TaggingSettings, workers: int,
         counts = {spec.shard: spec.count for spec in specs}
         dataset = ray.data.from_items([{"spec": json.dumps(asdict(spec))} for spec in specs],
                                       override_num_blocks=len(specs))
-        dataset = dataset.map_batches(RayShardTagger, fn_constructor_kwargs={"settings": asdict(settings)},
+        dataset = dataset.map_batches(RayShardTagger, fn_constructor_kwargs={"model": model},
                                       batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
                                       num_cpus=1)
         pending: dict[int, list[str]] = {}

@@ -5,13 +5,16 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
 from polyner.corpus.engines import ENGINES, run_local, run_process, run_ray
 from polyner.corpus.reader import CorpusInputError, detect_format, plan_shards
-from polyner.corpus.tagging import TaggingSettings
 from polyner.corpus.writer import ShardedOutput
+
+if TYPE_CHECKING:
+    from polyner.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +31,10 @@ class TagCorpusConfig:
     backend: str | None = None  # torch | onnx | onnx-int8; None: from the model directory
     engine: str = "local"  # local | process | ray
     workers: int = 1  # worker processes (process) or actors (ray)
-    threads: int = 1  # torch threads per worker
+    threads: int = 1  # ONNX Runtime or torch threads per worker
     batch_size: int = 32  # windows per forward pass
+    max_length: int | None = None  # pieces per window; None: the model's own
+    decoding: str = "viterbi"  # viterbi | argmax
     shard_size: int = 1000  # records per output file, and the unit of work
     address: str | None = None  # an existing Ray cluster
     format: str | None = None  # jsonl | parquet; None: from the suffix
@@ -56,15 +61,12 @@ class CorpusSummary:
         return self.records_tagged / self.seconds if self.seconds > 0 else 0.0
 
 
-def model_identity(model: str | None) -> str:
-    """The model as recorded in the manifest (a resolved directory, or a hub name); checks a directory now."""
-    from polyner.loading import resolve_model
-    from polyner.models.io import check_model_dir
+def model_spec(config: TagCorpusConfig) -> ModelSpec:
+    """The run's model, resolved once (located, checked, its backend chosen); every worker builds its tagger from it."""
+    from polyner.spec import ModelSpec
 
-    target = resolve_model(model)
-    if isinstance(target, Path):
-        return str(check_model_dir(target).resolve())
-    return target
+    return ModelSpec.resolve(config.model, config.backend, config.threads, batch_size=config.batch_size,
+                             max_length=config.max_length, decoding=config.decoding)
 
 
 def tag_corpus(config: TagCorpusConfig) -> CorpusSummary:
@@ -79,34 +81,30 @@ def tag_corpus(config: TagCorpusConfig) -> CorpusSummary:
         raise ValueError("the local engine runs in this process: use --engine process or ray for several workers")
     started = time.time()
     fmt = detect_format(config.input, config.format)
-    model = model_identity(config.model)
+    model = model_spec(config)
     specs = plan_shards(config.input, fmt, config.shard_size, config.text_field, tuple(config.keep_fields))
     source = Path(specs[0].path if specs else config.input).expanduser().resolve()
     stat = source.stat()
     settings = {"input": str(source), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
                 "format": fmt, "text_field": config.text_field, "keep_fields": list(config.keep_fields),
-                "shard_size": config.shard_size, "model": model, "backend": config.backend}
+                "shard_size": config.shard_size, "model": str(model.path.resolve()), "backend": model.backend,
+                "max_length": config.max_length, "decoding": config.decoding}
     output = ShardedOutput(config.output, settings, len(specs), config.overwrite)
     todo = [spec for spec in specs if not output.is_done(spec.shard)]
     total = sum(spec.count for spec in specs)
     skipped = total - sum(spec.count for spec in todo)
     if skipped:
         logger.info("resuming: %d of %d shards already written", len(specs) - len(todo), len(specs))
-    run_model, backend = model, config.backend
-    if todo and Path(model).is_dir():  # an export or torch rebuild is made here once, not by every worker
-        from polyner.models.backend import prepare_backend
-
-        prepared, backend = prepare_backend(model, config.backend)
-        run_model = str(prepared)
-    tagging = TaggingSettings(model=run_model, batch_size=config.batch_size, threads=config.threads, backend=backend)
+    if todo:  # an export or torch rebuild is made here once, not by every worker
+        model = model.prepare()
     if not todo:
         results = iter(())
     elif config.engine == "local":
-        results = run_local(todo, tagging)
+        results = run_local(todo, model)
     elif config.engine == "process":
-        results = run_process(todo, tagging, config.workers)
+        results = run_process(todo, model, config.workers)
     else:
-        results = run_ray(todo, tagging, config.workers, config.address)
+        results = run_ray(todo, model, config.workers, config.address)
     tagged = 0
     with tqdm(total=total, initial=skipped, unit="doc", desc="tag-corpus", disable=not config.progress,
               smoothing=0.1) as bar:

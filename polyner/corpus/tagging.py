@@ -8,22 +8,15 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polyner.corpus.reader import InputRecord, ShardSpec, read_shard
 from polyner.textcheck import lone_surrogate, one_json_line
 
+if TYPE_CHECKING:
+    from polyner.spec import ModelSpec
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TaggingSettings:
-    """What a worker needs to build its tagger."""
-
-    model: str | None  # a model directory or name; None: the shipped default
-    batch_size: int = 32  # windows per forward pass
-    threads: int = 1  # torch threads per worker
-    backend: str | None = None  # torch | onnx | onnx-int8; None: from the model directory
 
 
 @dataclass
@@ -104,19 +97,12 @@ def tag_records(tagger, records: list[InputRecord], text_field: str) -> tuple[li
 
 
 class ShardTagger:
-    """Loads the model once, then tags whole shards; one per worker process or Ray actor."""
+    """Builds the tagger of a :class:`~polyner.spec.ModelSpec` once, then tags whole shards; one per worker process
+    or Ray actor (the spec's threads are that worker's: an ONNX model never imports torch)."""
 
-    def __init__(self, settings: TaggingSettings) -> None:
-        import polyner
-
-        threads = max(1, settings.threads)
-        self.settings = settings
-        self.tagger = polyner.load(settings.model, backend=settings.backend, batch_size=settings.batch_size,
-                                   onnx_threads=threads)
-        if getattr(self.tagger.model, "run_logits", None) is None:  # a torch model; an ONNX one never imports torch
-            import torch
-
-            torch.set_num_threads(threads)
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.tagger = spec.build()
 
     def __call__(self, spec: ShardSpec) -> ShardResult:
         """Read and tag one shard."""

@@ -1,7 +1,7 @@
 """Choose how a model directory is run: torch (model.safetensors) or ONNX Runtime (model.onnx).
 
 "onnx" and "onnx-int8" also run a directory that holds only torch weights: it is exported to ONNX
-(fp32, or dynamic int8) once, on first use, into ``$POLYNER_HOME/onnx`` (:mod:`polyner.models.onnx_cache`);
+(fp32, or dynamic int8) once, on first use, into ``$POLYNER_HOME/onnx`` (:func:`~polyner.models.onnx_export.cached_export`);
 "torch" runs a directory that holds only an ONNX model (the packed default) from its weights read back once
 into ``$POLYNER_HOME/torch`` (:func:`torch_directory`).
 """
@@ -16,7 +16,7 @@ TORCH_FILE = "model.safetensors"
 
 
 def check_backend(backend: str | None) -> str | None:
-    """``backend`` itself when it is None, "torch" or "onnx"; a ValueError otherwise."""
+    """``backend`` itself when it is None, "torch", "onnx" or "onnx-int8"; a ValueError otherwise."""
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: expected 'torch', 'onnx', 'onnx-int8' "
                          "or None (chosen from the directory)")
@@ -24,22 +24,24 @@ def check_backend(backend: str | None) -> str | None:
 
 
 def choose_backend(path: str | Path, backend: str | None = None) -> str:
-    """The backend to run ``path`` with.
+    """The backend to run the model directory ``path`` with: "torch", "onnx" or "onnx-int8".
 
-    None picks ONNX when the directory holds ``model.onnx`` and no ``model.safetensors``, torch otherwise;
-    "torch" and "onnx" force one and fail, naming the path, when the directory has no model for it ("torch" is
-    served by an ONNX model whose export recorded its torch weights: see :func:`torch_directory`).
+    None picks ONNX when the directory holds ``model.onnx`` and no ``model.safetensors``, torch otherwise. A
+    backend asked for is checked against what the directory holds, failing (naming the path) when it cannot run:
+    "onnx" needs an ONNX model or torch weights to export, "onnx-int8" an int8 ONNX model or torch weights to
+    quantize, "torch" torch weights or an ONNX model whose export recorded them (see :func:`torch_directory`).
     """
-    from polyner.models.onnx_backend import ONNX_FILE
+    from polyner.models.onnx_backend import ONNX_FILE, is_int8
 
     check_backend(backend)
     path = check_model_dir(path)
     has_torch, has_onnx = (path / TORCH_FILE).exists(), (path / ONNX_FILE).exists()
     if backend is None:
         return "onnx" if has_onnx and not has_torch else "torch"
-    if backend == "onnx" and not has_onnx:
-        raise ModelDirectoryError(f"no ONNX model ({ONNX_FILE}) in {path}: "
-                                  f"export one with `polyner export {path} --format onnx --out DIR`")
+    if backend == "onnx-int8" and not has_torch and not is_int8(path):  # check_model_dir saw an ONNX model
+        raise ModelDirectoryError(f"the ONNX model in {path} is not int8 and there are no torch weights "
+                                  f"({TORCH_FILE}) to quantize: export one with `polyner export MODEL "
+                                  "--format onnx --quantize int8 --out DIR`")
     if backend == "torch" and not has_torch and not (has_onnx and _has_weight_map(path)):
         hint = "; it holds an ONNX model: load it with backend='onnx'" if has_onnx else ""
         raise ModelDirectoryError(f"no torch weights ({TORCH_FILE}) in {path}{hint}")
@@ -78,47 +80,37 @@ def onnx_directory(path: str | Path, backend: str) -> Path:
     """
     from polyner.models.onnx_backend import ONNX_FILE, is_int8
 
-    path = check_model_dir(path)
-    has_torch, has_onnx = (path / TORCH_FILE).exists(), (path / ONNX_FILE).exists()
-    want_int8 = backend == "onnx-int8"
-    if has_onnx and (not want_int8 or is_int8(path)):
+    choose_backend(path, backend)  # fails, naming the path, when nothing in it can run on that backend
+    path = Path(path).expanduser()
+    if (path / ONNX_FILE).exists() and (backend == "onnx" or is_int8(path)):
         return path
-    if not has_torch:  # check_model_dir saw a model file: an ONNX one that is not int8
-        raise ModelDirectoryError(f"the ONNX model in {path} is not int8 and there are no torch weights "
-                                  f"({TORCH_FILE}) to quantize: export one with `polyner export MODEL "
-                                  "--format onnx --quantize int8 --out DIR`")
-    from polyner.models.onnx_cache import cached_export
+    from polyner.models.onnx_export import cached_export
 
-    return cached_export(path, "int8" if want_int8 else None)
+    return cached_export(path, "int8" if backend == "onnx-int8" else None)
 
 
-def prepare_backend(path: str | Path, backend: str | None) -> tuple[Path, str | None]:
-    """The directory a backend runs from, made once (the ONNX export, or the torch weights read back), and the
-    backend to ask of it then: so that worker processes each load a ready directory instead of all building it."""
-    check_backend(backend)
+def prepare_backend(path: str | Path, backend: str) -> Path:
+    """The directory ``backend`` runs the model in ``path`` from, made once (the ONNX export, or the torch weights
+    read back): so that worker processes each load a ready directory instead of all building it."""
     if backend in ("onnx", "onnx-int8"):
-        return onnx_directory(path, backend), None
-    if backend == "torch":
-        return torch_directory(path), "torch"
-    return Path(path), None
+        return onnx_directory(path, backend)
+    return torch_directory(path)
 
 
-def load_with_backend(path: str | Path, backend: str | None = None, onnx_threads: int | None = None):
-    """``(model, tokenizer)`` from a model directory, run by the chosen backend (see :func:`choose_backend`).
+def load_classifier(path: str | Path, backend: str, threads: int | None = None):
+    """``(model, tokenizer)`` from a model directory, run by ``backend`` (chosen by :func:`choose_backend`): an
+    :class:`~polyner.models.onnx_backend.OnnxTokenClassifier` with ``threads`` intra-op threads, or a torch module.
 
-    "onnx" / "onnx-int8" on a directory of torch weights export it once (see :func:`onnx_directory`).
+    "onnx" / "onnx-int8" on a directory of torch weights export it once, "torch" on an ONNX-only directory reads its
+    weights back once (see :func:`prepare_backend`).
     """
-    check_backend(backend)
     if backend in ("onnx", "onnx-int8"):
         from polyner.models.onnx_backend import load_onnx_classifier, require_onnxruntime
 
         require_onnxruntime()
-        return load_onnx_classifier(onnx_directory(path, backend), onnx_threads)
-    chosen = choose_backend(path, backend)
-    if chosen == "onnx":
-        from polyner.models.onnx_backend import load_onnx_classifier
-
-        return load_onnx_classifier(path, onnx_threads)
+        return load_onnx_classifier(onnx_directory(path, backend), threads)
+    if backend != "torch":
+        raise ValueError(f"unknown backend {backend!r}: expected 'torch', 'onnx' or 'onnx-int8'")
     from polyner.extras import require_extras
 
     require_extras("the torch backend", "train")
@@ -130,13 +122,3 @@ def load_with_backend(path: str | Path, backend: str | None = None, onnx_threads
     from polyner.models.io import load_token_classifier
 
     return load_token_classifier(path)
-
-
-def backend_of(model) -> str:
-    """The backend name a loaded model runs on: "torch", "onnx" or "onnx-int8"."""
-    model_file = getattr(model, "model_file", None)
-    if model_file is None:
-        return "torch"
-    from polyner.models.onnx_backend import is_int8
-
-    return "onnx-int8" if is_int8(Path(model_file).parent) else "onnx"

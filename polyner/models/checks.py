@@ -10,7 +10,7 @@ import struct
 from pathlib import Path
 from typing import Any, Mapping
 
-from polyner.models.io import ModelDirectoryError
+from polyner.errors import ModelDirectoryError
 
 # (least, most) of the integer fields a config may have; a field that is absent or null is not checked
 INT_RANGES = {

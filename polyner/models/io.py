@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from polyner.errors import UserError
+from polyner.errors import ModelDirectoryError
 from polyner.labels import ID2LABEL, LABEL2ID
 
 if TYPE_CHECKING:  # torch is imported where a torch model is loaded: the ONNX backend runs without it
@@ -14,10 +14,10 @@ if TYPE_CHECKING:  # torch is imported where a torch model is loaded: the ONNX b
 
 logger = logging.getLogger(__name__)
 WEIGHT_FILES = ("model.safetensors", "model.onnx")
-
-
-class ModelDirectoryError(UserError, ValueError):
-    """A model directory is missing, incomplete or corrupt; the message names the path."""
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "sentencepiece.bpe.model")
+COPIED_FILES = ("README.md",)  # copied with the model by an ONNX export or a torch rebuild
+__all__ = ["COPIED_FILES", "ModelDirectoryError", "TOKENIZER_FILES", "WEIGHT_FILES", "check_model_dir",
+           "load_token_classifier", "load_tokenizer", "ner_config_kwargs", "quiet_transformers"]
 
 
 def check_model_dir(path: str | Path) -> Path:

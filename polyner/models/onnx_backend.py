@@ -1,10 +1,7 @@
-"""Run an exported token classifier with ONNX Runtime behind the call interface of a torch model.
-
-:class:`OnnxTokenClassifier` takes ``input_ids`` / ``attention_mask`` torch tensors and returns an
-object whose ``.logits`` is a torch tensor, and it has ``.config``: the :class:`~polyner.pipelines.ner.Tagger`,
-the spaCy component and the HTTP service use it unchanged. The tagger itself calls ``run_logits`` (numpy
-in and out), so loading and tagging with an ONNX model import neither torch nor transformers: a cold
-start takes about half a second and 190 MB. onnxruntime is part of the core install (the shipped default is an
+"""Run an exported token classifier with ONNX Runtime: :class:`OnnxTokenClassifier` is a
+:class:`~polyner.models.classifier.TokenClassifier` (numpy in and out), so loading and tagging with an ONNX model
+import neither torch nor transformers: a cold start takes about half a second and 190 MB. It is also called like a
+torch model (``model(input_ids=..., attention_mask=...).logits``, torch tensors), to compare it with one. onnxruntime is part of the core install (the shipped default is an
 ONNX model) and is imported only here, when an ONNX model is loaded.
 """
 from __future__ import annotations
@@ -17,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from polyner.models.classifier import config_id2label, config_window
 from polyner.models.io import ModelDirectoryError
 from polyner.models.plain import LogitsOutput, read_config
 
@@ -57,14 +55,17 @@ def is_int8(path: str | Path) -> bool:
 
 
 class OnnxTokenClassifier:
-    """An ONNX token classifier that is called like a transformers model: ``model(input_ids=..., attention_mask=...)``."""
+    """A :class:`~polyner.models.classifier.TokenClassifier` run by ONNX Runtime; its backend is "onnx-int8" when
+    the export recorded int8 weights, else "onnx"."""
 
     training = False
 
     def __init__(self, model_file: str | Path, config, threads: int | None = None) -> None:
         ort = require_onnxruntime()
         self.model_file = Path(model_file)
+        self.folder = self.model_file.parent
         self.config = config
+        self.backend = "onnx-int8" if is_int8(self.folder) else "onnx"
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads) if threads else 0  # 0: onnxruntime's default (all cores)
         options.inter_op_num_threads = 1
@@ -88,7 +89,18 @@ class OnnxTokenClassifier:
                                       f"names {expected} (id2label): they do not belong together")
         self.threads = threads
 
-    def run_logits(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None) -> np.ndarray:
+    @property
+    def id2label(self) -> dict[int, str]:
+        return config_id2label(self.config)
+
+    def window(self) -> int:
+        return config_window(self.config, self.folder)
+
+    def parameters_count(self) -> int:
+        """0: ONNX Runtime does not count a graph's weights."""
+        return 0
+
+    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None) -> np.ndarray:
         """Logits (float32, batch x sequence x labels) for int64 id and mask arrays: numpy in and out, no torch."""
         ids = _as_int64(input_ids)
         mask = np.ones_like(ids) if attention_mask is None else _as_int64(attention_mask)
@@ -99,7 +111,7 @@ class OnnxTokenClassifier:
         """Logits for a batch, as a torch model gives them: a :class:`LogitsOutput` holding a float32 torch tensor."""
         import torch
 
-        return LogitsOutput(logits=torch.from_numpy(self.run_logits(input_ids, attention_mask)))
+        return LogitsOutput(logits=torch.from_numpy(self.logits(input_ids, attention_mask)))
 
     forward = __call__
 

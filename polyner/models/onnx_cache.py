@@ -1,6 +1,7 @@
 """Conversions made once, on first use, and kept in ``$POLYNER_HOME``.
 
-ONNX exports: ``backend="onnx"`` / ``"onnx-int8"`` on a directory of torch weights. Torch weights
+ONNX exports (:func:`polyner.models.onnx_export.cached_export`): ``backend="onnx"`` / ``"onnx-int8"`` on a
+directory of torch weights. Torch weights
 (``$POLYNER_HOME/torch``, :func:`polyner.models.onnx_weights.rebuild_torch_directory`): the torch backend,
 fine-tuning or distillation on a directory that ships only ``model.onnx`` (the packed default).
 The export goes to ``$POLYNER_HOME/onnx/<name>-<fingerprint>-<fp32|int8>/``, where the fingerprint hashes
@@ -93,17 +94,3 @@ def build_once(kind: str, name: str, build: Callable[[Path, Callable[[str], None
         progress.close()
         shutil.rmtree(partial, ignore_errors=True)
     return target
-
-
-def cached_export(source: str | Path, quantize: str | None = None) -> Path:
-    """The directory of an ONNX export of ``source`` (fp32, or ``quantize="int8"``), exported on first use."""
-    from polyner.models.onnx_export import EXPORT_STEPS, ExportConfig, export_onnx  # torch and onnx: only to export
-
-    source = Path(source).resolve()
-    kind = quantize or "fp32"
-
-    def export(partial: Path, step: Callable[[str], None]) -> None:
-        export_onnx(ExportConfig(model=str(source), out=str(partial), quantize=quantize), progress=step)
-
-    return build_once("onnx", f"{source.name}-{fingerprint(source)}-{kind}", export,
-                      f"exporting {source.name} to ONNX {kind}", steps=EXPORT_STEPS)

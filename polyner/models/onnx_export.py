@@ -26,13 +26,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from polyner.models.io import COPIED_FILES, TOKENIZER_FILES
 from polyner.models.onnx_backend import EXPORT_INFO_FILE, INPUT_NAMES, ONNX_FILE, OUTPUT_NAME, require_onnxruntime
 from polyner.models.onnx_weights import WEIGHTS_KEY
 
 logger = logging.getLogger(__name__)
 QUANTIZATIONS = ("int8",)
-COPIED_FILES = ("README.md",)
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "sentencepiece.bpe.model")
 EXPORT_STEPS = 5  # the stages export_onnx reports to its progress callback
 
 
@@ -40,7 +39,7 @@ EXPORT_STEPS = 5  # the stages export_onnx reports to its progress callback
 class ExportConfig:
     """What to export, where, and how closely the fp32 graph must match torch."""
 
-    model: str  # a model directory (or a name under $POLYNER_HOME/models)
+    model: str  # a directory of torch weights (`polyner export` locates a name and reads an ONNX model's weights back)
     out: str
     quantize: str | None = None  # None (fp32) or "int8"
     per_channel: bool = True  # int8: one scale per output channel of each weight matrix (better F1 than per tensor)
@@ -103,8 +102,6 @@ def export_onnx(config: ExportConfig, progress: Callable[[str], None] | None = N
 
     ``progress`` is called with the name of each of :data:`EXPORT_STEPS` stages as it starts.
     """
-    from polyner.loading import resolve_model
-    from polyner.models.backend import torch_directory
     from polyner.models.io import load_token_classifier
 
     if config.quantize is not None and config.quantize not in QUANTIZATIONS:
@@ -113,7 +110,7 @@ def export_onnx(config: ExportConfig, progress: Callable[[str], None] | None = N
     require_onnxruntime()
     step = progress or (lambda stage: None)
     step("loading")
-    source = torch_directory(resolve_model(config.model))  # an ONNX-only model: its torch weights read back
+    source = Path(config.model).expanduser()
     model, tokenizer = load_token_classifier(source)
     out = Path(config.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -222,3 +219,18 @@ def _quantize_int8(source: Path, target: Path, per_channel: bool, embeddings: bo
                          op_types_to_quantize=["MatMul", "Gather"] if embeddings else ["MatMul"])
     finally:
         root.setLevel(level)
+
+
+def cached_export(source: str | Path, quantize: str | None = None) -> Path:
+    """The directory of an ONNX export of the torch weights in ``source`` (fp32, or ``quantize="int8"``), exported
+    on first use into ``$POLYNER_HOME/onnx`` (see :mod:`polyner.models.onnx_cache`)."""
+    from polyner.models.onnx_cache import build_once, fingerprint
+
+    source = Path(source).resolve()
+    kind = quantize or "fp32"
+
+    def export(partial: Path, step: Callable[[str], None]) -> None:
+        export_onnx(ExportConfig(model=str(source), out=str(partial), quantize=quantize), progress=step)
+
+    return build_once("onnx", f"{source.name}-{fingerprint(source)}-{kind}", export,
+                      f"exporting {source.name} to ONNX {kind}", steps=EXPORT_STEPS)

@@ -108,7 +108,7 @@ def write_torch_directory(source: str | Path, out: str | Path) -> Path:
     from safetensors.numpy import save_file
 
     from polyner.models.hf_interop import add_auto_map
-    from polyner.models.onnx_export import COPIED_FILES, TOKENIZER_FILES
+    from polyner.models.io import COPIED_FILES, TOKENIZER_FILES
 
     source, out = Path(source), Path(out)
     state = read_weights(source)

@@ -17,7 +17,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -64,32 +63,16 @@ class FinetuneConfig:
     threads: int = 2
 
 
-@dataclass
-class Evaluation:
-    """Dev metrics of one evaluation, config entries to save with the model, and extra JSON files."""
-
-    metrics: dict[str, float]
-    config_updates: dict[str, Any] = field(default_factory=dict)
-    files: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class TaskData:
-    """What the loop needs from a task: train rows, a collate function, an evaluator and a description."""
-
-    train_size: int
-    collate: Callable[[list[int]], dict[str, torch.Tensor]]
-    evaluate: Callable[[torch.nn.Module], Evaluation]
-    main_metric: str
-    description: dict[str, Any]
+# what the loop needs from a task, defined beside the tasks' data (which needs FinetuneConfig only for its types)
+from polyner.tasks.task_data import Evaluation, TaskData  # noqa: E402
 
 
 def model_source(config: FinetuneConfig) -> str:
     """The model directory to start from (for an ONNX-only model such as the default: its torch weights, read back)."""
-    from polyner.loading import resolve_model
+    from polyner.loading import locate_model
     from polyner.models.backend import torch_directory
 
-    return str(torch_directory(resolve_model(config.model)))
+    return str(torch_directory(locate_model(config.model)))
 
 
 def display_name(config: FinetuneConfig) -> str:

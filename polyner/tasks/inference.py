@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from polyner.models.io import ModelDirectoryError, check_model_dir, load_tokenizer, quiet_transformers
+from polyner.models.io import ModelDirectoryError, load_tokenizer, quiet_transformers
 from polyner.tasks.classify import encode_pairs, predict_logits
 from polyner.tasks.squad import DEFAULT_NULL_THRESHOLD, WindowConfig, best_spans, build_features, qa_logits
 
@@ -150,8 +150,6 @@ def _load(target: str | Path, kind: str):
     import polyner.tasks.heads  # noqa: F401  (registers the student heads with the Auto classes)
 
     suffix, command = _HEADS[kind]
-    if isinstance(target, Path):
-        check_model_dir(target)
     quiet_transformers()
     try:
         config = AutoConfig.from_pretrained(str(target))
@@ -170,7 +168,8 @@ def _load(target: str | Path, kind: str):
 
 
 def load_task_pipeline(target: str | Path, task: str, **options):
-    """A :class:`SequenceClassifier` (task "classify") or :class:`QuestionAnswerer` (task "qa") for ``target``.
+    """A :class:`SequenceClassifier` (task "classify") or :class:`QuestionAnswerer` (task "qa") for the model directory
+    ``target`` (``polyner.load`` locates and checks it).
 
     Options: ``max_length``, ``batch_size``; for qa also ``doc_stride``, ``max_query_length``,
     ``max_answer_length`` and ``null_threshold``.

@@ -1,14 +1,39 @@
 """What the fine-tuning loop needs per task: encoded training rows, a collate function and a dev evaluator."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
 import torch
 
 from polyner.tasks.classify import encode_pairs, predict_logits
-from polyner.tasks.finetune import Evaluation, FinetuneConfig, TaskData
 from polyner.tasks.glue import GlueExample, GlueTask, glue_metrics
 from polyner.tasks.squad import (DEFAULT_NULL_THRESHOLD, SquadExample, WindowConfig, answer_span, best_spans,
                                  build_features, pad_batch, qa_logits)
 from polyner.tasks.squad_metric import squad_v2_evaluate
+
+if TYPE_CHECKING:
+    from polyner.tasks.finetune import FinetuneConfig
+
+
+@dataclass
+class Evaluation:
+    """Dev metrics of one evaluation, config entries to save with the model, and extra JSON files."""
+
+    metrics: dict[str, float]
+    config_updates: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TaskData:
+    """What the loop needs from a task: train rows, a collate function, an evaluator and a description."""
+
+    train_size: int
+    collate: Callable[[list[int]], dict[str, torch.Tensor]]
+    evaluate: Callable[[torch.nn.Module], Evaluation]
+    main_metric: str
+    description: dict[str, Any]
 
 
 def glue_task_data(task: GlueTask, tokenizer, train: list[GlueExample], dev: list[GlueExample],

@@ -1,0 +1,100 @@
+"""The model a surface tags with, resolved once: :class:`ModelSpec` (where, run by which backend, with which tagger
+settings) and :func:`load`, the ``polyner.load`` of the Python API.
+
+Every surface (``polyner.load``, the tagging verbs of the command line, the spaCy component, the HTTP service and
+the corpus workers) makes a spec with :meth:`ModelSpec.resolve` (the model located, its directory checked so an
+error names the path, its backend chosen) and builds its :class:`~polyner.pipelines.ner.Tagger` with
+:meth:`ModelSpec.build`. A spec is frozen and picklable: worker processes and Ray actors receive it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from polyner.loading import DEFAULT_MODEL_DIR, DEFAULT_NAME, locate_model
+from polyner.pipelines.ner import Tagger, TaggerConfig
+
+TASKS = ("ner", "classify", "qa")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A located, checked model directory, the backend that runs it and the settings of its tagger."""
+
+    path: Path  # the checked model directory
+    backend: str  # "torch", "onnx" or "onnx-int8" (chosen by polyner.models.backend.choose_backend)
+    name: str = ""  # what the tagger calls itself (the shipped default: "polyner-default")
+    threads: int | None = None  # intra-op threads of ONNX Runtime or torch; None: the runtime's default
+    tagger: TaggerConfig = field(default_factory=TaggerConfig)
+    prepared: Path | None = None  # the directory the backend runs from, once made by prepare() (None: not yet)
+
+    @classmethod
+    def resolve(cls, model: str | Path | None = None, backend: str | None = None, threads: int | None = None,
+                **tagger_options) -> "ModelSpec":
+        """Locate ``model`` (a directory, a name or a hub id; None: the shipped default; see
+        :func:`~polyner.loading.resolve_model`), check its directory and choose its backend (None: from what the
+        directory holds). Errors name the path or the bad value; ``tagger_options`` are
+        :class:`~polyner.pipelines.ner.TaggerConfig` fields."""
+        from polyner.models.backend import choose_backend
+
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be an int of at least 1, not {threads!r}")
+        settings = TaggerConfig(**tagger_options)
+        path = locate_model(model)
+        chosen = choose_backend(path, backend)
+        name = DEFAULT_NAME if path == DEFAULT_MODEL_DIR else Path(str(model)).name or str(model)
+        return cls(path=path, backend=chosen, name=name, threads=threads, tagger=settings)
+
+    def prepare(self) -> "ModelSpec":
+        """This spec with its backend's directory made now (the ONNX export, or the torch weights read back), so
+        that the workers given it each load a ready directory instead of all building it."""
+        from polyner.models import backend as backends
+
+        if self.prepared is not None:
+            return self
+        return replace(self, prepared=backends.prepare_backend(self.path, self.backend))
+
+    def with_threads(self, threads: int | None) -> "ModelSpec":
+        """This spec with ``threads`` intra-op threads (one per worker process, say)."""
+        return replace(self, threads=threads)
+
+    def build(self) -> Tagger:
+        """Load the model with its backend and wrap it in a tagger."""
+        from polyner.models.backend import load_classifier
+
+        model, tokenizer = load_classifier(self.prepared or self.path, self.backend, self.threads)
+        if self.backend == "torch" and self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)
+        return Tagger(model, tokenizer, self.tagger, name=self.name, source=str(self.path))
+
+
+def load(path_or_name: str | Path | None = None, task: str = "ner", backend: str | None = None,
+         onnx_threads: int | None = None, **options):
+    """Load a polyner model. ``task="ner"`` returns a :class:`~polyner.pipelines.ner.Tagger`.
+
+    ``path_or_name`` is a model directory, a name under ``$POLYNER_HOME/models``, or a Hugging Face
+    hub id (``OWNER/NAME``; see :func:`~polyner.loading.resolve_model`); None loads the default student shipped
+    inside the package, an ONNX model run by onnxruntime, offline and without torch.
+    ``backend`` is "torch", "onnx", "onnx-int8" or None (ONNX Runtime when the directory holds model.onnx
+    and no model.safetensors). "onnx" / "onnx-int8" on a directory of torch weights export it to ONNX fp32 /
+    dynamic int8 once, into ``$POLYNER_HOME/onnx``, and run that: the fastest way to tag on a CPU. "torch" on an
+    ONNX-only directory (the default) reads its torch weights back once (the ``train`` extra). ``onnx_threads``
+    sets the intra-op threads of ONNX Runtime (None: all cores), or torch's for a torch model.
+    Extra keyword options go to :class:`~polyner.pipelines.ner.TaggerConfig`; ``max_length`` (pieces per
+    window) defaults to the model's own (``ner_max_length`` in its config.json), else 128.
+    ``task="classify"`` / ``task="qa"`` load a model fine-tuned by ``polyner finetune glue`` / ``squad`` and
+    return a :class:`~polyner.tasks.inference.SequenceClassifier` / :class:`~polyner.tasks.inference.QuestionAnswerer`;
+    they run on torch only, so another backend is an error.
+    """
+    if task == "ner":
+        return ModelSpec.resolve(path_or_name, backend, onnx_threads, **options).build()
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}: expected 'ner', 'classify' or 'qa'")
+    if backend not in (None, "torch") or onnx_threads is not None:
+        given = f"backend={backend!r}" if backend not in (None, "torch") else f"onnx_threads={onnx_threads!r}"
+        raise ValueError(f"task {task!r} runs on torch only: {given} is not supported")
+    from polyner.tasks.inference import load_task_pipeline
+
+    return load_task_pipeline(locate_model(path_or_name), task, **options)
