@@ -30,8 +30,8 @@ from polyner.evaluate import evaluate_by_language, macro
 from polyner.labels import IGNORE_INDEX
 from polyner.models.io import load_token_classifier
 from polyner.models.student import PolynerStudentForTokenClassification, count_parameters
-from polyner.pipelines.ner import Tagger
-from polyner.pipelines.words import recut_words, tokenizer_run_splitter
+from polyner.tagging.tagger import Tagger
+from polyner.tagging.words import recut_words, tokenizer_run_splitter
 from polyner.training.checkpoint import load_checkpoint, save_checkpoint
 from polyner.training.distributed import BatchLoss, init_distributed
 from polyner.training.loop import collate, linear_schedule, seed_everything

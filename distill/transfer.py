@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Sequence
 
 from polyner.data.iob2 import Sentence, read_gold
 from polyner.data.training_sets import training_files
-from polyner.pipelines.words import recut_words, segment_words
+from polyner.tagging.words import recut_words, segment_words
 
 logger = logging.getLogger(__name__)
 

@@ -1,1 +1,1 @@
-"""Inference pipelines: NER tagging (the one tagging core), and the spaCy component."""
+"""Surfaces built on the tagging core (:mod:`polyner.tagging`): the spaCy component."""

@@ -3,7 +3,7 @@ settings) and :func:`load`, the ``polyner.load`` of the Python API.
 
 Every surface (``polyner.load``, the tagging verbs of the command line, the spaCy component, the HTTP service and
 the corpus workers) makes a spec with :meth:`ModelSpec.resolve` (the model located, its directory checked so an
-error names the path, its backend chosen) and builds its :class:`~polyner.pipelines.ner.Tagger` with
+error names the path, its backend chosen) and builds its :class:`~polyner.tagging.tagger.Tagger` with
 :meth:`ModelSpec.build`. A spec is frozen and picklable: worker processes and Ray actors receive it.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from polyner.loading import DEFAULT_MODEL_DIR, DEFAULT_NAME, locate_model
-from polyner.pipelines.ner import Tagger, TaggerConfig
+from polyner.tagging.tagger import Tagger, TaggerConfig
 
 TASKS = ("ner", "classify", "qa")
 
@@ -34,7 +34,7 @@ class ModelSpec:
         """Locate ``model`` (a directory, a name or a hub id; None: the shipped default; see
         :func:`~polyner.loading.resolve_model`), check its directory and choose its backend (None: from what the
         directory holds). Errors name the path or the bad value; ``tagger_options`` are
-        :class:`~polyner.pipelines.ner.TaggerConfig` fields."""
+        :class:`~polyner.tagging.tagger.TaggerConfig` fields."""
         from polyner.models.backend import choose_backend
 
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
@@ -72,7 +72,7 @@ class ModelSpec:
 
 def load(path_or_name: str | Path | None = None, task: str = "ner", backend: str | None = None,
          onnx_threads: int | None = None, **options):
-    """Load a polyner model. ``task="ner"`` returns a :class:`~polyner.pipelines.ner.Tagger`.
+    """Load a polyner model. ``task="ner"`` returns a :class:`~polyner.tagging.tagger.Tagger`.
 
     ``path_or_name`` is a model directory, a name under ``$POLYNER_HOME/models``, or a Hugging Face
     hub id (``OWNER/NAME``; see :func:`~polyner.loading.resolve_model`); None loads the default student shipped
@@ -82,7 +82,7 @@ def load(path_or_name: str | Path | None = None, task: str = "ner", backend: str
     dynamic int8 once, into ``$POLYNER_HOME/onnx``, and run that: the fastest way to tag on a CPU. "torch" on an
     ONNX-only directory (the default) reads its torch weights back once (the ``train`` extra). ``onnx_threads``
     sets the intra-op threads of ONNX Runtime (None: all cores), or torch's for a torch model.
-    Extra keyword options go to :class:`~polyner.pipelines.ner.TaggerConfig`; ``max_length`` (pieces per
+    Extra keyword options go to :class:`~polyner.tagging.tagger.TaggerConfig`; ``max_length`` (pieces per
     window) defaults to the model's own (``ner_max_length`` in its config.json), else 128.
     ``task="classify"`` / ``task="qa"`` load a model fine-tuned by ``polyner finetune glue`` / ``squad`` and
     return a :class:`~polyner.tasks.inference.SequenceClassifier` / :class:`~polyner.tasks.inference.QuestionAnswerer`;

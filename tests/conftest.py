@@ -146,7 +146,7 @@ class CapitalRuleModel(torch.nn.Module):
 @pytest.fixture()
 def rule_tagger(tokenizer):
     """A Tagger over :class:`CapitalRuleModel` with small windows, so seams are exercised."""
-    from polyner.pipelines.ner import Tagger, TaggerConfig
+    from polyner.tagging.tagger import Tagger, TaggerConfig
 
     return Tagger(CapitalRuleModel(tokenizer), tokenizer, TaggerConfig(max_length=16, stride=4, batch_size=4))
 

@@ -185,7 +185,7 @@ def test_encode_sentences_aligns_labels(tokenizer):
 
 def test_encode_sentences_reads_character_level_chinese_as_the_tagger_reads_text(cjk_tokenizer):
     """Training sees the words the tagger cuts from the raw text (whole pieces), labelled by their first character."""
-    from polyner.pipelines.words import segment_words, tokenizer_run_splitter
+    from polyner.tagging.words import segment_words, tokenizer_run_splitter
 
     text = CJK_TEXTS[1]  # 他曾在北京大学学习, gold data one character per word (as MSRA zh, Stockmark ja)
     tags = ["O", "O", "O", "B-ORG", "I-ORG", "I-ORG", "I-ORG", "O", "O"]

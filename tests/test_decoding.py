@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from polyner.labels import LABELS
-from polyner.pipelines.decoding import Decoder, check_decoding
+from polyner.tagging.decoding import Decoder, check_decoding
 
 LABEL = {label: i for i, label in enumerate(LABELS)}
 
@@ -72,7 +72,7 @@ def test_tagger_decoding_option(tokenizer):
     both give the same entities (the entity reader opens a run at a stray I-X)."""
     import torch
 
-    from polyner.pipelines.ner import Tagger, TaggerConfig
+    from polyner.tagging.tagger import Tagger, TaggerConfig
     from conftest import CapitalRuleModel
 
     class InsideOnly(CapitalRuleModel):

@@ -474,7 +474,7 @@ def test_transfer_set_origins_and_augmentation_switch(unlabeled_dir, gold_tree):
 def test_gold_transfer_text_is_split_as_the_tagger_splits_raw_text(tmp_path, cjk_tokenizer):
     """Character-level Chinese gold (as MSRA zh) enters the transfer set in the words the tagger cuts from the text."""
     from conftest import CJK_TEXTS
-    from polyner.pipelines.words import segment_words, tokenizer_run_splitter
+    from polyner.tagging.words import segment_words, tokenizer_run_splitter
 
     text = CJK_TEXTS[1]
     folder = tmp_path / "gold" / "msra_like" / "zh"

@@ -125,3 +125,13 @@ def test_the_model_layer_does_not_call_up_into_the_surfaces():
         if name.startswith("polyner.models."):
             calls_up = sorted(t for t in targets if t in upper or t.startswith(tuple(u + "." for u in upper[:-1])))
             assert not calls_up, f"{name} imports {calls_up}"
+
+
+def test_the_tagging_core_does_not_call_up_into_the_surfaces():
+    """polyner.tagging.* (the Tagger every surface shares) imports neither the surfaces nor the resolver."""
+    surfaces = ("polyner.loading", "polyner.spec", "polyner.cli", "polyner.corpus", "polyner.serve", "polyner.pipelines",
+                "polyner.bench", "polyner.distill", "polyner.training")
+    for name, targets in import_graph().items():
+        if name.startswith("polyner.tagging."):
+            calls_up = sorted(t for t in targets if t in surfaces or t.startswith(tuple(u + "." for u in surfaces)))
+            assert not calls_up, f"{name} imports {calls_up}"

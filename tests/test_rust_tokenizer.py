@@ -11,7 +11,7 @@ import pytest
 
 from polyner.models.io import ModelDirectoryError
 from polyner.models.rust_tokenizer import RustTokenizer
-from polyner.pipelines.ner import Tagger
+from polyner.tagging.tagger import Tagger
 
 from conftest import SAMPLE_TEXTS
 from tiny_student import save_tiny_student

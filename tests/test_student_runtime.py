@@ -13,7 +13,7 @@ import torch
 import polyner
 from polyner.models.io import ModelDirectoryError, load_token_classifier
 from polyner.models.student_runtime import StudentRuntime, is_student_directory, load_student_runtime
-from polyner.pipelines.ner import Tagger
+from polyner.tagging.tagger import Tagger
 
 from conftest import SAMPLE_TEXTS
 from tiny_student import save_tiny_student

@@ -6,8 +6,8 @@ import unicodedata
 import pytest
 
 from polyner.labels import tags_to_spans
-from polyner.pipelines.ner import DEFAULT_MAX_LENGTH, Tagger, TaggerConfig, choose_windows, plan_windows
-from polyner.pipelines.words import recut_words, segment_words, tokenizer_run_splitter
+from polyner.tagging.tagger import DEFAULT_MAX_LENGTH, Tagger, TaggerConfig, choose_windows, plan_windows
+from polyner.tagging.words import recut_words, segment_words, tokenizer_run_splitter
 from conftest import CJK_TEXTS, SAMPLE_TEXTS, CapitalRuleModel, build_tiny_model
 
 TRICKY = SAMPLE_TEXTS[:16] + [
@@ -239,7 +239,7 @@ def test_real_tiny_model_round_trip(tiny_model_dir, tokenizer):
 
 def test_chunked_tokenization_matches_one_text_at_a_time(rule_tagger, monkeypatch):
     """Texts are tokenized in chunks; chunk seams and empty texts between full ones change no result."""
-    import polyner.pipelines.ner as ner
+    import polyner.tagging.tagger as ner
 
     texts = [text if i % 4 else "   " for i, text in enumerate(TRICKY * 2)]
     one_by_one = [rule_tagger(text) for text in texts]

@@ -104,7 +104,7 @@ def load_contender(spec: ContenderSpec):
     from transformers import XLMRobertaConfig, XLMRobertaForTokenClassification
 
     from polyner.models.io import load_tokenizer, ner_config_kwargs
-    from polyner.pipelines.ner import Tagger
+    from polyner.tagging.tagger import Tagger
 
     tokenizer = load_tokenizer(spec.path)
     torch.manual_seed(0)

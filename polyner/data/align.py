@@ -14,7 +14,7 @@ import numpy as np
 from polyner.data.iob2 import Sentence
 from polyner.home import cache_dir
 from polyner.labels import IGNORE_INDEX, LABEL2ID
-from polyner.pipelines.words import recut_words, tokenizer_run_splitter
+from polyner.tagging.words import recut_words, tokenizer_run_splitter
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def encode_sentences(tokenizer, sentences: Sequence[Sentence], max_length: int =
                      batch_size: int = 1000) -> EncodedSet:
     """Tokenize word lists (``is_split_into_words``), truncated to ``max_length`` pieces, with aligned labels.
 
-    Words are read as the tagger reads them (:func:`~polyner.pipelines.words.recut_words`): runs of scripts
+    Words are read as the tagger reads them (:func:`~polyner.tagging.words.recut_words`): runs of scripts
     written without spaces, such as character-level Chinese and Japanese data, are cut where the tokenizer's
     pieces end, each piece-word taking the tag of its first character.
     """

@@ -20,7 +20,7 @@ DEFAULT_MAX_LENGTH = 128  # pieces per window for a model whose config.json name
 
 @runtime_checkable
 class TokenClassifier(Protocol):
-    """A model the :class:`~polyner.pipelines.ner.Tagger` runs."""
+    """A model the :class:`~polyner.tagging.tagger.Tagger` runs."""
 
     backend: str  # "torch", "onnx" or "onnx-int8"
     config: Any  # the model's config.json, as an object (label maps, geometry, polyner_languages, ...)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from polyner.pipelines.ner import softmax
+from polyner.tagging.tagger import softmax
 
 logger = logging.getLogger(__name__)
 DEFAULT_NULL_THRESHOLD = 0.5  # na_prob > 0.5 <=> the no-answer score beats the best span

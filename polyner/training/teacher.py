@@ -104,7 +104,7 @@ def train_teacher(config: TeacherTrainingConfig) -> Path:
     Started by ``torchrun``, the processes share each global batch of ``config.batch_size`` sentences
     (see :mod:`polyner.training.distributed`); rank 0 evaluates and writes the files.
     """
-    from polyner.pipelines.ner import Tagger
+    from polyner.tagging.tagger import Tagger
     from polyner.models.io import load_tokenizer
 
     torch.set_num_threads(config.threads)

@@ -1,7 +1,7 @@
 """The one NER tagging core: words with offsets, stride windows, length-sorted batches, word labels.
 
 Every surface (Python API, CLI, spaCy, HTTP) calls :class:`Tagger`. Words are found by
-:func:`~polyner.pipelines.words.segment_words` (runs of scripts written without spaces are cut where
+:func:`~polyner.tagging.words.segment_words` (runs of scripts written without spaces are cut where
 the tokenizer's pieces end). A word's label is the label of its first subword; an entity is a
 maximal run of words ``B-X I-X*`` (an ``I-X`` with no opener starts a new entity) and its score is
 the mean of its words' probabilities.
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from polyner.pipelines.decoding import Decoder, check_decoding
-from polyner.pipelines.words import Span, recut_words, segment_words, tokenizer_run_splitter
+from polyner.tagging.decoding import Decoder, check_decoding
+from polyner.tagging.words import Span, recut_words, segment_words, tokenizer_run_splitter
 from polyner.labels import LABELS, tags_to_spans
 from polyner.models.classifier import DEFAULT_MAX_LENGTH, TokenClassifier, as_token_classifier  # noqa: F401
 
