@@ -2,7 +2,8 @@
 
 Loading a ``polyner_student`` directory through transformers' Auto* classes imports transformers'
 modelling code, about five seconds of a cold ``polyner.load()``. This module builds the student from
-``config.json`` with the blocks of :mod:`polyner.models.student_layers`, reads ``model.safetensors``
+``config.json`` as the module tree of :mod:`polyner.models.student_layers` (the tree the transformers classes
+hold, so the weight names are the same by construction), reads ``model.safetensors``
 (strictly: every weight present with its shape, nothing unexpected, checked from the file's header before
 anything is allocated) and takes the tokenizer from ``tokenizer.json``.
 Training, saving and fine-tuning keep using :mod:`polyner.models.student`.
@@ -12,13 +13,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-from torch import nn
-
 from polyner.models.checks import check_tensors_fit, shapes_on_meta
 from polyner.models.io import ModelDirectoryError, check_model_dir
-from polyner.models.plain import LogitsOutput, PlainConfig, read_config
-from polyner.models.student_layers import StudentEmbeddings, StudentLayer, encode
+from polyner.models.plain import PlainConfig, read_config
+from polyner.models.student_geometry import StudentGeometry
+from polyner.models.student_layers import StudentTokenClassifier
 
 STUDENT_TYPE = "polyner_student"
 WEIGHTS_FILE = "model.safetensors"
@@ -32,42 +31,23 @@ def is_student_directory(path: str | Path) -> bool:
         return False
 
 
-class _StudentEncoder(nn.Module):
-    def __init__(self, config: PlainConfig) -> None:
-        super().__init__()
-        self.embeddings = StudentEmbeddings(config)
-        self.layers = nn.ModuleList(StudentLayer(config) for _ in range(config.num_hidden_layers))
-
-
-class StudentRuntime(nn.Module):
-    """A polyner student token classifier called like a transformers model: ``model(input_ids=..., attention_mask=...)``."""
+class StudentRuntime(StudentTokenClassifier):
+    """The student's module tree (:class:`~polyner.models.student_layers.StudentTokenClassifier`) with its
+    config.json (``model.config``: labels and every other field), as loaded for inference."""
 
     def __init__(self, config: PlainConfig) -> None:
-        super().__init__()
+        super().__init__(StudentGeometry.from_config(config))
         self.config = config
-        self.student = _StudentEncoder(config)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_) -> LogitsOutput:
-        """Token logits for a batch."""
-        hidden, _ = encode(self.student.embeddings, self.student.layers, input_ids, attention_mask)
-        return LogitsOutput(logits=self.classifier(hidden))
 
 
 def student_config(path: Path) -> PlainConfig:
-    """config.json of a student as a namespace with the fields the blocks read (``rank`` included)."""
+    """config.json of a student as a namespace, checked to hold the sizes and labels every saved student has."""
     config = read_config(path)
-    defaults = {"embedding_rank": 0, "max_position_embeddings": 512, "layer_norm_eps": 1e-12, "pad_token_id": 1,
-                "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
-    for key, value in defaults.items():
-        if config.get(key) is None:
-            setattr(config, key, value)
     missing = [k for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
                if not isinstance(config.get(k), int)]
     if missing or not config.num_labels:
         raise ModelDirectoryError(f"config.json in {path} is not a complete polyner student config: "
                                   f"missing {missing or ['id2label']}")
-    config.rank = config.embedding_rank or config.hidden_size
     return config
 
 
