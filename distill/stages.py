@@ -53,8 +53,8 @@ class DistillationModel(nn.Module):
     def __init__(self, student: nn.Module, teacher_width: int) -> None:
         super().__init__()
         self.student = student
-        states = student.config.num_hidden_layers + 1
-        self.projections = nn.ModuleList(nn.Linear(student.config.hidden_size, teacher_width) for _ in range(states))
+        geometry = student.config.geometry
+        self.projections = nn.ModuleList(nn.Linear(geometry.hidden, teacher_width) for _ in range(geometry.layers + 1))
 
     def groups(self) -> dict[str, str]:
         """The group of every parameter, by name: the student's groups as its module tree gives them

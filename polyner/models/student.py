@@ -41,7 +41,7 @@ class PolynerStudentConfig(PretrainedConfig):
             setattr(self, key, value)
         self.hidden_act = hidden_act
         self.initializer_range = initializer_range
-        self.geometry  # noqa: B018  (raises ValueError for sizes that do not fit together)
+        StudentGeometry.from_config(self)  # a ValueError now for sizes that do not fit together
 
     @property
     def geometry(self) -> StudentGeometry:
