@@ -116,7 +116,7 @@ class PolynerStudentModel(EncoderParts, PolynerStudentPreTrainedModel):
 
 class PolynerStudentForTokenClassification(TokenClassifierParts, PolynerStudentPreTrainedModel):
     """The student with a token-classification head (NER): the module tree of
-    :class:`~polyner.models.student_layers.StudentTokenClassifier`, with a loss and transformers' outputs."""
+    :class:`~polyner.models.student_layers.TokenClassifierParts`, with a loss and transformers' outputs."""
 
     def __init__(self, config: PolynerStudentConfig) -> None:
         super().__init__(config)

@@ -3,10 +3,11 @@ token classifier, all built from a :class:`~polyner.models.student_geometry.Stud
 
 The names of the saved weights come from here alone: ``student.embeddings.{word,projection,position,norm}``,
 ``student.layers.N.{query,key,value,attention_output,attention_norm,intermediate,output,output_norm}`` and
-``classifier``. :class:`StudentTokenClassifier` is the tree itself (the runtime in
-:mod:`polyner.models.student_runtime` runs it without transformers); the transformers classes in
-:mod:`polyner.models.student` and :mod:`polyner.tasks.heads` hold the same parts through the mixins
-:class:`EncoderParts` and :class:`TokenClassifierParts`, so every path builds, names and runs the same modules.
+``classifier``. The token classifiers (the transformers-free runtime in :mod:`polyner.models.student_runtime`, the
+transformers class in :mod:`polyner.models.student`) hold these parts through the mixin :class:`TokenClassifierParts`
+and add only their outputs; the encoder alone (transformers' ``AutoModel``) through :class:`EncoderParts`, and the
+GLUE/SQuAD heads of :mod:`polyner.tasks.heads` hold a :class:`StudentEncoder`: every path builds, names and runs
+the same modules.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from polyner.models.plain import LogitsOutput
 from polyner.models.student_geometry import StudentGeometry
 
 
@@ -141,20 +141,6 @@ class TokenClassifierParts:
         """Token logits ``[batch, length, labels]`` and the encoder's output they came from."""
         encoded = self.student(input_ids, attention_mask)
         return self.classifier(self.dropout(encoded.last_hidden_state)), encoded
-
-
-class StudentTokenClassifier(TokenClassifierParts, nn.Module):
-    """The student NER model in plain torch, called like a transformers model: ``model(input_ids=..., attention_mask=...)``
-    gives an output with ``.logits``."""
-
-    def __init__(self, geometry: StudentGeometry) -> None:
-        super().__init__()
-        self.geometry = geometry
-        self.add_token_classifier(geometry)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_) -> LogitsOutput:
-        """Token logits for a batch."""
-        return LogitsOutput(logits=self.token_logits(input_ids, attention_mask)[0])
 
 
 def group_parameters(model: TokenClassifierParts) -> dict[str, list[nn.Parameter]]:

@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+from torch import nn
+
 from polyner.models.checks import check_tensors_fit, shapes_on_meta
 from polyner.models.io import ModelDirectoryError, check_model_dir
-from polyner.models.plain import PlainConfig, read_config
+from polyner.models.plain import LogitsOutput, PlainConfig, read_config
 from polyner.models.student_geometry import StudentGeometry
-from polyner.models.student_layers import StudentTokenClassifier
+from polyner.models.student_layers import TokenClassifierParts
 
 STUDENT_TYPE = "polyner_student"
 WEIGHTS_FILE = "model.safetensors"
@@ -31,16 +34,23 @@ def is_student_directory(path: str | Path) -> bool:
         return False
 
 
-class StudentRuntime(StudentTokenClassifier):
-    """The student's module tree (:class:`~polyner.models.student_layers.StudentTokenClassifier`) with its
-    config.json (``model.config``: labels and every other field), as loaded for inference."""
+class StudentRuntime(TokenClassifierParts, nn.Module):
+    """The student's module tree (:class:`~polyner.models.student_layers.TokenClassifierParts`) built from its
+    config.json (``model.config``: labels and every other field), called like a transformers model:
+    ``model(input_ids=..., attention_mask=...)`` gives an output with ``.logits``."""
 
     def __init__(self, config: PlainConfig) -> None:
-        super().__init__(StudentGeometry.from_config(config))
+        super().__init__()
         self.config = config
+        self.geometry = StudentGeometry.from_config(config)
+        self.add_token_classifier(self.geometry)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_) -> LogitsOutput:
+        """Token logits for a batch."""
+        return LogitsOutput(logits=self.token_logits(input_ids, attention_mask)[0])
 
 
-def student_config(path: Path) -> PlainConfig:
+def read_student_config(path: Path) -> PlainConfig:
     """config.json of a student as a namespace, checked to hold the sizes and labels every saved student has."""
     config = read_config(path)
     missing = [k for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
@@ -58,7 +68,7 @@ def load_student_runtime(path: str | Path):
     from polyner.models.rust_tokenizer import load_inference_tokenizer
 
     path = check_model_dir(path)
-    config = student_config(path)
+    config = read_student_config(path)
     expected, _ = shapes_on_meta(lambda: StudentRuntime(config))  # nothing allocated until the weights fit
     check_tensors_fit(expected, path / WEIGHTS_FILE, f"its config.json (model_type {STUDENT_TYPE!r})")
     model = StudentRuntime(config)
