@@ -10,23 +10,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from polyner.languages import TARGET_LANGUAGES
+from polyner.models.student_geometry import ENCODER_FIELDS, StudentGeometry
 
-
-@dataclass(frozen=True)
-class StudentPreset:
-    """Geometry of a student encoder."""
-
-    layers: int
-    hidden: int
-    heads: int
-    ffn: int
-    rank: int  # word-embedding rank (0: unfactorized)
-
-
-PRESETS: dict[str, StudentPreset] = {
-    "xs": StudentPreset(layers=4, hidden=256, heads=4, ffn=1024, rank=128),
-    "s": StudentPreset(layers=6, hidden=256, heads=4, ffn=1024, rank=128),
-    "m": StudentPreset(layers=6, hidden=384, heads=6, ffn=1536, rank=128),
+# a preset chooses the encoder (ENCODER_FIELDS); vocabulary, positions and labels come from the run
+PRESETS: dict[str, StudentGeometry] = {
+    "xs": StudentGeometry(layers=4, hidden=256, heads=4, ffn=1024, rank=128),
+    "s": StudentGeometry(layers=6, hidden=256, heads=4, ffn=1024, rank=128),
+    "m": StudentGeometry(layers=6, hidden=384, heads=6, ffn=1536, rank=128),
 }
 
 
@@ -52,7 +42,7 @@ class DistillConfig:
     languages: list[str] = field(default_factory=lambda: list(TARGET_LANGUAGES))
     include_gold_languages: bool = False  # also every language with gold training data (vocabulary, text, labels, dev)
     preset: str = "s"
-    geometry: dict | None = None  # a custom StudentPreset (layers, hidden, heads, ffn, rank) instead of a preset
+    geometry: dict | None = None  # a custom encoder (layers, hidden, heads, ffn, rank) instead of a preset
     unlabeled: list[str] = field(default_factory=list)  # files or directories of LANG.txt, one sentence a line
     gold: str | None = None  # gold root (SOURCE/LANG/SPLIT.iob2): train text, dev selection, stage-4 labels
     silver: str | None = None  # silver root, same layout: transfer text and stage-4 labels, never dev selection
@@ -89,13 +79,15 @@ class DistillConfig:
     reuse_teacher_cache: str | None = None  # teacher_cache folder of an earlier run (same teacher, superset of text)
 
     def __post_init__(self) -> None:
-        if isinstance(self.geometry, StudentPreset):
-            self.geometry = asdict(self.geometry)
+        if isinstance(self.geometry, StudentGeometry):
+            self.geometry = {name: getattr(self.geometry, name) for name in ENCODER_FIELDS}
         if self.geometry is not None:
-            try:
-                StudentPreset(**self.geometry)  # fails early on unknown or missing fields
-            except TypeError as exc:
-                raise ValueError(f"geometry {self.geometry}: {exc}") from None
+            unknown, missing = set(self.geometry) - set(ENCODER_FIELDS), set(ENCODER_FIELDS) - set(self.geometry)
+            if unknown or missing:
+                raise ValueError(f"geometry {self.geometry}: expected exactly {', '.join(ENCODER_FIELDS)}"
+                                 + (f"; unknown {sorted(unknown)}" if unknown else "")
+                                 + (f"; missing {sorted(missing)}" if missing else ""))
+            StudentGeometry(**self.geometry)  # fails early on sizes that do not fit together
         elif self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
         if self.representation_targets not in REPRESENTATION_TARGETS:
@@ -113,9 +105,10 @@ class DistillConfig:
                 setattr(self, name, replace(defaults[name].default_factory(), **value))
 
     @property
-    def student(self) -> StudentPreset:
-        """The student geometry: the custom one when given, else the preset's."""
-        return StudentPreset(**self.geometry) if self.geometry is not None else PRESETS[self.preset]
+    def student(self) -> StudentGeometry:
+        """The student geometry: the custom encoder when given, else the preset's (other sizes at their defaults,
+        set by the run: see :func:`polyner.distill.student_init.student_config`)."""
+        return StudentGeometry(**self.geometry) if self.geometry is not None else PRESETS[self.preset]
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from polyner.distill.config import DistillConfig, StageBudget
+from polyner.models.student_layers import group_parameters
 
 
 @dataclass(frozen=True)
@@ -46,33 +47,31 @@ def plan_stages(config: DistillConfig) -> list[Stage]:
     return stages
 
 
-def group_of(name: str) -> str:
-    """The parameter group of a parameter name of :class:`DistillationModel`."""
-    if name.startswith("projections."):
-        return "projections"
-    if name.startswith("student.classifier."):
-        return "classifier"
-    if name.startswith("student.student.embeddings."):
-        return "embeddings"
-    if name.startswith("student.student.layers."):
-        return "layer" + name.split(".")[3]
-    raise ValueError(f"parameter {name} belongs to no group")
-
-
 class DistillationModel(nn.Module):
     """The student plus the stage-1 projections from student width to teacher width, one per hidden state."""
 
     def __init__(self, student: nn.Module, teacher_width: int) -> None:
         super().__init__()
         self.student = student
-        states = student.config.num_hidden_layers + 1
-        self.projections = nn.ModuleList(nn.Linear(student.config.hidden_size, teacher_width) for _ in range(states))
+        geometry = student.config.geometry
+        self.projections = nn.ModuleList(nn.Linear(geometry.hidden, teacher_width) for _ in range(geometry.layers + 1))
+
+    def groups(self) -> dict[str, str]:
+        """The group of every parameter, by name: the student's groups as its module tree gives them
+        (:func:`~polyner.models.student_layers.group_parameters`), and "projections"."""
+        owner = {id(p): group for group, params in group_parameters(self.student).items() for p in params}
+        owner.update((id(p), "projections") for p in self.projections.parameters())
+        unowned = [name for name, param in self.named_parameters() if id(param) not in owner]
+        if unowned:
+            raise ValueError(f"parameters {unowned} belong to no group")
+        return {name: owner[id(param)] for name, param in self.named_parameters()}
 
     def set_trainable(self, groups: tuple[str, ...]) -> list[nn.Parameter]:
         """Freeze everything but ``groups``; return the trainable parameters."""
+        group_of = self.groups()
         trainable = []
         for name, param in self.named_parameters():
-            param.requires_grad_(group_of(name) in groups)
+            param.requires_grad_(group_of[name] in groups)
             if param.requires_grad:
                 trainable.append(param)
         return trainable
@@ -86,7 +85,7 @@ def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
 
 def representation_loss(model: DistillationModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Stage 1: mean over hidden states of MSE(projection_i(student_i), teacher top state i)."""
-    out = model.student.student(batch["input_ids"], batch["attention_mask"], output_hidden_states=True)
+    out = model.student.student(batch["input_ids"], batch["attention_mask"])
     teacher = batch["teacher_hidden"]  # [B, L, states, width], bottom to top
     losses = [masked_mse(projection(state), teacher[:, :, i], batch["attention_mask"])
               for i, (projection, state) in enumerate(zip(model.projections, out.hidden_states))]

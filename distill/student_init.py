@@ -2,27 +2,30 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from polyner.distill.config import StudentPreset
+from polyner.labels import ID2LABEL
 from polyner.models.io import ner_config_kwargs
 from polyner.models.student import PolynerStudentConfig, PolynerStudentForTokenClassification
+from polyner.models.student_geometry import StudentGeometry
 
 logger = logging.getLogger(__name__)
 
 
-def student_config(preset: StudentPreset, vocab_size: int, teacher_config, max_length: int = 512) -> PolynerStudentConfig:
-    """The student's config.json: geometry from the preset, special ids and labels as the teacher's."""
-    return PolynerStudentConfig(
-        vocab_size=vocab_size, hidden_size=preset.hidden, num_hidden_layers=preset.layers,
-        num_attention_heads=preset.heads, intermediate_size=preset.ffn, embedding_rank=preset.rank,
-        max_position_embeddings=min(max_length, teacher_config.max_position_embeddings),
-        layer_norm_eps=teacher_config.layer_norm_eps, pad_token_id=teacher_config.pad_token_id,
-        bos_token_id=_special(teacher_config, "bos_token_id", 0), eos_token_id=_special(teacher_config, "eos_token_id", 2),
-        **ner_config_kwargs())
+def student_config(preset: StudentGeometry, vocab_size: int, teacher_config, max_length: int = 512
+                   ) -> PolynerStudentConfig:
+    """The student's config.json: the preset's encoder over the trimmed vocabulary, positions, LayerNorm epsilon and
+    special ids as the teacher's, polyner's NER labels."""
+    geometry = replace(preset, vocab=vocab_size, labels=len(ID2LABEL), pad_id=teacher_config.pad_token_id,
+                       max_positions=min(max_length, teacher_config.max_position_embeddings),
+                       layer_norm_eps=teacher_config.layer_norm_eps)
+    return PolynerStudentConfig.from_geometry(
+        geometry, bos_token_id=_special(teacher_config, "bos_token_id", 0),
+        eos_token_id=_special(teacher_config, "eos_token_id", 2), **ner_config_kwargs())
 
 
 def _special(config, name: str, default: int) -> int:

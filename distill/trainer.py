@@ -212,7 +212,7 @@ class Distiller:
         prefix = self.teacher.base_model_prefix + "."
         if self.config.factorize_embeddings:
             teacher_words = self.teacher.get_input_embeddings().weight.detach().float().numpy()
-            factors = factorize_embeddings(teacher_words, keep.tolist(), preset.rank or preset.hidden)
+            factors = factorize_embeddings(teacher_words, keep.tolist(), preset.word_width)
             coordinates, components, mean = factors[0], factors[1], factors[2]
             position = state[prefix + "embeddings.position_embeddings.weight"].float().numpy()
             type_key = prefix + "embeddings.token_type_embeddings.weight"

@@ -15,9 +15,9 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from conftest import SAMPLE_TEXTS, build_tiny_model, write_gold_tree
-from polyner.distill.config import PRESETS, DistillConfig, StageBudget, StudentPreset
+from polyner.distill.config import PRESETS, DistillConfig, StageBudget
 from polyner.distill.stages import (
-    LOSSES, DistillationModel, group_of, masked_mse, parameter_groups, plan_stages, representation_loss)
+    LOSSES, DistillationModel, masked_mse, parameter_groups, plan_stages, representation_loss)
 from polyner.distill.student_init import (
     copy_teacher_classifier, copy_teacher_layers, rank_ffn_neurons, student_config, teacher_layer_picks)
 from polyner.distill.teacher_cache import build_teacher_cache, open_teacher_cache
@@ -26,6 +26,7 @@ from polyner.distill.transfer import MissingLanguageError, build_transfer_set, u
 from polyner.labels import ID2LABEL
 from polyner.models.student import (
     PolynerStudentConfig, PolynerStudentForTokenClassification, count_parameters)
+from polyner.models.student_geometry import StudentGeometry
 
 LANGS = ["en", "de", "ru", "uk"]
 TINY_GEOMETRY = {"layers": 1, "hidden": 32, "heads": 2, "ffn": 64, "rank": 16}
@@ -118,7 +119,7 @@ def test_presets_geometry_and_at_most_a_fifth_of_the_teacher(name, layers, hidde
 
 def test_same_width_student_starts_as_the_teacher_layers_and_classifier(tokenizer):
     teacher = build_tiny_model(tokenizer, seed=3)
-    geometry = StudentPreset(layers=2, hidden=32, heads=2, ffn=64, rank=0)
+    geometry = StudentGeometry(layers=2, hidden=32, heads=2, ffn=64, rank=0)
     config = student_config(geometry, len(tokenizer), teacher.config)
     student = PolynerStudentForTokenClassification(config)
     state = teacher.state_dict()
@@ -129,7 +130,7 @@ def test_same_width_student_starts_as_the_teacher_layers_and_classifier(tokenize
     shuffled = {i: label for i, label in enumerate(reversed(list(teacher.config.id2label.values())))}
     assert not copy_teacher_classifier(student, state, shuffled)  # another label order: keep the fresh head
     narrow = PolynerStudentForTokenClassification(student_config(
-        StudentPreset(layers=2, hidden=16, heads=2, ffn=32, rank=0), len(tokenizer), teacher.config))
+        StudentGeometry(layers=2, hidden=16, heads=2, ffn=32, rank=0), len(tokenizer), teacher.config))
     assert copy_teacher_layers(narrow, state, "bert.") == []
     assert not copy_teacher_classifier(narrow, state, teacher.config.id2label)
 
@@ -155,7 +156,7 @@ def test_narrow_ffn_student_keeps_the_teachers_most_important_neurons(tokenizer)
     ranking = rank_ffn_neurons(teacher, [{"input_ids": ids, "attention_mask": mask}], [0, 1])
     assert set(ranking[0][:32].tolist()) == set(range(1, 64, 2))  # the live neurons rank first
     student = PolynerStudentForTokenClassification(student_config(
-        StudentPreset(layers=2, hidden=32, heads=2, ffn=32, rank=0), len(tokenizer), teacher.config)).eval()
+        StudentGeometry(layers=2, hidden=32, heads=2, ffn=32, rank=0), len(tokenizer), teacher.config)).eval()
     assert copy_teacher_layers(student, teacher.state_dict(), "bert.", ranking) == [0, 1]
     for index in (0, 1):  # each student layer computes what its teacher layer computes
         inputs, outputs = _layer_io(teacher, ids, mask, index)
@@ -233,13 +234,14 @@ def test_set_trainable_freezes_everything_else():
     student = tiny_student(layers=3)
     model = DistillationModel(student, teacher_width=24)
     assert len(model.projections) == 4
-    names = {group_of(n) for n, _ in model.named_parameters()}
+    group_of = model.groups()
+    names = set(group_of.values())
     assert names == {"embeddings", "layer0", "layer1", "layer2", "classifier", "projections"}
     for stage in plan_stages(_config()):
         trainable = model.set_trainable(stage.trainable)
         assert {id(p) for p in trainable} == {id(p) for p in model.parameters() if p.requires_grad}
         for name, param in model.named_parameters():
-            assert param.requires_grad == (group_of(name) in stage.trainable), (stage.name, name)
+            assert param.requires_grad == (group_of[name] in stage.trainable), (stage.name, name)
     model.set_trainable(("classifier",))
     assert {n for n, p in model.named_parameters() if p.requires_grad} == {"student.classifier.weight",
                                                                            "student.classifier.bias"}
@@ -274,7 +276,7 @@ def test_representation_loss_zero_when_projected_states_match():
             projection.bias.zero_()
     ids, mask = random_batch()
     with torch.no_grad():
-        states = student.student(ids, mask, output_hidden_states=True).hidden_states
+        states = student.student(ids, mask).hidden_states
     teacher = torch.stack(states, dim=2)  # [B, L, states, width], bottom to top
     batch = {"input_ids": ids, "attention_mask": mask, "teacher_hidden": teacher}
     assert representation_loss(model, batch).item() == pytest.approx(0.0, abs=1e-10)
@@ -293,12 +295,13 @@ def test_representation_loss_gradient_reaches_only_trainable_groups():
     ids, mask = random_batch()
     teacher = torch.randn(3, 7, 3, 24, generator=torch.Generator().manual_seed(2))
     representation_loss(model, {"input_ids": ids, "attention_mask": mask, "teacher_hidden": teacher}).backward()
+    group_of = model.groups()
     for name, param in model.named_parameters():
-        if group_of(name) in ("layer1", "projections"):
+        if group_of[name] in ("layer1", "projections"):
             assert param.grad is not None, name
         else:
             assert param.grad is None, name
-    assert any(p.grad.abs().sum() > 0 for n, p in model.named_parameters() if group_of(n) == "layer1")
+    assert any(p.grad.abs().sum() > 0 for n, p in model.named_parameters() if group_of[n] == "layer1")
 
 
 # --- teacher cache ------------------------------------------------------------------------------

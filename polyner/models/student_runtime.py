@@ -2,7 +2,8 @@
 
 Loading a ``polyner_student`` directory through transformers' Auto* classes imports transformers'
 modelling code, about five seconds of a cold ``polyner.load()``. This module builds the student from
-``config.json`` with the blocks of :mod:`polyner.models.student_layers`, reads ``model.safetensors``
+``config.json`` as the module tree of :mod:`polyner.models.student_layers` (the tree the transformers classes
+hold, so the weight names are the same by construction), reads ``model.safetensors``
 (strictly: every weight present with its shape, nothing unexpected, checked from the file's header before
 anything is allocated) and takes the tokenizer from ``tokenizer.json``.
 Training, saving and fine-tuning keep using :mod:`polyner.models.student`.
@@ -18,7 +19,8 @@ from torch import nn
 from polyner.models.checks import check_tensors_fit, shapes_on_meta
 from polyner.models.io import ModelDirectoryError, check_model_dir
 from polyner.models.plain import LogitsOutput, PlainConfig, read_config
-from polyner.models.student_layers import StudentEmbeddings, StudentLayer, encode
+from polyner.models.student_geometry import StudentGeometry
+from polyner.models.student_layers import TokenClassifierParts
 
 STUDENT_TYPE = "polyner_student"
 WEIGHTS_FILE = "model.safetensors"
@@ -32,42 +34,30 @@ def is_student_directory(path: str | Path) -> bool:
         return False
 
 
-class _StudentEncoder(nn.Module):
-    def __init__(self, config: PlainConfig) -> None:
-        super().__init__()
-        self.embeddings = StudentEmbeddings(config)
-        self.layers = nn.ModuleList(StudentLayer(config) for _ in range(config.num_hidden_layers))
-
-
-class StudentRuntime(nn.Module):
-    """A polyner student token classifier called like a transformers model: ``model(input_ids=..., attention_mask=...)``."""
+class StudentRuntime(TokenClassifierParts, nn.Module):
+    """The student's module tree (:class:`~polyner.models.student_layers.TokenClassifierParts`) built from its
+    config.json (``model.config``: labels and every other field), called like a transformers model:
+    ``model(input_ids=..., attention_mask=...)`` gives an output with ``.logits``."""
 
     def __init__(self, config: PlainConfig) -> None:
         super().__init__()
         self.config = config
-        self.student = _StudentEncoder(config)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.geometry = StudentGeometry.from_config(config)
+        self.add_token_classifier(self.geometry)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_) -> LogitsOutput:
         """Token logits for a batch."""
-        hidden, _ = encode(self.student.embeddings, self.student.layers, input_ids, attention_mask)
-        return LogitsOutput(logits=self.classifier(hidden))
+        return LogitsOutput(logits=self.token_logits(input_ids, attention_mask)[0])
 
 
-def student_config(path: Path) -> PlainConfig:
-    """config.json of a student as a namespace with the fields the blocks read (``rank`` included)."""
+def read_student_config(path: Path) -> PlainConfig:
+    """config.json of a student as a namespace, checked to hold the sizes and labels every saved student has."""
     config = read_config(path)
-    defaults = {"embedding_rank": 0, "max_position_embeddings": 512, "layer_norm_eps": 1e-12, "pad_token_id": 1,
-                "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
-    for key, value in defaults.items():
-        if config.get(key) is None:
-            setattr(config, key, value)
     missing = [k for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
                if not isinstance(config.get(k), int)]
     if missing or not config.num_labels:
         raise ModelDirectoryError(f"config.json in {path} is not a complete polyner student config: "
                                   f"missing {missing or ['id2label']}")
-    config.rank = config.embedding_rank or config.hidden_size
     return config
 
 
@@ -78,7 +68,7 @@ def load_student_runtime(path: str | Path):
     from polyner.models.rust_tokenizer import load_inference_tokenizer
 
     path = check_model_dir(path)
-    config = student_config(path)
+    config = read_student_config(path)
     expected, _ = shapes_on_meta(lambda: StudentRuntime(config))  # nothing allocated until the weights fit
     check_tensors_fit(expected, path / WEIGHTS_FILE, f"its config.json (model_type {STUDENT_TYPE!r})")
     model = StudentRuntime(config)

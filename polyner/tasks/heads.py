@@ -4,7 +4,7 @@ that puts the right head on any encoder directory (a polyner student or a Huggin
 The student classes register with ``AutoModelForSequenceClassification`` and
 ``AutoModelForQuestionAnswering`` for model_type ``polyner_student``, so a fine-tuned directory loads
 with the matching Auto class once ``polyner.tasks.heads`` is imported. Their encoder sits under the
-same ``student.`` prefix as in the NER model, so a distilled NER student (or the shipped default)
+same ``student.`` prefix as in the NER model (the encoder of :mod:`polyner.models.student_layers`), so a distilled NER student (or the shipped default)
 initialises the encoder and only the new head starts from random weights.
 """
 from __future__ import annotations
@@ -17,7 +17,8 @@ from torch import nn
 from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification
 from transformers.modeling_outputs import QuestionAnsweringModelOutput, SequenceClassifierOutput
 
-from polyner.models.student import PolynerStudentConfig, PolynerStudentModel, PolynerStudentPreTrainedModel
+from polyner.models.student import PolynerStudentConfig, PolynerStudentPreTrainedModel
+from polyner.models.student_layers import StudentEncoder
 
 logger = logging.getLogger(__name__)
 HEAD_KINDS = ("classify", "qa")
@@ -53,24 +54,25 @@ class PolynerStudentForSequenceClassification(PolynerStudentPreTrainedModel):
     def __init__(self, config: PolynerStudentConfig) -> None:
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.student = PolynerStudentModel(config)
+        self.student = StudentEncoder(config.geometry)
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.score = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
-        return self.student.get_input_embeddings()
+        return self.student.embeddings.word
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, output_hidden_states: bool = False,
                 return_dict: bool = True, **_) -> SequenceClassifierOutput:
-        encoded = self.student(input_ids, attention_mask, output_hidden_states=output_hidden_states)
+        encoded = self.student(input_ids, attention_mask)
+        states = encoded.hidden_states if output_hidden_states else None
         sentence = pool(encoded.last_hidden_state, attention_mask, getattr(self.config, "classifier_pooling", "first"))
         pooled = torch.tanh(self.pooler(self.dropout(sentence)))
         logits = self.score(self.dropout(pooled))
         loss = None if labels is None else self._loss(logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=states)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         kind = self.config.problem_type
@@ -93,17 +95,18 @@ class PolynerStudentForQuestionAnswering(PolynerStudentPreTrainedModel):
 
     def __init__(self, config: PolynerStudentConfig) -> None:
         super().__init__(config)
-        self.student = PolynerStudentModel(config)
+        self.student = StudentEncoder(config.geometry)
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
-        return self.student.get_input_embeddings()
+        return self.student.embeddings.word
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 start_positions: torch.Tensor | None = None, end_positions: torch.Tensor | None = None,
                 output_hidden_states: bool = False, return_dict: bool = True, **_) -> QuestionAnsweringModelOutput:
-        encoded = self.student(input_ids, attention_mask, output_hidden_states=output_hidden_states)
+        encoded = self.student(input_ids, attention_mask)
+        states = encoded.hidden_states if output_hidden_states else None
         start_logits, end_logits = self.qa_outputs(encoded.last_hidden_state).unbind(dim=-1)
         loss = None
         if start_positions is not None and end_positions is not None:
@@ -113,7 +116,7 @@ class PolynerStudentForQuestionAnswering(PolynerStudentPreTrainedModel):
             loss = (nn.functional.cross_entropy(start_logits, starts, ignore_index=width)
                     + nn.functional.cross_entropy(end_logits, ends, ignore_index=width)) / 2
         return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits.contiguous(),
-                                            end_logits=end_logits.contiguous(), hidden_states=encoded.hidden_states)
+                                            end_logits=end_logits.contiguous(), hidden_states=states)
 
 
 AutoModelForSequenceClassification.register(PolynerStudentConfig, PolynerStudentForSequenceClassification,
