@@ -117,13 +117,14 @@ def test_train_teacher_is_deterministic(teacher_dir, gold_tree, tmp_path):
 
 def test_train_teacher_keeps_the_best_dev_checkpoint(teacher_dir, gold_tree, tmp_path, monkeypatch):
     """model.safetensors holds the weights of the step with the best dev macro F1, not the last step."""
+    import polyner.training.engine as engine
     import polyner.training.teacher as teacher_module
     from polyner.evaluate import Scores
 
     script = {2: 10.0, 4: 30.0, 6: 20.0}
     dev_langs: list[list[str]] = []
     snapshots: dict[int, dict[str, torch.Tensor]] = {}
-    real_save = teacher_module.save_checkpoint
+    real_save = engine.save_checkpoint
 
     def fake_evaluate(tag_words, sentences):
         dev_langs.append(sorted({s.lang for s in sentences}))
@@ -135,7 +136,7 @@ def test_train_teacher_keeps_the_best_dev_checkpoint(teacher_dir, gold_tree, tmp
         real_save(folder, model, optimizer, scheduler, state)
 
     monkeypatch.setattr(teacher_module, "evaluate_by_language", fake_evaluate)
-    monkeypatch.setattr(teacher_module, "save_checkpoint", recording_save)
+    monkeypatch.setattr(engine, "save_checkpoint", recording_save)
     out = tmp_path / "out"
     train_teacher(_config(teacher_dir, gold_tree, out, max_steps=6))
 
@@ -178,9 +179,9 @@ class _Interrupted(Exception):
 
 def test_resume_after_interruption_matches_uninterrupted_run(teacher_dir, gold_tree, tmp_path, monkeypatch):
     """A 6-step run killed right after its step-4 checkpoint and restarted ends where an uninterrupted run ends."""
-    import polyner.training.teacher as teacher_module
+    import polyner.training.engine as engine
 
-    real_save = teacher_module.save_checkpoint
+    real_save = engine.save_checkpoint
 
     def save_then_die(folder, model, optimizer, scheduler, state):
         real_save(folder, model, optimizer, scheduler, state)
@@ -188,10 +189,10 @@ def test_resume_after_interruption_matches_uninterrupted_run(teacher_dir, gold_t
             raise _Interrupted
 
     resumed = tmp_path / "resumed"
-    monkeypatch.setattr(teacher_module, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(engine, "save_checkpoint", save_then_die)
     with pytest.raises(_Interrupted):
         train_teacher(_config(teacher_dir, gold_tree, resumed, max_steps=6))
-    monkeypatch.setattr(teacher_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(engine, "save_checkpoint", real_save)
     assert json.loads((resumed / "checkpoint" / "state.json").read_text())["step"] == 4
     assert not (resumed / "training_state.json").exists()
 
@@ -239,14 +240,15 @@ def test_resume_with_more_steps_continues_from_checkpoint(teacher_dir, gold_tree
 
 def test_resume_with_more_steps_follows_the_new_schedule(teacher_dir, gold_tree, tmp_path):
     """Extending max_steps on resume continues on the new learning-rate schedule (not the old one's 0.0)."""
-    from polyner.training.teacher import _model, _optimizer, resume
+    from polyner.training.engine import CheckpointPlan, resume
+    from polyner.training.teacher import _model, _optimizer, run_identity
 
     out = tmp_path / "out"
     train_teacher(_config(teacher_dir, gold_tree, out, max_steps=4))
     longer = _config(teacher_dir, gold_tree, out, max_steps=6)
     model = _model(longer)
     optimizer, scheduler = _optimizer(model, longer)
-    state = resume(out / "checkpoint", model, optimizer, scheduler)
+    state = resume(CheckpointPlan(out / "checkpoint", run_identity(longer)), model, optimizer, scheduler)
     assert state["step"] == 4
     expected = [base * rule(4) for base, rule in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx(expected)
