@@ -117,7 +117,7 @@ def test_train_teacher_is_deterministic(teacher_dir, gold_tree, tmp_path):
 
 def test_train_teacher_keeps_the_best_dev_checkpoint(teacher_dir, gold_tree, tmp_path, monkeypatch):
     """model.safetensors holds the weights of the step with the best dev macro F1, not the last step."""
-    import polyner.training.engine as engine
+    from polyner.training import engine
     import polyner.training.teacher as teacher_module
     from polyner.evaluate import Scores
 
@@ -179,7 +179,7 @@ class _Interrupted(Exception):
 
 def test_resume_after_interruption_matches_uninterrupted_run(teacher_dir, gold_tree, tmp_path, monkeypatch):
     """A 6-step run killed right after its step-4 checkpoint and restarted ends where an uninterrupted run ends."""
-    import polyner.training.engine as engine
+    from polyner.training import engine
 
     real_save = engine.save_checkpoint
 
