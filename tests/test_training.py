@@ -255,6 +255,51 @@ def test_resume_with_more_steps_follows_the_new_schedule(teacher_dir, gold_tree,
     assert all(lr > 0 for lr in expected)
 
 
+def test_checkpoint_of_the_loop_before_the_merge_resumes_with_more_steps(teacher_dir, gold_tree, tmp_path, caplog):
+    """A checkpoint folder as train_teacher wrote it before the one training loop (state.json with best_f1 and no
+    run identity; the weights, optimizer and RNG files unchanged) resumes, with another max_steps, like one of today."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    for out in (old, new):
+        train_teacher(_config(teacher_dir, gold_tree, out, max_steps=4))
+    state = json.loads((old / "checkpoint" / "state.json").read_text())
+    legacy = {"step": 4, "best_f1": state["best_score"],
+              "history": [{k: h[k] for k in ("step", "loss", "dev_f1", "minutes", "dev_f1_by_language")}
+                          for h in state["history"]],
+              "elapsed_seconds": state["elapsed_seconds"], "best_step": state["best_step"]}
+    assert legacy["history"] == state["history"]  # the history entries kept their layout
+    (old / "checkpoint" / "state.json").write_text(json.dumps(legacy, indent=2))
+    assert sorted(p.name for p in (old / "checkpoint").iterdir()) == [
+        "optimizer.pt", "rng.safetensors", "state.json", "weights.safetensors"]
+
+    with caplog.at_level("WARNING"):
+        train_teacher(_config(teacher_dir, gold_tree, old, max_steps=6))
+    assert "records no run identity" in caplog.text
+    train_teacher(_config(teacher_dir, gold_tree, new, max_steps=6))
+    _assert_same_weights(_final_weights(old), _final_weights(new))
+    _assert_same_weights(load_file(str(old / "model.safetensors")), load_file(str(new / "model.safetensors")))
+    a = json.loads((old / "training_state.json").read_text())
+    b = json.loads((new / "training_state.json").read_text())
+    assert [h["step"] for h in a["history"]] == [h["step"] for h in b["history"]] == [2, 4, 6]
+    assert [h["dev_f1"] for h in a["history"]] == [h["dev_f1"] for h in b["history"]]
+    assert (a["best_step"], a["best_f1"]) == (b["best_step"], b["best_f1"])
+    # from now on the checkpoint records the run's identity
+    assert json.loads((old / "checkpoint" / "state.json").read_text())["fingerprint"]["seed"] == 13
+
+
+def test_a_checkpoint_of_another_run_is_refused(teacher_dir, gold_tree, tmp_path):
+    from polyner.errors import UserError
+
+    out = tmp_path / "out"
+    train_teacher(_config(teacher_dir, gold_tree, out, max_steps=2))
+    before = (out / "checkpoint" / "state.json").read_text()
+    with pytest.raises(UserError, match=r"another run \(batch_size: 4 in the checkpoint, 2 now; seed: 13 in the "
+                                        r"checkpoint, 14 now\)"):
+        train_teacher(_config(teacher_dir, gold_tree, out, max_steps=4, seed=14, batch_size=2))
+    assert (out / "checkpoint" / "state.json").read_text() == before
+    train_teacher(_config(teacher_dir, gold_tree, out, max_steps=4, eval_every=4, threads=2))  # the rhythm may change
+    assert json.loads((out / "training_state.json").read_text())["step"] == 4
+
+
 # --- sampling --------------------------------------------------------------------------------------
 
 LANGS = ["en"] * 400 + ["de"] * 100 + ["ru"] * 25 + ["fr"] * 1

@@ -168,7 +168,7 @@ def run_training(config: FinetuneConfig, model, tokenizer, data: TaskData) -> di
                             description=f"finetune {config.task}")
     step = Step(batch, lambda m, b: m(**b).loss, lambda b: len(b["input_ids"]))
     state = train_loop(settings, model, optimizer, scheduler, step, evaluate, on_best=keep_best, parallel=parallel,
-                       checkpoint=CheckpointPlan(checkpoint, _fingerprint(config)))
+                       checkpoint=CheckpointPlan(checkpoint, _fingerprint(config), score_key=main))
     best = next((h for h in state["history"] if h["step"] == state["best_step"]), None)
     record = {
         "task": config.task, "name": display_name(config), "model": model_source(config),

@@ -93,6 +93,7 @@ class CheckpointPlan:
     folder: Path
     fingerprint: Mapping[str, Any] | None = None  # the run's identity: a checkpoint of another is refused
     scope: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"stage": 3}: another scope's is a leftover
+    score_key: str | None = None  # the history entries' score: recovers the best score of an older checkpoint
 
 
 def fresh_state(plan: CheckpointPlan | None = None) -> dict:
@@ -106,13 +107,16 @@ def fresh_state(plan: CheckpointPlan | None = None) -> dict:
     return state
 
 
-def _upgrade(state: dict) -> dict:
+def _upgrade(state: dict, score_key: str | None = None) -> dict:
     """A loaded loop state with the current key names (a checkpoint from before the loops were merged)."""
     for old, new in LEGACY_KEYS.items():
         if old in state and new not in state:
             state[new] = state.pop(old)
-    fresh = fresh_state()
-    return {**fresh, **state}
+    state = {**fresh_state(), **state}
+    if state["best_score"] is None and state["best_step"] is not None and score_key:
+        best = [h[score_key] for h in state["history"] if h.get("step") == state["best_step"] and score_key in h]
+        state["best_score"] = best[-1] if best else None
+    return state
 
 
 def _differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -162,7 +166,7 @@ def resume(plan: CheckpointPlan, model: nn.Module, optimizer: torch.optim.Optimi
     if scheduler is not None:
         for group, base, rule in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
             group["lr"] = base * rule(scheduler.last_epoch)
-    state = _upgrade(state)
+    state = _upgrade(state, plan.score_key)
     if plan.fingerprint is not None:
         state["fingerprint"] = json.loads(json.dumps(dict(plan.fingerprint)))
     return state
