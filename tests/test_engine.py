@@ -118,7 +118,8 @@ def test_early_stopping_and_a_stopped_run_trains_no_more(tmp_path):
     scores = {2: 1.0, 4: 3.0, 6: 2.0, 8: 2.9, 10: 5.0, 12: 1.0, 14: 1.0, 16: 1.0}
     settings = LoopSettings(max_steps=20, eval_every=2, patience=2)
     plan = CheckpointPlan(tmp_path / "checkpoint", FINGERPRINT)
-    state = train_loop(settings, toy.model, toy.optimizer, toy.scheduler, counting, toy.scripted(scores), checkpoint=plan)
+    state = train_loop(settings, toy.model, toy.optimizer, toy.scheduler, counting, toy.scripted(scores),
+                       checkpoint=plan)
     assert seen == list(range(8))  # stopped after two evaluations without improvement (steps 6 and 8)
     assert [h["step"] for h in state["history"]] == [2, 4, 6, 8]
     assert (state["step"], state["best_step"], state["bad_evaluations"]) == (8, 4, 2)

@@ -202,7 +202,8 @@ def train_loop(settings: LoopSettings, model: nn.Module, optimizer: torch.optim.
     model.train()
     first = state["step"]
     progress = tqdm(range(first, settings.max_steps), desc=settings.description, initial=first,
-                    total=settings.max_steps, disable=None if parallel.is_main else True)  # None: off when not a terminal
+                    total=settings.max_steps,
+                    disable=None if parallel.is_main else True)  # None: off when not a terminal (the log has the ETA)
     started, elapsed_before = time.time(), state["elapsed_seconds"]
     save_every = settings.save_every or settings.eval_every
     running = 0.0
