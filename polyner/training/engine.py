@@ -24,7 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from polyner.errors import UserError
-from polyner.training.checkpoint import load_checkpoint, save_checkpoint
+from polyner.training.checkpoint import complete_checkpoint, load_checkpoint, save_checkpoint
 from polyner.training.distributed import BatchLoss, DistributedContext
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,10 @@ class CheckpointPlan:
     scope: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"stage": 3}: another scope's is a leftover
     score_key: str | None = None  # the history entries' score: recovers the best score of an older checkpoint
 
+    def identity(self) -> dict | None:
+        """The fingerprint as state.json holds it (tuples as lists...), or None."""
+        return None if self.fingerprint is None else json.loads(json.dumps(dict(self.fingerprint)))
+
 
 def fresh_state(plan: CheckpointPlan | None = None) -> dict:
     """The state of a loop that has not trained yet."""
@@ -103,7 +107,7 @@ def fresh_state(plan: CheckpointPlan | None = None) -> dict:
     if plan is not None:
         state.update(plan.scope)
         if plan.fingerprint is not None:
-            state["fingerprint"] = json.loads(json.dumps(dict(plan.fingerprint)))
+            state["fingerprint"] = plan.identity()
     return state
 
 
@@ -132,17 +136,14 @@ def read_state(plan: CheckpointPlan) -> dict | None:
     run's. A checkpoint of another scope (the last stage's) is a leftover and is ignored; one written without a
     fingerprint (before run identities were recorded) is taken as this run's.
     """
-    folder = plan.folder
-    if not (folder / "state.json").exists():
-        old = folder.with_name(folder.name + ".old")  # a crash between the two renames of save_checkpoint
-        if not (old / "state.json").exists():
-            return None
-        folder = old
+    folder = complete_checkpoint(plan.folder)
+    if folder is None:
+        return None
     state = json.loads((folder / "state.json").read_text())
     if any(state.get(k) != v for k, v in plan.scope.items()):
         return None
     saved = state.get("fingerprint")
-    current = json.loads(json.dumps(dict(plan.fingerprint))) if plan.fingerprint is not None else None  # as saved
+    current = plan.identity()
     if current is not None and saved is not None and saved != current:
         raise ForeignCheckpointError(
             f"{plan.folder} belongs to another run ({'; '.join(_differences(saved, current))}); "
@@ -168,7 +169,7 @@ def resume(plan: CheckpointPlan, model: nn.Module, optimizer: torch.optim.Optimi
             group["lr"] = base * rule(scheduler.last_epoch)
     state = _upgrade(state, plan.score_key)
     if plan.fingerprint is not None:
-        state["fingerprint"] = json.loads(json.dumps(dict(plan.fingerprint)))
+        state["fingerprint"] = plan.identity()
     return state
 
 
