@@ -300,6 +300,20 @@ def test_a_checkpoint_of_another_run_is_refused(teacher_dir, gold_tree, tmp_path
     assert json.loads((out / "training_state.json").read_text())["step"] == 4
 
 
+def test_train_teacher_logs_progress_as_before(teacher_dir, gold_tree, tmp_path, caplog):
+    """Runs are watched through their log: the progress and dev lines keep their logger and their format."""
+    import re
+
+    with caplog.at_level("INFO", logger="polyner"):
+        train_teacher(_config(teacher_dir, gold_tree, tmp_path / "out", max_steps=4, log_every=2))
+    lines = [(r.name, r.getMessage()) for r in caplog.records if r.name == "polyner.training.teacher"]
+    progress = [m for _, m in lines if re.fullmatch(r"step \d+/4 \(\d+\.\d%\): loss \d+\.\d{4}, \d+\.\d\d s/step, "
+                                                   r"ETA \d+h\d\dm", m)]
+    assert [m.split("/")[0] for m in progress] == ["step 2", "step 4"] and "(50.0%)" in progress[0]
+    dev = [m for _, m in lines if re.fullmatch(r"step \d+: loss \d+\.\d{4}, dev macro F1 \d+\.\d\d", m)]
+    assert [m.split(":")[0] for m in dev] == ["step 2", "step 4"]
+
+
 # --- sampling --------------------------------------------------------------------------------------
 
 LANGS = ["en"] * 400 + ["de"] * 100 + ["ru"] * 25 + ["fr"] * 1

@@ -165,7 +165,7 @@ def run_training(config: FinetuneConfig, model, tokenizer, data: TaskData) -> di
         logger.info("new best on dev (%s %.2f): saved to %s", main, evaluation.score, out)
 
     settings = LoopSettings(max_steps=total, eval_every=eval_every, save_every=config.save_every,
-                            description=f"finetune {config.task}")
+                            description=f"finetune {config.task}", logger=__name__)
     step = Step(batch, lambda m, b: m(**b).loss, lambda b: len(b["input_ids"]))
     state = train_loop(settings, model, optimizer, scheduler, step, evaluate, on_best=keep_best, parallel=parallel,
                        checkpoint=CheckpointPlan(checkpoint, _fingerprint(config), score_key=main))

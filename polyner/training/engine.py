@@ -50,6 +50,7 @@ class LoopSettings:
     bf16: bool = False  # bfloat16 autocast for the forward pass
     description: str = "train"  # the progress bar's label
     log_prefix: str = ""  # put before "step N: loss L, ..." in the evaluation log lines
+    logger: str = __name__  # the logger of the progress and evaluation lines (the caller's, for logs read as before)
 
     def __post_init__(self) -> None:
         if self.eval_every < 1 or (self.save_every is not None and self.save_every < 1) or self.log_every < 1:
@@ -173,18 +174,18 @@ def resume(plan: CheckpointPlan, model: nn.Module, optimizer: torch.optim.Optimi
     return state
 
 
-def log_progress(done: int, total: int, first: int, started: float, loss: float) -> None:
+def log_progress(done: int, total: int, first: int, started: float, loss: float, log: logging.Logger = logger) -> None:
     """One log line with the pace and the time left, for runs watched through their log file."""
     pace = (time.time() - started) / max(1, done - first)
     left = pace * (total - done)
-    logger.info("step %d/%d (%.1f%%): loss %.4f, %.2f s/step, ETA %dh%02dm", done, total, 100 * done / total,
+    log.info("step %d/%d (%.1f%%): loss %.4f, %.2f s/step, ETA %dh%02dm", done, total, 100 * done / total,
                 loss, pace, left // 3600, left % 3600 // 60)
 
 
 def train_loop(settings: LoopSettings, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, step: Step,
-          evaluate: Callable[[Progress], Evaluation], *, on_best: Callable[[Evaluation], None] | None = None,
-          checkpoint: CheckpointPlan | None = None, parallel: DistributedContext | None = None,
-          on_save: Callable[[dict], None] | None = None) -> dict:
+               evaluate: Callable[[Progress], Evaluation], *, on_best: Callable[[Evaluation], None] | None = None,
+               checkpoint: CheckpointPlan | None = None, parallel: DistributedContext | None = None,
+               on_save: Callable[[dict], None] | None = None) -> dict:
     """Train ``model`` to ``settings.max_steps`` (or an early stop) and return the loop state.
 
     Resumes ``checkpoint`` when it holds this run's checkpoint (see :func:`read_state`), else starts afresh.
@@ -194,10 +195,11 @@ def train_loop(settings: LoopSettings, model: nn.Module, optimizer: torch.optim.
     followed by ``on_save(state)`` on rank 0.
     """
     parallel = parallel or DistributedContext()
+    log = logging.getLogger(settings.logger)
     state = ((checkpoint is not None and resume(checkpoint, model, optimizer, scheduler))
              or fresh_state(checkpoint))
     if settings.patience is not None and state["bad_evaluations"] >= settings.patience:
-        logger.info("%s stopped early at step %d: nothing left to train", settings.description, state["step"])
+        log.info("%s stopped early at step %d: nothing left to train", settings.description, state["step"])
         return state
     trainer = parallel.wrap(BatchLoss(model, step.loss))
     model.train()
@@ -222,11 +224,11 @@ def train_loop(settings: LoopSettings, model: nn.Module, optimizer: torch.optim.
         progress.set_postfix(loss=f"{running:.4f}")
         done = index + 1
         if done % settings.log_every == 0 and parallel.is_main:
-            log_progress(done, settings.max_steps, first, started, running)
+            log_progress(done, settings.max_steps, first, started, running, log)
         last = done == settings.max_steps
         if done % settings.eval_every == 0 or last:
             _evaluate(state, done, running, (elapsed_before + time.time() - started) / 60, model, evaluate, on_best,
-                      parallel, settings.log_prefix)
+                      parallel, settings.log_prefix, log)
         saving = checkpoint is not None and (done % save_every == 0 or last)
         if saving or checkpoint is None:  # with checkpoints, the state's step is the last saved one
             state["step"] = done
@@ -238,8 +240,8 @@ def train_loop(settings: LoopSettings, model: nn.Module, optimizer: torch.optim.
                     on_save(state)
             parallel.barrier()
         if settings.patience is not None and state["bad_evaluations"] >= settings.patience:
-            logger.info("%s: early stop at step %d (no dev improvement %d times)", settings.description, done,
-                        settings.patience)
+            log.info("%s: early stop at step %d (no dev improvement %d times)",
+                     settings.log_prefix or settings.description, done, settings.patience)
             break
     progress.close()
     return state
@@ -247,7 +249,7 @@ def train_loop(settings: LoopSettings, model: nn.Module, optimizer: torch.optim.
 
 def _evaluate(state: dict, done: int, loss: float, minutes: float, model: nn.Module,
               evaluate: Callable[[Progress], Evaluation], on_best, parallel: DistributedContext,
-              log_prefix: str) -> None:
+              log_prefix: str, log: logging.Logger) -> None:
     """One evaluation on rank 0, shared with every rank; history, keep-best and patience updated in ``state``."""
     local = shared = None
     if parallel.is_main:
@@ -259,8 +261,8 @@ def _evaluate(state: dict, done: int, loss: float, minutes: float, model: nn.Mod
         shared = Evaluation(local.score, local.entry, local.summary)  # the payload stays on rank 0
     shared = parallel.broadcast(shared)  # every rank takes the same decisions
     state["history"].append(shared.entry)
-    logger.info("%sstep %d: loss %.4f%s", f"{log_prefix} " if log_prefix else "", done, loss,
-                f", {shared.summary}" if shared.summary else "")
+    log.info("%sstep %d: loss %.4f%s", f"{log_prefix} " if log_prefix else "", done, loss,
+             f", {shared.summary}" if shared.summary else "")
     if state["best_score"] is None or shared.score > state["best_score"]:
         state["best_score"], state["best_step"], state["bad_evaluations"] = shared.score, done, 0
         if on_best is not None and parallel.is_main:

@@ -145,7 +145,8 @@ def train_teacher(config: TeacherTrainingConfig) -> Path:
         logger.info("new best on dev (%.2f): saved to %s", evaluation.score, out)
 
     settings = LoopSettings(max_steps=config.max_steps, eval_every=config.eval_every, save_every=config.save_every,
-                            log_every=config.log_every, bf16=config.bf16, description="train-teacher")
+                            log_every=config.log_every, bf16=config.bf16, description="train-teacher",
+                            logger=__name__)
     state = train_loop(settings, model, optimizer, scheduler, step, evaluate, on_best=keep_best, parallel=parallel,
                   checkpoint=CheckpointPlan(out / "checkpoint", run_identity(config)))
     if parallel.is_main:
