@@ -32,7 +32,7 @@ from polyner.models.student import PolynerStudentForTokenClassification, count_p
 from polyner.pipelines.ner import Tagger
 from polyner.pipelines.words import recut_words, tokenizer_run_splitter
 from polyner.training.distributed import init_distributed
-from polyner.training.engine import CheckpointPlan, Evaluation, LoopSettings, Progress, Step, train_loop
+from polyner.training.engine import CheckpointPlan, Evaluation, LoopSettings, Progress, Step, read_state, train_loop
 from polyner.training.loop import collate, linear_schedule, seed_everything
 from polyner.training.sampling import MixedLanguageSampler
 
@@ -257,6 +257,7 @@ class Distiller:
     def run(self) -> Path:
         """Do (or resume) the whole run; return the directory of the selected student."""
         config, parallel = self.config, self.parallel
+        read_state(CheckpointPlan(self.work / "checkpoint", self.run_identity()))  # refuse another run's, early
         if parallel.is_main:
             (self.out / "distill_config.json").write_text(json.dumps(config.to_dict(), indent=2))
         with parallel.main_first():  # rank 0 builds transfer set, vocabulary and teacher cache; the others load them

@@ -146,6 +146,9 @@ def test_a_checkpoint_of_another_run_is_refused_naming_the_difference(tmp_path):
     assert "seed: 0 in the checkpoint, 1 now" in str(error.value) and "data" not in str(error.value)
     assert isinstance(error.value, ValueError)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing lost
+    with pytest.raises(ForeignCheckpointError):  # in whatever scope: it is not a leftover of this run
+        resume(CheckpointPlan(folder, {"data": "toy", "seed": 1}, scope={"stage": 2}), other.model, other.optimizer,
+               other.scheduler)
 
 
 def test_a_checkpoint_of_another_scope_is_a_leftover(tmp_path):

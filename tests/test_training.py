@@ -291,11 +291,11 @@ def test_a_checkpoint_of_another_run_is_refused(teacher_dir, gold_tree, tmp_path
 
     out = tmp_path / "out"
     train_teacher(_config(teacher_dir, gold_tree, out, max_steps=2))
-    before = (out / "checkpoint" / "state.json").read_text()
+    before = [(out / name).read_text() for name in ("checkpoint/state.json", "training_config.json")]
     with pytest.raises(UserError, match=r"another run \(batch_size: 4 in the checkpoint, 2 now; seed: 13 in the "
                                         r"checkpoint, 14 now\)"):
         train_teacher(_config(teacher_dir, gold_tree, out, max_steps=4, seed=14, batch_size=2))
-    assert (out / "checkpoint" / "state.json").read_text() == before
+    assert [(out / name).read_text() for name in ("checkpoint/state.json", "training_config.json")] == before
     train_teacher(_config(teacher_dir, gold_tree, out, max_steps=4, eval_every=4, threads=2))  # the rhythm may change
     assert json.loads((out / "training_state.json").read_text())["step"] == 4
 

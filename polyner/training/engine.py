@@ -134,21 +134,22 @@ def read_state(plan: CheckpointPlan) -> dict | None:
     """The loop state saved in ``plan.folder`` if it is this run's, in this scope; None when there is none.
 
     Raises :class:`ForeignCheckpointError` naming the differences when the checkpoint's fingerprint is another
-    run's. A checkpoint of another scope (the last stage's) is a leftover and is ignored; one written without a
-    fingerprint (before run identities were recorded) is taken as this run's.
+    run's (call it before writing anything, to refuse early). A checkpoint of this run in another scope (the last
+    stage's) is a leftover and is ignored; one written without a fingerprint (before run identities were
+    recorded) is taken as this run's.
     """
     folder = complete_checkpoint(plan.folder)
     if folder is None:
         return None
     state = json.loads((folder / "state.json").read_text())
-    if any(state.get(k) != v for k, v in plan.scope.items()):
-        return None
     saved = state.get("fingerprint")
     current = plan.identity()
     if current is not None and saved is not None and saved != current:
         raise ForeignCheckpointError(
             f"{plan.folder} belongs to another run ({'; '.join(_differences(saved, current))}); "
             "use a new --out or delete it")
+    if any(state.get(k) != v for k, v in plan.scope.items()):
+        return None
     if current is not None and saved is None:
         logger.warning("%s records no run identity (written by an older polyner): resuming it unchecked", folder)
     return state

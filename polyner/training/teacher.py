@@ -20,7 +20,7 @@ from polyner.evaluate import evaluate_by_language, macro
 from polyner.labels import IGNORE_INDEX
 from polyner.models.io import ner_config_kwargs, quiet_transformers
 from polyner.training.distributed import init_distributed
-from polyner.training.engine import CheckpointPlan, Evaluation, LoopSettings, Progress, Step, train_loop
+from polyner.training.engine import CheckpointPlan, Evaluation, LoopSettings, Progress, Step, read_state, train_loop
 from polyner.training.loop import collate, linear_schedule, seed_everything
 from polyner.training.sampling import MixedLanguageSampler
 
@@ -104,6 +104,8 @@ def train_teacher(config: TeacherTrainingConfig) -> Path:
     seed_everything(config.seed)
     parallel = init_distributed()
     out = Path(config.out)
+    checkpoint = CheckpointPlan(out / "checkpoint", run_identity(config))
+    read_state(checkpoint)  # another run's checkpoint is refused before anything is written
     if parallel.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "training_config.json").write_text(json.dumps(asdict(config), indent=2))
@@ -148,7 +150,7 @@ def train_teacher(config: TeacherTrainingConfig) -> Path:
                             log_every=config.log_every, bf16=config.bf16, description="train-teacher",
                             logger=__name__)
     state = train_loop(settings, model, optimizer, scheduler, step, evaluate, on_best=keep_best, parallel=parallel,
-                  checkpoint=CheckpointPlan(out / "checkpoint", run_identity(config)))
+                  checkpoint=checkpoint)
     if parallel.is_main:
         (out / "training_state.json").write_text(json.dumps(training_state(state), indent=2))
     return out
