@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from polyner.data.iob2 import discover_gold, read_gold
 from polyner.data.training_sets import encode_training_files, group_weights, selection_files, training_files
@@ -32,8 +31,8 @@ from polyner.models.io import load_token_classifier
 from polyner.models.student import PolynerStudentForTokenClassification, count_parameters
 from polyner.tagging.tagger import Tagger
 from polyner.tagging.words import recut_words, tokenizer_run_splitter
-from polyner.training.checkpoint import load_checkpoint, save_checkpoint
-from polyner.training.distributed import BatchLoss, init_distributed
+from polyner.training.distributed import init_distributed
+from polyner.training.engine import CheckpointPlan, Evaluation, LoopSettings, Progress, Step, read_state, train_loop
 from polyner.training.loop import collate, linear_schedule, seed_everything
 from polyner.training.sampling import MixedLanguageSampler
 
@@ -230,6 +229,14 @@ class Distiller:
         return student
 
     # --- training ---------------------------------------------------------------------------
+    def run_identity(self) -> dict:
+        """The settings a stage checkpoint must share to be resumed (budgets and the rhythm may change)."""
+        config = self.config
+        teacher = Path(config.teacher)
+        return {"teacher": str(teacher.resolve()) if teacher.exists() else config.teacher,
+                "languages": list(config.languages), "preset": config.preset, "geometry": config.geometry,
+                "batch_size": config.batch_size, "max_length": config.max_length, "seed": config.seed}
+
     def dev_f1(self, model: DistillationModel, tokenizer, dev) -> float:
         student = self.parallel.for_inference(model.student)
         scores = evaluate_by_language(Tagger(student, tokenizer, name="student").tag_words, dev)
@@ -250,6 +257,7 @@ class Distiller:
     def run(self) -> Path:
         """Do (or resume) the whole run; return the directory of the selected student."""
         config, parallel = self.config, self.parallel
+        read_state(CheckpointPlan(self.work / "checkpoint", self.run_identity()))  # refuse another run's, early
         if parallel.is_main:
             (self.out / "distill_config.json").write_text(json.dumps(config.to_dict(), indent=2))
         with parallel.main_first():  # rank 0 builds transfer set, vocabulary and teacher cache; the others load them
@@ -303,7 +311,7 @@ class Distiller:
             if parallel.is_main:
                 save_file({k: v.contiguous() for k, v in model.state_dict().items()},
                           str(self.work / "current.safetensors"))
-                state_path.write_text(json.dumps(state, indent=2))
+                self.write_state(state)
             parallel.barrier()
         if not parallel.is_main:
             return self.out
@@ -327,75 +335,52 @@ class Distiller:
         params = model.set_trainable(stage.trainable)
         optimizer = torch.optim.AdamW(params, lr=budget.lr, weight_decay=0.01)
         scheduler = linear_schedule(optimizer, budget.steps, budget.steps // 20)
-        checkpoint = self.work / "checkpoint"
-        loop = {"stage": index, "step": 0, "stage_best": None, "patience": 0}
-        marker = checkpoint / "state.json"
-        if marker.exists() and json.loads(marker.read_text()).get("stage") == index:  # resume inside this stage
-            loop = load_checkpoint(checkpoint, model, optimizer, scheduler) or loop
         stage_best_path = self.work / "stage_best.safetensors"
         gold_sampler = (MixedLanguageSampler(gold_groups, seed=config.seed,
                                              weights=group_weights(label_files, config.silver_weight))
                         if gold is not None else None)
-        trainer = parallel.wrap(BatchLoss(model, LOSSES[stage.loss]))  # DDP over this stage's trainable groups
-        progress = tqdm(range(loop["step"], budget.steps), desc=f"stage {stage.name}", initial=loop["step"],
-                        total=budget.steps, disable=not parallel.is_main)
-        running = None
-        for step in progress:
-            if stage.loss == "gold":  # each rank trains on its slice of the global batch
-                batch = collate(gold, parallel.shard(gold_sampler.batch(step + 1000 * index, config.batch_size)), pad)
-            else:
-                slice_ = parallel.shard(sampler.batch(step + 1000 * index, config.batch_size))
-                picks = [int(train_idx[i]) for i in slice_]
-                batch = cache.batch(picks, pad, with_hidden=stage.loss == "representation")
-            batch = parallel.to_device(batch)
-            terms = (batch["labels"] != IGNORE_INDEX).sum() if stage.loss == "gold" else batch["attention_mask"].sum()
-            loss = parallel.scale_loss(trainer(batch), terms)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            value = parallel.mean(loss.item())  # the global batch's loss
-            running = value if running is None else 0.9 * running + 0.1 * value
-            progress.set_postfix(loss=f"{running:.4f}")
-            done = step + 1
-            if done % budget.eval_every and done != budget.steps:
-                continue
-            if not parallel.is_main:
-                score = None
-            elif stage.loss == "representation":
-                score = -self.heldout_loss(model, cache, heldout, stage, pad)
+        representation = stage.loss == "representation"
+
+        def batch(step: int) -> dict[str, torch.Tensor]:  # each rank trains on its slice of the global batch
+            if stage.loss == "gold":
+                return collate(gold, parallel.shard(gold_sampler.batch(step + 1000 * index, config.batch_size)), pad)
+            picks = [int(train_idx[i]) for i in parallel.shard(sampler.batch(step + 1000 * index, config.batch_size))]
+            return cache.batch(picks, pad, with_hidden=representation)
+
+        def terms(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            return (batch["labels"] != IGNORE_INDEX).sum() if stage.loss == "gold" else batch["attention_mask"].sum()
+
+        def evaluate(progress: Progress) -> Evaluation:
+            if representation:
+                mse = self.heldout_loss(model, cache, heldout, stage, pad)
+                score, metric = -mse, {"heldout_mse": mse}
             else:
                 score = self.dev_f1(model, tokenizer, dev)
-            score = parallel.broadcast(score)  # rank 0 evaluates; every rank takes the same decisions
-            entry = {"stage": stage.name, "step": done, "train_loss": running,
-                     ("heldout_mse" if stage.loss == "representation" else "dev_f1"): abs(score)}
-            state["history"].append(entry)
-            logger.info("%s step %d: loss %.4f, %s", stage.name, done, running,
-                        ", ".join(f"{k} {v:.4f}" for k, v in entry.items() if k not in ("stage", "step", "train_loss")))
-            if loop["stage_best"] is None or score > loop["stage_best"]:
-                loop["stage_best"], loop["patience"] = score, 0
-                if parallel.is_main:
-                    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(stage_best_path))
-                if stage.loss != "representation" and score > state["best_f1"]:
-                    state["best_f1"] = score
-                    state["best_stage"] = stage.name
-                    if parallel.is_main:
-                        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(best_path))
-            else:
-                loop["patience"] += 1
-            loop["step"] = done
-            if parallel.is_main:
-                save_checkpoint(checkpoint, model, optimizer, scheduler, loop)
-                (self.work / "state.json").write_text(json.dumps(state, indent=2))
-            parallel.barrier()
-            if loop["patience"] >= budget.patience:
-                logger.info("%s: early stop at step %d (no dev improvement %d times)", stage.name, done, budget.patience)
-                break
+                metric = {"dev_f1": score}
+            entry = {"stage": stage.name, "step": progress.step, "train_loss": progress.loss, **metric}
+            state["history"].append(entry)  # the run's history (rank 0 writes it)
+            return Evaluation(score, entry, ", ".join(f"{k} {v:.4f}" for k, v in metric.items()))
+
+        def keep_best(evaluation: Evaluation) -> None:
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(stage_best_path))
+            if not representation and evaluation.score > state["best_f1"]:
+                state["best_f1"] = evaluation.score
+                state["best_stage"] = stage.name
+                save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(best_path))
+
+        settings = LoopSettings(max_steps=budget.steps, eval_every=budget.eval_every, patience=budget.patience,
+                                description=f"stage {stage.name}", log_prefix=stage.name, logger=__name__)
+        train_loop(settings, model, optimizer, scheduler, Step(batch, LOSSES[stage.loss], terms), evaluate,
+                   on_best=keep_best, parallel=parallel, on_save=lambda _: self.write_state(state),
+                   checkpoint=CheckpointPlan(self.work / "checkpoint", self.run_identity(), scope={"stage": index}))
         parallel.barrier()
         model.load_state_dict(load_file(str(stage_best_path)))
-        if stage.loss == "representation" and parallel.is_main:
+        if representation and parallel.is_main:
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(best_path))
+
+    def write_state(self, state: dict) -> None:
+        """Write the run's state (stages done, best dev F1, history) next to the stage checkpoint."""
+        (self.work / "state.json").write_text(json.dumps(state, indent=2))
 
 
 def distill(config: DistillConfig) -> Path:

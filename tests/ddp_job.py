@@ -1,6 +1,7 @@
 """Run by ``torchrun`` from tests/test_distributed.py: the training jobs listed in a JSON file, in order.
 
-Each job is ``{"kind": "teacher" | "distill", "config": {...}}`` (a TeacherTrainingConfig or a DistillConfig).
+Each job is ``{"kind": "teacher" | "distill" | "finetune", "config": {...}}`` (a TeacherTrainingConfig, a
+DistillConfig or a GLUE FinetuneConfig).
 Students are built without dropout, so that runs with different numbers of processes can be compared
 weight for weight (dropout masks are random per process).
 """
@@ -28,6 +29,7 @@ def without_dropout(student_config: Callable) -> Callable:
 def main(path: str) -> None:
     import polyner.distill.trainer as trainer
     from polyner.distill.config import DistillConfig
+    from polyner.tasks.finetune import FinetuneConfig, finetune_glue
     from polyner.training.teacher import TeacherTrainingConfig, train_teacher
 
     torch.set_num_threads(1)
@@ -35,6 +37,8 @@ def main(path: str) -> None:
     for job in json.loads(open(path, encoding="utf-8").read()):
         if job["kind"] == "teacher":
             train_teacher(TeacherTrainingConfig(**job["config"]))
+        elif job["kind"] == "finetune":
+            finetune_glue(FinetuneConfig(**job["config"]))
         else:
             trainer.distill(DistillConfig(**job["config"]))
 

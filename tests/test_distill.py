@@ -764,6 +764,15 @@ def test_interrupted_run_resumes_where_it_stopped(distilled, workspace, monkeypa
     assert stages_run == []
 
 
+def test_a_run_of_another_config_is_refused_before_anything_is_written(distilled, workspace):
+    from polyner.training.engine import ForeignCheckpointError
+
+    before = {p: p.read_bytes() for p in distilled.out.rglob("*") if p.is_file()}
+    with pytest.raises(ForeignCheckpointError, match="seed: 13 in the checkpoint, 14 now"):
+        distill(run_config(workspace, distilled.out, seed=14))
+    assert {p: p.read_bytes() for p in distilled.out.rglob("*") if p.is_file()} == before
+
+
 def test_cli_distill_names_languages_without_text(tmp_path, tiny_model_dir):
     from polyner.cli import app
 

@@ -19,6 +19,7 @@ from conftest import SAMPLE_TEXTS, build_tiny_model
 from ddp_job import without_dropout
 from polyner.distill.config import DistillConfig, StageBudget
 from polyner.distill.trainer import distill
+from polyner.tasks.finetune import FinetuneConfig, finetune_glue
 from polyner.training.distributed import DistributedContext, init_distributed
 from polyner.training.teacher import TeacherTrainingConfig, train_teacher
 
@@ -87,6 +88,19 @@ def distill_config(root: Path, teacher: Path, gold: Path, out: Path) -> DistillC
                          gold_labels=StageBudget(steps=2, eval_every=2))
 
 
+def finetune_config(root: Path, model: Path, out: Path) -> FinetuneConfig:
+    """SST-2 on 12 made-up sentences, 4 steps of 4: the tiny teacher as the encoder, a fresh classification head."""
+    data = root / "glue" / "SST-2"
+    data.mkdir(parents=True, exist_ok=True)
+    rows = [(f"a {word} film", 1) for word in ("good", "fine", "great", "nice", "bright", "warm")]
+    rows += [(f"a {word} film", 0) for word in ("bad", "dull", "poor", "weak", "grey", "cold")]
+    for split in ("train", "dev"):
+        body = "".join(f"{text}\t{label}\n" for text, label in rows)
+        (data / f"{split}.tsv").write_text("sentence\tlabel\n" + body, encoding="utf-8")
+    return FinetuneConfig(task="sst2", out=str(out), model=str(model), data=str(root / "glue"), use_hub=False, steps=4,
+                          batch_size=4, eval_every=2, save_every=2, lr=1e-3, threads=1, seed=3, keep_checkpoint=True)
+
+
 def torchrun(jobs: list[dict], folder: Path, processes: int = 2) -> None:
     """Run the jobs in ``processes`` CPU processes started by torchrun (gloo backend)."""
     path = folder / "jobs.json"
@@ -109,14 +123,15 @@ def assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], changed
 
 
 def test_two_processes_train_like_one(tmp_path, teacher_dir, gold_tree, monkeypatch):
-    """Teacher fine-tuning and distillation in 2 gloo processes == 1 process on the same global batches;
-    a 2-process checkpoint resumes in 1 process and a 1-process checkpoint in 2."""
+    """Teacher fine-tuning, distillation and GLUE fine-tuning in 2 gloo processes == 1 process on the same global
+    batches; a 2-process checkpoint resumes in 1 process and a 1-process checkpoint in 2."""
     one, two = tmp_path / "one", tmp_path / "two"
     train_teacher(teacher_config(teacher_dir, gold_tree, one / "teacher", 3))
     shutil.copytree(one / "teacher", two / "teacher-from-one")  # resumed below by two processes
     jobs = [{"kind": "teacher", "config": asdict(teacher_config(teacher_dir, gold_tree, two / "teacher", 3))},
             {"kind": "teacher", "config": asdict(teacher_config(teacher_dir, gold_tree, two / "teacher-from-one", 5))},
-            {"kind": "distill", "config": distill_config(tmp_path, teacher_dir, gold_tree, two / "student").to_dict()}]
+            {"kind": "distill", "config": distill_config(tmp_path, teacher_dir, gold_tree, two / "student").to_dict()},
+            {"kind": "finetune", "config": asdict(finetune_config(tmp_path, teacher_dir, two / "sst2"))}]
     torchrun(jobs, tmp_path)
 
     # 1. teacher fine-tuning: the same weights after 3 steps, the same losses and dev scores
@@ -154,3 +169,14 @@ def test_two_processes_train_like_one(tmp_path, teacher_dir, gold_tree, monkeypa
     for a, b in zip(log_one["history"], log_two["history"]):
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
     assert log_two["best_dev_f1"] == pytest.approx(log_one["best_dev_f1"])
+
+    # 4. GLUE fine-tuning through the same loop: the same weights, losses and dev scores
+    finetune_glue(finetune_config(tmp_path, teacher_dir, one / "sst2"))
+    tuned_one = load_file(str(one / "sst2" / "checkpoint" / "weights.safetensors"))
+    assert_close(load_file(str(two / "sst2" / "checkpoint" / "weights.safetensors")), tuned_one,
+                 changed_from={k: v for k, v in initial.items() if k in tuned_one and v.shape == tuned_one[k].shape})
+    metrics_one = json.loads((one / "sst2" / "metrics.json").read_text())
+    metrics_two = json.loads((two / "sst2" / "metrics.json").read_text())
+    assert [h["step"] for h in metrics_two["history"]] == [h["step"] for h in metrics_one["history"]] == [2, 4]
+    for a, b in zip(metrics_one["history"], metrics_two["history"]):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-5) and a["accuracy"] == pytest.approx(b["accuracy"])

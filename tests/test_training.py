@@ -117,13 +117,14 @@ def test_train_teacher_is_deterministic(teacher_dir, gold_tree, tmp_path):
 
 def test_train_teacher_keeps_the_best_dev_checkpoint(teacher_dir, gold_tree, tmp_path, monkeypatch):
     """model.safetensors holds the weights of the step with the best dev macro F1, not the last step."""
+    from polyner.training import engine
     import polyner.training.teacher as teacher_module
     from polyner.evaluate import Scores
 
     script = {2: 10.0, 4: 30.0, 6: 20.0}
     dev_langs: list[list[str]] = []
     snapshots: dict[int, dict[str, torch.Tensor]] = {}
-    real_save = teacher_module.save_checkpoint
+    real_save = engine.save_checkpoint
 
     def fake_evaluate(tag_words, sentences):
         dev_langs.append(sorted({s.lang for s in sentences}))
@@ -135,7 +136,7 @@ def test_train_teacher_keeps_the_best_dev_checkpoint(teacher_dir, gold_tree, tmp
         real_save(folder, model, optimizer, scheduler, state)
 
     monkeypatch.setattr(teacher_module, "evaluate_by_language", fake_evaluate)
-    monkeypatch.setattr(teacher_module, "save_checkpoint", recording_save)
+    monkeypatch.setattr(engine, "save_checkpoint", recording_save)
     out = tmp_path / "out"
     train_teacher(_config(teacher_dir, gold_tree, out, max_steps=6))
 
@@ -178,9 +179,9 @@ class _Interrupted(Exception):
 
 def test_resume_after_interruption_matches_uninterrupted_run(teacher_dir, gold_tree, tmp_path, monkeypatch):
     """A 6-step run killed right after its step-4 checkpoint and restarted ends where an uninterrupted run ends."""
-    import polyner.training.teacher as teacher_module
+    from polyner.training import engine
 
-    real_save = teacher_module.save_checkpoint
+    real_save = engine.save_checkpoint
 
     def save_then_die(folder, model, optimizer, scheduler, state):
         real_save(folder, model, optimizer, scheduler, state)
@@ -188,10 +189,10 @@ def test_resume_after_interruption_matches_uninterrupted_run(teacher_dir, gold_t
             raise _Interrupted
 
     resumed = tmp_path / "resumed"
-    monkeypatch.setattr(teacher_module, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(engine, "save_checkpoint", save_then_die)
     with pytest.raises(_Interrupted):
         train_teacher(_config(teacher_dir, gold_tree, resumed, max_steps=6))
-    monkeypatch.setattr(teacher_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(engine, "save_checkpoint", real_save)
     assert json.loads((resumed / "checkpoint" / "state.json").read_text())["step"] == 4
     assert not (resumed / "training_state.json").exists()
 
@@ -239,18 +240,78 @@ def test_resume_with_more_steps_continues_from_checkpoint(teacher_dir, gold_tree
 
 def test_resume_with_more_steps_follows_the_new_schedule(teacher_dir, gold_tree, tmp_path):
     """Extending max_steps on resume continues on the new learning-rate schedule (not the old one's 0.0)."""
-    from polyner.training.teacher import _model, _optimizer, resume
+    from polyner.training.engine import CheckpointPlan, resume
+    from polyner.training.teacher import _model, _optimizer, run_identity
 
     out = tmp_path / "out"
     train_teacher(_config(teacher_dir, gold_tree, out, max_steps=4))
     longer = _config(teacher_dir, gold_tree, out, max_steps=6)
     model = _model(longer)
     optimizer, scheduler = _optimizer(model, longer)
-    state = resume(out / "checkpoint", model, optimizer, scheduler)
+    state = resume(CheckpointPlan(out / "checkpoint", run_identity(longer)), model, optimizer, scheduler)
     assert state["step"] == 4
     expected = [base * rule(4) for base, rule in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx(expected)
     assert all(lr > 0 for lr in expected)
+
+
+def test_checkpoint_of_the_loop_before_the_merge_resumes_with_more_steps(teacher_dir, gold_tree, tmp_path, caplog):
+    """A checkpoint folder as train_teacher wrote it before the one training loop (state.json with best_f1 and no
+    run identity; the weights, optimizer and RNG files unchanged) resumes, with another max_steps, like one of today."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    for out in (old, new):
+        train_teacher(_config(teacher_dir, gold_tree, out, max_steps=4))
+    state = json.loads((old / "checkpoint" / "state.json").read_text())
+    legacy = {"step": 4, "best_f1": state["best_score"],
+              "history": [{k: h[k] for k in ("step", "loss", "dev_f1", "minutes", "dev_f1_by_language")}
+                          for h in state["history"]],
+              "elapsed_seconds": state["elapsed_seconds"], "best_step": state["best_step"]}
+    assert legacy["history"] == state["history"]  # the history entries kept their layout
+    (old / "checkpoint" / "state.json").write_text(json.dumps(legacy, indent=2))
+    assert sorted(p.name for p in (old / "checkpoint").iterdir()) == [
+        "optimizer.pt", "rng.safetensors", "state.json", "weights.safetensors"]
+
+    with caplog.at_level("WARNING"):
+        train_teacher(_config(teacher_dir, gold_tree, old, max_steps=6))
+    assert "records no run identity" in caplog.text
+    train_teacher(_config(teacher_dir, gold_tree, new, max_steps=6))
+    _assert_same_weights(_final_weights(old), _final_weights(new))
+    _assert_same_weights(load_file(str(old / "model.safetensors")), load_file(str(new / "model.safetensors")))
+    a = json.loads((old / "training_state.json").read_text())
+    b = json.loads((new / "training_state.json").read_text())
+    assert [h["step"] for h in a["history"]] == [h["step"] for h in b["history"]] == [2, 4, 6]
+    assert [h["dev_f1"] for h in a["history"]] == [h["dev_f1"] for h in b["history"]]
+    assert (a["best_step"], a["best_f1"]) == (b["best_step"], b["best_f1"])
+    # from now on the checkpoint records the run's identity
+    assert json.loads((old / "checkpoint" / "state.json").read_text())["fingerprint"]["seed"] == 13
+
+
+def test_a_checkpoint_of_another_run_is_refused(teacher_dir, gold_tree, tmp_path):
+    from polyner.errors import UserError
+
+    out = tmp_path / "out"
+    train_teacher(_config(teacher_dir, gold_tree, out, max_steps=2))
+    before = [(out / name).read_text() for name in ("checkpoint/state.json", "training_config.json")]
+    with pytest.raises(UserError, match=r"another run \(batch_size: 4 in the checkpoint, 2 now; seed: 13 in the "
+                                        r"checkpoint, 14 now\)"):
+        train_teacher(_config(teacher_dir, gold_tree, out, max_steps=4, seed=14, batch_size=2))
+    assert [(out / name).read_text() for name in ("checkpoint/state.json", "training_config.json")] == before
+    train_teacher(_config(teacher_dir, gold_tree, out, max_steps=4, eval_every=4, threads=2))  # the rhythm may change
+    assert json.loads((out / "training_state.json").read_text())["step"] == 4
+
+
+def test_train_teacher_logs_progress_as_before(teacher_dir, gold_tree, tmp_path, caplog):
+    """Runs are watched through their log: the progress and dev lines keep their logger and their format."""
+    import re
+
+    with caplog.at_level("INFO", logger="polyner"):
+        train_teacher(_config(teacher_dir, gold_tree, tmp_path / "out", max_steps=4, log_every=2))
+    lines = [(r.name, r.getMessage()) for r in caplog.records if r.name == "polyner.training.teacher"]
+    progress = [m for _, m in lines if re.fullmatch(r"step \d+/4 \(\d+\.\d%\): loss \d+\.\d{4}, \d+\.\d\d s/step, "
+                                                   r"ETA \d+h\d\dm", m)]
+    assert [m.split("/")[0] for m in progress] == ["step 2", "step 4"] and "(50.0%)" in progress[0]
+    dev = [m for _, m in lines if re.fullmatch(r"step \d+: loss \d+\.\d{4}, dev macro F1 \d+\.\d\d", m)]
+    assert [m.split(":")[0] for m in dev] == ["step 2", "step 4"]
 
 
 # --- sampling --------------------------------------------------------------------------------------

@@ -13,16 +13,17 @@ import logging
 import math
 import platform
 import shutil
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from polyner.training.checkpoint import save_checkpoint
+from polyner.tasks.task_data import Evaluation, TaskData
+from polyner.training.distributed import init_distributed
+from polyner.training.engine import CheckpointPlan, LoopSettings, Progress, Step, train_loop
+from polyner.training.engine import Evaluation as LoopEvaluation
 from polyner.training.loop import linear_schedule, seed_everything
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,6 @@ class FinetuneConfig:
 
 
 # what the loop needs from a task, defined beside the tasks' data (which needs FinetuneConfig only for its types)
-from polyner.tasks.task_data import Evaluation, TaskData  # noqa: E402
 
 
 def model_source(config: FinetuneConfig) -> str:
@@ -111,71 +111,66 @@ def _save_best(out: Path, model, tokenizer, evaluation: Evaluation) -> None:
 
 
 def run_training(config: FinetuneConfig, model, tokenizer, data: TaskData) -> dict:
-    """The shared loop: train, evaluate on dev, keep the best; returns the metrics record (also metrics.json)."""
-    from polyner.training.teacher import resume
-
+    """Train, evaluate on dev, keep the best, through the one training loop; returns the metrics record (also
+    metrics.json). Started by ``torchrun``, the processes share each batch and rank 0 evaluates and writes."""
+    parallel = init_distributed()
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if parallel.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     per_epoch = math.ceil(data.train_size / config.batch_size)
     total = config.steps if config.steps is not None else max(1, math.ceil(config.epochs * per_epoch))
     if total < 1:
         raise ValueError(f"steps must be positive, not {total}")
     eval_every = max(1, min(config.eval_every or per_epoch, total))
+    model.to(parallel.device)
     optimizer, scheduler = _optimizer(model, config, total)
     checkpoint = out / "checkpoint"
-    fingerprint = _fingerprint(config)
-    if (checkpoint / "state.json").exists():
-        saved = json.loads((checkpoint / "state.json").read_text()).get("fingerprint")
-        if saved != fingerprint:
-            raise ValueError(f"{checkpoint} belongs to another run ({saved}); use a new --out or delete it")
-    state = resume(checkpoint, model, optimizer, scheduler) or {
-        "step": 0, "best": None, "best_step": None, "history": [], "seconds": 0.0, "fingerprint": fingerprint}
     main = data.main_metric
-    model.train()
-    started = time.time() - state["seconds"]
-    progress = tqdm(range(state["step"], total), desc=f"finetune {config.task}", initial=state["step"], total=total)
-    running = None
-    order: np.ndarray | None = None
-    for step in progress:
+    orders: dict[int, np.ndarray] = {}
+
+    def batch(step: int) -> dict[str, torch.Tensor]:  # a seeded permutation per epoch
         epoch, position = divmod(step, per_epoch)
-        if position == 0 or order is None:
-            order = np.random.default_rng(config.seed + epoch).permutation(data.train_size)
-        batch = data.collate(order[position * config.batch_size:(position + 1) * config.batch_size].tolist())
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
-        progress.set_postfix(loss=f"{running:.4f}")
-        done = step + 1
-        if done % eval_every == 0 or done == total:
-            model.eval()
-            evaluation = data.evaluate(model)
-            model.train()
-            score = evaluation.metrics[main]
-            state["history"].append({"step": done, "epoch": round(done / per_epoch, 3), "loss": running,
-                                     **evaluation.metrics})
-            logger.info("step %d: loss %.4f, dev %s %.2f", done, running, main, score)
-            if state["best"] is None or score > state["best"][main]:
-                state["best"], state["best_step"] = evaluation.metrics, done
-                _save_best(out, model, tokenizer, evaluation)
-                logger.info("new best on dev (%s %.2f): saved to %s", main, score, out)
-        if done % config.save_every == 0 or done == total:
-            state["step"], state["seconds"] = done, time.time() - started
-            save_checkpoint(checkpoint, model, optimizer, scheduler, state)
+        if epoch not in orders:
+            orders.clear()
+            orders[epoch] = np.random.default_rng(config.seed + epoch).permutation(data.train_size)
+        rows = orders[epoch][position * config.batch_size:(position + 1) * config.batch_size].tolist()
+        return data.collate(parallel.shard(rows))
+
+    def evaluate(progress: Progress) -> LoopEvaluation:
+        evaluation = data.evaluate(parallel.for_inference(model))
+        score = evaluation.metrics[main]
+        entry = {"step": progress.step, "epoch": round(progress.step / per_epoch, 3), "loss": progress.loss,
+                 **evaluation.metrics}
+        return LoopEvaluation(score, entry, f"dev {main} {score:.2f}", payload=evaluation)
+
+    def keep_best(evaluation: LoopEvaluation) -> None:
+        _save_best(out, model, tokenizer, evaluation.payload)
+        logger.info("new best on dev (%s %.2f): saved to %s", main, evaluation.score, out)
+
+    settings = LoopSettings(max_steps=total, eval_every=eval_every, save_every=config.save_every,
+                            description=f"finetune {config.task}", logger=__name__)
+    step = Step(batch, lambda m, b: m(**b).loss, lambda b: len(b["input_ids"]))
+    state = train_loop(settings, model, optimizer, scheduler, step, evaluate, on_best=keep_best, parallel=parallel,
+                       checkpoint=CheckpointPlan(checkpoint, _fingerprint(config), score_key=main))
+    best = next((h for h in state["history"] if h["step"] == state["best_step"]), None)
     record = {
         "task": config.task, "name": display_name(config), "model": model_source(config),
-        "main_metric": main, "best": state["best"], "best_step": state["best_step"], "steps": total,
+        "main_metric": main, "best": _metrics_of(best), "best_step": state["best_step"], "steps": total,
         "epochs": round(total / per_epoch, 3), "train_size": data.train_size, **data.description,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "minutes": round((time.time() - started) / 60, 2), "date": date.today().isoformat(),
+        "minutes": round(state["elapsed_seconds"] / 60, 2), "date": date.today().isoformat(),
         "machine": platform.machine(), "history": state["history"], "config": asdict(config)}
-    (out / "metrics.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
-    if not config.keep_checkpoint:
-        shutil.rmtree(checkpoint, ignore_errors=True)
+    if parallel.is_main:
+        (out / "metrics.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+        if not config.keep_checkpoint:
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    parallel.barrier()
     return record
+
+
+def _metrics_of(entry: dict | None) -> dict | None:
+    """The dev metrics of a history entry (without its step, epoch and loss)."""
+    return None if entry is None else {k: v for k, v in entry.items() if k not in ("step", "epoch", "loss")}
 
 
 def _setup(config: FinetuneConfig):

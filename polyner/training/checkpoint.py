@@ -33,14 +33,21 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
     shutil.rmtree(old, ignore_errors=True)
 
 
+def complete_checkpoint(folder: Path) -> Path | None:
+    """The folder holding the last complete checkpoint written to ``folder`` (``folder.old`` after a crash between
+    the two renames of :func:`save_checkpoint`), or None when there is none."""
+    for candidate in (folder, folder.with_name(folder.name + ".old")):
+        if (candidate / "state.json").exists():
+            return candidate
+    return None
+
+
 def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: Any) -> dict | None:
     """Restore a checkpoint written by :func:`save_checkpoint`; return its loop state, or None if absent."""
-    if not (folder / "state.json").exists():
-        old = folder.with_name(folder.name + ".old")  # a crash between the two renames of save_checkpoint
-        if not (old / "state.json").exists():
-            return None
-        folder = old
+    folder = complete_checkpoint(folder)
+    if folder is None:
+        return None
     model.load_state_dict(load_file(str(folder / "weights.safetensors")))
     if (folder / "rng.safetensors").exists():
         torch.set_rng_state(load_file(str(folder / "rng.safetensors"))["torch_rng"])

@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from polyner.data.iob2 import read_gold
 from polyner.data.training_sets import encode_training_files, group_weights, selection_files, training_files
 from polyner.evaluate import evaluate_by_language, macro
 from polyner.labels import IGNORE_INDEX
 from polyner.models.io import ner_config_kwargs, quiet_transformers
-from polyner.training.checkpoint import load_checkpoint, save_checkpoint
-from polyner.training.distributed import BatchLoss, init_distributed
+from polyner.training.distributed import init_distributed
+from polyner.training.engine import CheckpointPlan, Evaluation, LoopSettings, Progress, Step, read_state, train_loop
 from polyner.training.loop import collate, linear_schedule, seed_everything
 from polyner.training.sampling import MixedLanguageSampler
 
@@ -80,22 +78,17 @@ def _optimizer(model: torch.nn.Module, config: TeacherTrainingConfig):
     return optimizer, linear_schedule(optimizer, config.max_steps, int(config.warmup_ratio * config.max_steps))
 
 
-def _log_progress(done: int, total: int, first: int, started: float, loss: float) -> None:
-    """One log line with the pace and the time left, for runs watched through their log file."""
-    pace = (time.time() - started) / max(1, done - first)
-    left = pace * (total - done)
-    logger.info("step %d/%d (%.1f%%): loss %.4f, %.2f s/step, ETA %dh%02dm", done, total, 100 * done / total,
-                loss, pace, left // 3600, left % 3600 // 60)
+RUN_IDENTITY = ("teacher", "gold", "silver", "langs", "exclude_sources", "max_length", "batch_size", "seed")
 
 
-def resume(folder: Path, model: torch.nn.Module, optimizer, scheduler) -> dict | None:
-    """Load the last checkpoint, then put the learning rates on the *current* schedule, so a run resumed
-    with another ``max_steps`` follows the new schedule from the step it stopped at."""
-    state = load_checkpoint(folder, model, optimizer, scheduler)
-    if state is not None:
-        for group, base, rule in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
-            group["lr"] = base * rule(scheduler.last_epoch)
-    return state
+def run_identity(config: TeacherTrainingConfig) -> dict:
+    """The settings a checkpoint must share to be resumed by ``config`` (max_steps and the rhythm may change);
+    local paths absolute, so a run resumed from another directory is still the same run."""
+    identity = {k: getattr(config, k) for k in RUN_IDENTITY}
+    for key in ("teacher", "gold", "silver"):
+        if identity[key] and Path(identity[key]).exists():
+            identity[key] = str(Path(identity[key]).resolve())
+    return identity
 
 
 def train_teacher(config: TeacherTrainingConfig) -> Path:
@@ -111,6 +104,8 @@ def train_teacher(config: TeacherTrainingConfig) -> Path:
     seed_everything(config.seed)
     parallel = init_distributed()
     out = Path(config.out)
+    checkpoint = CheckpointPlan(out / "checkpoint", run_identity(config))
+    read_state(checkpoint)  # another run's checkpoint is refused before anything is written
     if parallel.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "training_config.json").write_text(json.dumps(asdict(config), indent=2))
@@ -132,56 +127,35 @@ def train_teacher(config: TeacherTrainingConfig) -> Path:
 
     model = _model(config).to(parallel.device)
     optimizer, scheduler = _optimizer(model, config)
-    state = resume(out / "checkpoint", model, optimizer, scheduler) or {"step": 0, "best_f1": -1.0, "history": []}
-    trainer = parallel.wrap(BatchLoss(model, lambda m, batch: m(**batch).loss))
     sampler = MixedLanguageSampler(groups, config.sampling_alpha, config.seed,
                                    weights=group_weights(train_files, config.silver_weight),
                                    lengths=np.diff(train.offsets), bucket=config.bucket)
     pad = tokenizer.pad_token_id
-    model.train()
-    progress = tqdm(range(state["step"], config.max_steps), desc="train-teacher", initial=state["step"],
-                    total=config.max_steps, disable=None if parallel.is_main else True)  # None: off when not a terminal (logs carry the ETA)
-    running = 0.0
-    started, first_step, elapsed_before = time.time(), state["step"], state.get("elapsed_seconds", 0.0)
-    for step in progress:
-        batch = parallel.to_device(collate(train, parallel.shard(sampler.batch(step, config.batch_size)), pad))
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            loss = parallel.scale_loss(trainer(batch), (batch["labels"] != IGNORE_INDEX).sum())
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        value = parallel.mean(loss.item())  # the global batch's loss
-        running = 0.9 * running + 0.1 * value if step > first_step else value
-        progress.set_postfix(loss=f"{running:.3f}")
-        done = step + 1
-        if done % config.log_every == 0 and parallel.is_main:
-            _log_progress(done, config.max_steps, first_step, started, running)
-        if done % config.eval_every == 0 or done == config.max_steps:
-            model.eval()
-            scores = (evaluate_by_language(Tagger(parallel.for_inference(model), tokenizer).tag_words, dev)
-                      if parallel.is_main else None)
-            model.train()
-            f1 = parallel.broadcast(macro(scores).f1 if parallel.is_main else None)
-            state["history"].append({"step": done, "loss": running, "dev_f1": f1,
-                                     "minutes": (elapsed_before + time.time() - started) / 60,
-                                     "dev_f1_by_language": ({lang: round(s.f1, 2) for lang, s in scores.items()}
-                                                            if scores else {})})
-            logger.info("step %d: loss %.4f, dev macro F1 %.2f", done, running, f1)
-            if f1 > state["best_f1"]:
-                state["best_f1"] = f1
-                state["best_step"] = done
-                if parallel.is_main:
-                    model.save_pretrained(out, safe_serialization=True)
-                    tokenizer.save_pretrained(out)
-                    logger.info("new best on dev (%.2f): saved to %s", f1, out)
-        if done % config.save_every == 0 or done == config.max_steps:
-            state["step"] = done
-            state["elapsed_seconds"] = elapsed_before + time.time() - started
-            if parallel.is_main:
-                save_checkpoint(out / "checkpoint", model, optimizer, scheduler, state)
-            parallel.barrier()
+    step = Step(batch=lambda index: collate(train, parallel.shard(sampler.batch(index, config.batch_size)), pad),
+                loss=lambda m, batch: m(**batch).loss, terms=lambda batch: (batch["labels"] != IGNORE_INDEX).sum())
+
+    def evaluate(progress: Progress) -> Evaluation:
+        scores = evaluate_by_language(Tagger(parallel.for_inference(model), tokenizer).tag_words, dev)
+        f1 = macro(scores).f1
+        return Evaluation(f1, {"step": progress.step, "loss": progress.loss, "dev_f1": f1, "minutes": progress.minutes,
+                               "dev_f1_by_language": {lang: round(s.f1, 2) for lang, s in scores.items()}},
+                          summary=f"dev macro F1 {f1:.2f}")
+
+    def keep_best(evaluation: Evaluation) -> None:
+        model.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)
+        logger.info("new best on dev (%.2f): saved to %s", evaluation.score, out)
+
+    settings = LoopSettings(max_steps=config.max_steps, eval_every=config.eval_every, save_every=config.save_every,
+                            log_every=config.log_every, bf16=config.bf16, description="train-teacher",
+                            logger=__name__)
+    state = train_loop(settings, model, optimizer, scheduler, step, evaluate, on_best=keep_best, parallel=parallel,
+                  checkpoint=checkpoint)
     if parallel.is_main:
-        (out / "training_state.json").write_text(json.dumps(state, indent=2))
+        (out / "training_state.json").write_text(json.dumps(training_state(state), indent=2))
     return out
+
+
+def training_state(state: dict) -> dict:
+    """The loop state as ``training_state.json`` keeps it (the best score named ``best_f1``: it is dev macro F1)."""
+    return {("best_f1" if k == "best_score" else k): v for k, v in state.items()}
