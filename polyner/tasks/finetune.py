@@ -64,8 +64,6 @@ class FinetuneConfig:
     threads: int = 2
 
 
-# what the loop needs from a task, defined beside the tasks' data (which needs FinetuneConfig only for its types)
-
 
 def model_source(config: FinetuneConfig) -> str:
     """The model directory to start from (for an ONNX-only model such as the default: its torch weights, read back)."""
