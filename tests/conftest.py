@@ -70,6 +70,15 @@ CJK_TEXTS = ["索尼公司和丰田汽车公司在东京宣布合作。", "他�
 CJK_PIECES = ["公司", "东京", "北京", "大学", "汽车", "技术", "有限", "合作", "\u2581他"]  # several characters each
 
 
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory, tokenizer) -> Path:
+    """A tiny BertForTokenClassification saved with the tokenizer, as ``polyner teacher build`` would leave it."""
+    folder = tmp_path_factory.mktemp("teacher")
+    build_tiny_model(tokenizer, seed=1).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def cjk_tokenizer():
     """A Unigram tokenizer with a fixed vocabulary in which some Chinese words are one piece (CJK_PIECES) and every

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import SAMPLE_TEXTS, build_tiny_model
+from conftest import SAMPLE_TEXTS
 from ddp_job import without_dropout
 from polyner.distill.config import DistillConfig, StageBudget
 from polyner.distill.trainer import distill
@@ -60,14 +60,6 @@ def test_single_process_is_a_no_op(monkeypatch):
 
 
 # --- two processes under torchrun ---------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory, tokenizer) -> Path:
-    folder = tmp_path_factory.mktemp("teacher")
-    build_tiny_model(tokenizer, seed=1).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def teacher_config(teacher: Path, gold: Path, out: Path, max_steps: int) -> TeacherTrainingConfig:

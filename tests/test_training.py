@@ -17,15 +17,6 @@ from polyner.training.teacher import TeacherTrainingConfig, train_teacher
 
 
 @pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory, tokenizer) -> Path:
-    """A tiny BertForTokenClassification saved with the tokenizer, as ``polyner teacher build`` would leave it."""
-    folder = tmp_path_factory.mktemp("teacher")
-    build_tiny_model(tokenizer, seed=1).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def encoder_dir(tmp_path_factory, tokenizer) -> Path:
     """A headless tiny BertModel (no classifier, no label maps) saved with the tokenizer."""
     from transformers import BertConfig, BertModel
