@@ -171,6 +171,10 @@ def test_every_verb_uses_one_vocabulary():
                 assert param.opts[0] == "--gold", where
             if "--verbose" in opts or "-v" in opts:
                 assert param.opts[0] == "--verbose" and "--quiet" in param.secondary_opts, where
+            if "--student" in opts:
+                assert param.opts[0] == "--model", where
+            if "--results" in opts and path[0] not in ("pack", "card"):  # there --results is a file to read
+                assert param.opts[0] == "--write", where
             assert "--log-level" not in opts or path == ("serve",), where
             assert not isinstance(param.default, Path), f"{where} defaults to the path {param.default}"
         names = {o for param in command.params for o in param.opts}
@@ -178,13 +182,14 @@ def test_every_verb_uses_one_vocabulary():
             assert "--verbose" in names, f"polyner {' '.join(path)} has no --verbose/--quiet"
 
 
-def test_evaluate_and_bench_write_only_with_write(runner):
+def test_verbs_that_write_markdown_write_only_with_write(runner):
     import typer
 
-    for verb in ("evaluate", "bench"):
-        result = runner.invoke(app, [verb, "--help"])
+    verbs = dict(_verbs(typer.main.get_command(app)))
+    for verb in (("evaluate",), ("bench",), ("finetune", "glue"), ("finetune", "squad")):
+        result = runner.invoke(app, [*verb, "--help"])
         assert result.exit_code == 0 and "--write" in result.stdout
-        write = next(p for p in typer.main.get_command(app).commands[verb].params if "--write" in p.opts)
+        write = next(p for p in verbs[verb].params if "--write" in p.opts)
         assert write.default is None
 
 

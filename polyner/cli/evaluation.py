@@ -89,7 +89,8 @@ def agreement(model_a: str = typer.Argument(..., help="Reference model directory
 @app.command()
 def bench(teacher: Path = typer.Option(..., help="The fine-tuned teacher directory (e.g. runs/teacher-ner)."),
           gold: Path = typer.Option(..., help="Gold root SOURCE/LANG/test.iob2 (F1, agreement and speed texts)."),
-          student: Optional[str] = typer.Option(None, help="Student directory (default: the shipped default)."),
+          student: Optional[str] = typer.Option(None, "--model", "--student", help="The student: a model directory or "
+                                                "name (default: the shipped default; --student is the older spelling)."),
           max_sentences: int = typer.Option(200, help="Per gold test file, for F1 and agreement."),
           speed_sentences: int = typer.Option(256, help="Sentences timed at batch 1 and 32."),
           cost_words: str = typer.Option("10,100,1000,10000", help="Cost-curve text lengths in words."),

@@ -58,7 +58,8 @@ EVAL_SAMPLES = typer.Option(None, help="Evaluate on a random sample of this many
 EVAL_EVERY = typer.Option(None, help="Evaluate on dev every N steps (default: once per epoch).")
 FREEZE = typer.Option(True, "--freeze-embeddings/--train-embeddings", help="Keep the word-embedding table fixed.")
 KEEP = typer.Option(False, "--keep-checkpoint", help="Keep the resumable checkpoint after the run.")
-RESULTS = typer.Option(None, help="Markdown file whose GLUE/SQuAD section gets this run (e.g. docs/results.md).")
+RESULTS = typer.Option(None, "--write", "--results", help="Also write this run into the GLUE/SQuAD section of this "
+                       "markdown file (e.g. docs/results.md; --results is the older spelling).")
 
 
 @finetune_app.command("glue")
