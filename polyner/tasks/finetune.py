@@ -95,6 +95,18 @@ def _optimizer(model: torch.nn.Module, config: FinetuneConfig, total_steps: int)
     return optimizer, linear_schedule(optimizer, total_steps, int(config.warmup_ratio * total_steps))
 
 
+def batches_per_epoch(train_size: int, batch_size: int, processes: int = 1) -> int:
+    """Batches in one pass over ``train_size`` rows: the last one partial, except that under ``torchrun`` a last batch
+    with fewer rows than processes is left out (it cannot be shared; its rows come back in other epochs' order)."""
+    if train_size < max(1, processes):
+        raise ValueError(f"{train_size} training rows cannot be shared by {processes} process(es)")
+    full, rest = divmod(train_size, batch_size)
+    if 0 < rest < processes:
+        logger.info("each epoch leaves out its last %d row(s): fewer than the %d processes", rest, processes)
+        return full
+    return full + (rest > 0)
+
+
 def _fingerprint(config: FinetuneConfig) -> dict:
     return {k: getattr(config, k) for k in FINGERPRINT_FIELDS}
 
@@ -115,7 +127,7 @@ def run_training(config: FinetuneConfig, model, tokenizer, data: TaskData) -> di
     out = Path(config.out)
     if parallel.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    per_epoch = math.ceil(data.train_size / config.batch_size)
+    per_epoch = batches_per_epoch(data.train_size, config.batch_size, parallel.world_size)
     total = config.steps if config.steps is not None else max(1, math.ceil(config.epochs * per_epoch))
     if total < 1:
         raise ValueError(f"steps must be positive, not {total}")
