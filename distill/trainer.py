@@ -27,6 +27,7 @@ from polyner.distill.teacher_cache import build_teacher_cache
 from polyner.distill.transfer import TransferSentence, build_transfer_set, read_lines, to_words, unlabeled_files
 from polyner.evaluate import evaluate_by_language, macro
 from polyner.labels import IGNORE_INDEX
+from polyner.loading import locate_model
 from polyner.models.io import load_token_classifier
 from polyner.models.student import PolynerStudentForTokenClassification, count_parameters
 from polyner.tagging.tagger import Tagger
@@ -75,13 +76,14 @@ class Distiller:
 
     def __init__(self, config: DistillConfig) -> None:
         self.config = config = with_gold_languages(config)
+        teacher = locate_model(config.teacher)  # a directory or a name; checked before anything is written
         self.out = Path(config.out)
         self.work = self.out / "work"
         self.work.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(config.threads)
         seed_everything(config.seed)
         self.parallel = init_distributed()  # torchrun: data-parallel stages, rank 0 prepares data and writes files
-        self.teacher, self.teacher_tokenizer = load_token_classifier(config.teacher)
+        self.teacher, self.teacher_tokenizer = load_token_classifier(teacher)
         self.stages = plan_stages(config)
 
     # --- data -------------------------------------------------------------------------------
