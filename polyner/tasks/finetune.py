@@ -75,11 +75,9 @@ def model_source(config: FinetuneConfig) -> str:
 
 def display_name(config: FinetuneConfig) -> str:
     """The name used for the model in tables."""
-    if config.name:
-        return config.name
-    if config.model is None:
-        return "polyner-default"
-    return Path(str(config.model)).name or str(config.model)
+    from polyner.loading import model_name
+
+    return config.name or model_name(config.model)
 
 
 def _optimizer(model: torch.nn.Module, config: FinetuneConfig, total_steps: int):
