@@ -33,7 +33,8 @@ from polyner.models.student import PolynerStudentForTokenClassification, count_p
 from polyner.tagging.tagger import Tagger
 from polyner.tagging.words import recut_words, tokenizer_run_splitter
 from polyner.training.distributed import init_distributed
-from polyner.training.engine import CheckpointPlan, Evaluation, LoopSettings, Progress, Step, read_state, train_loop
+from polyner.training.engine import (CheckpointPlan, Evaluation, LoopSettings, Progress, Step, read_state,
+                                     run_identity, train_loop)
 from polyner.training.loop import collate, linear_schedule, seed_everything
 from polyner.training.sampling import MixedLanguageSampler
 
@@ -234,10 +235,9 @@ class Distiller:
     def run_identity(self) -> dict:
         """The settings a stage checkpoint must share to be resumed (budgets and the rhythm may change)."""
         config = self.config
-        teacher = Path(config.teacher)
-        return {"teacher": str(teacher.resolve()) if teacher.exists() else config.teacher,
-                "languages": list(config.languages), "preset": config.preset, "geometry": config.geometry,
-                "batch_size": config.batch_size, "max_length": config.max_length, "seed": config.seed}
+        return run_identity({"teacher": config.teacher, "languages": list(config.languages), "preset": config.preset,
+                             "geometry": config.geometry, "batch_size": config.batch_size,
+                             "max_length": config.max_length, "seed": config.seed}, paths=("teacher",))
 
     def dev_f1(self, model: DistillationModel, tokenizer, dev) -> float:
         student = self.parallel.for_inference(model.student)

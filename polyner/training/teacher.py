@@ -21,6 +21,7 @@ from polyner.labels import IGNORE_INDEX
 from polyner.models.io import ner_config_kwargs, quiet_transformers
 from polyner.training.distributed import init_distributed
 from polyner.training.engine import CheckpointPlan, Evaluation, LoopSettings, Progress, Step, read_state, train_loop
+from polyner.training.engine import run_identity as engine_identity
 from polyner.training.loop import collate, linear_schedule, seed_everything
 from polyner.training.sampling import MixedLanguageSampler
 
@@ -85,11 +86,7 @@ RUN_IDENTITY = ("teacher", "gold", "silver", "langs", "exclude_sources", "max_le
 def run_identity(config: TeacherTrainingConfig) -> dict:
     """The settings a checkpoint must share to be resumed by ``config`` (max_steps and the rhythm may change);
     local paths absolute, so a run resumed from another directory is still the same run."""
-    identity = {k: getattr(config, k) for k in RUN_IDENTITY}
-    for key in ("teacher", "gold", "silver"):
-        if identity[key] and Path(identity[key]).exists():
-            identity[key] = str(Path(identity[key]).resolve())
-    return identity
+    return engine_identity({k: getattr(config, k) for k in RUN_IDENTITY}, paths=("teacher", "gold", "silver"))
 
 
 def train_teacher(config: TeacherTrainingConfig) -> Path:
