@@ -5,7 +5,7 @@ with ``--write docs/benchmarks.md``).
 The same as ``polyner bench`` (all its options apply)::
 
     python benchmarks/inference.py --teacher runs/teacher-ner --gold ../shared/data/gold --write docs/benchmarks.md
-    python benchmarks/inference.py --teacher runs/teacher-ner --gold ../shared/data/gold --student runs/student \\
+    python benchmarks/inference.py --teacher runs/teacher-ner --gold ../shared/data/gold --model runs/student \\
         --threads 2 --max-sentences 200 --speed-sentences 256
 """
 from __future__ import annotations

@@ -27,12 +27,14 @@ from polyner.distill.teacher_cache import build_teacher_cache
 from polyner.distill.transfer import TransferSentence, build_transfer_set, read_lines, to_words, unlabeled_files
 from polyner.evaluate import evaluate_by_language, macro
 from polyner.labels import IGNORE_INDEX
+from polyner.loading import locate_model
 from polyner.models.io import load_token_classifier
 from polyner.models.student import PolynerStudentForTokenClassification, count_parameters
 from polyner.tagging.tagger import Tagger
 from polyner.tagging.words import recut_words, tokenizer_run_splitter
 from polyner.training.distributed import init_distributed
-from polyner.training.engine import CheckpointPlan, Evaluation, LoopSettings, Progress, Step, read_state, train_loop
+from polyner.training.engine import (CheckpointPlan, Evaluation, LoopSettings, Progress, Step, read_state,
+                                     run_identity, train_loop)
 from polyner.training.loop import collate, linear_schedule, seed_everything
 from polyner.training.sampling import MixedLanguageSampler
 
@@ -75,13 +77,14 @@ class Distiller:
 
     def __init__(self, config: DistillConfig) -> None:
         self.config = config = with_gold_languages(config)
+        teacher = locate_model(config.teacher)  # a directory or a name; checked before anything is written
         self.out = Path(config.out)
         self.work = self.out / "work"
         self.work.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(config.threads)
         seed_everything(config.seed)
         self.parallel = init_distributed()  # torchrun: data-parallel stages, rank 0 prepares data and writes files
-        self.teacher, self.teacher_tokenizer = load_token_classifier(config.teacher)
+        self.teacher, self.teacher_tokenizer = load_token_classifier(teacher)
         self.stages = plan_stages(config)
 
     # --- data -------------------------------------------------------------------------------
@@ -232,10 +235,9 @@ class Distiller:
     def run_identity(self) -> dict:
         """The settings a stage checkpoint must share to be resumed (budgets and the rhythm may change)."""
         config = self.config
-        teacher = Path(config.teacher)
-        return {"teacher": str(teacher.resolve()) if teacher.exists() else config.teacher,
-                "languages": list(config.languages), "preset": config.preset, "geometry": config.geometry,
-                "batch_size": config.batch_size, "max_length": config.max_length, "seed": config.seed}
+        return run_identity({"teacher": config.teacher, "languages": list(config.languages), "preset": config.preset,
+                             "geometry": config.geometry, "batch_size": config.batch_size,
+                             "max_length": config.max_length, "seed": config.seed}, paths=("teacher",))
 
     def dev_f1(self, model: DistillationModel, tokenizer, dev) -> float:
         student = self.parallel.for_inference(model.student)

@@ -73,6 +73,17 @@ def resolve_model(path_or_name: str | Path | None) -> Path:
                               "them) and not a hub id (OWNER/NAME)")
 
 
+def model_name(path_or_name: str | Path | None) -> str:
+    """What taggers and tables call a model: ``polyner-default`` for the shipped one, else the last part of its path
+    or name (a hub id's NAME)."""
+    if path_or_name is None or path_or_name == DEFAULT_NAME:
+        return DEFAULT_NAME
+    path = Path(path_or_name).expanduser()
+    if path.exists() and path.resolve() == DEFAULT_MODEL_DIR:
+        return DEFAULT_NAME
+    return path.name or str(path_or_name)
+
+
 def locate_model(path_or_name: str | Path | None) -> Path:
     """The checked model directory ``path_or_name`` refers to (see :func:`resolve_model`): a ModelDirectoryError
     naming the path when it is missing or holds no readable model."""

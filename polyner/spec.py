@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from polyner.loading import DEFAULT_MODEL_DIR, DEFAULT_NAME, locate_model
+from polyner.loading import locate_model, model_name
 from polyner.tagging.tagger import Tagger, TaggerConfig
 
 TASKS = ("ner", "classify", "qa")
@@ -42,8 +42,7 @@ class ModelSpec:
         settings = TaggerConfig(**tagger_options)
         path = locate_model(model)
         chosen = choose_backend(path, backend)
-        name = DEFAULT_NAME if path == DEFAULT_MODEL_DIR else Path(str(model)).name or str(model)
-        return cls(path=path, backend=chosen, name=name, threads=threads, tagger=settings)
+        return cls(path=path, backend=chosen, name=model_name(model), threads=threads, tagger=settings)
 
     def prepare(self) -> "ModelSpec":
         """This spec with its backend's directory made now (the ONNX export, or the torch weights read back), so

@@ -817,6 +817,30 @@ def test_card_command_rewrites_quality_and_speed_only(tmp_path):
     assert no_card.exit_code == 2 and "no model card" in no_card.output
 
 
+def test_pack_and_card_take_the_model_by_name_as_every_model_option(distilled, tmp_path):
+    """``--model NAME`` (a model under $POLYNER_HOME/models) works in pack and card as in tag and export."""
+    from typer.testing import CliRunner
+
+    from polyner.cli import app
+    from polyner.home import polyner_home
+
+    models = polyner_home() / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    (models / "tiny-student").symlink_to(distilled.out, target_is_directory=True)
+    runner = CliRunner()
+    packed = runner.invoke(app, ["pack", "--model", "tiny-student", "--out", str(tmp_path / "shipped"), "--quiet"])
+    assert packed.exit_code == 0, packed.output
+    assert (tmp_path / "shipped" / "model.onnx").exists() and (tmp_path / "shipped" / "README.md").exists()
+    (models / "shipped").symlink_to(tmp_path / "shipped", target_is_directory=True)
+    speed = tmp_path / "speed.md"
+    speed.write_text("<!-- polyner:speed -->\nfresh speed table\n<!-- /polyner:speed -->\n", encoding="utf-8")
+    carded = runner.invoke(app, ["card", "--model", "shipped", "--speed", str(speed)])
+    assert carded.exit_code == 0, carded.output
+    assert "fresh speed table" in (tmp_path / "shipped" / "README.md").read_text(encoding="utf-8")
+    missing = runner.invoke(app, ["pack", "--model", "no-such-model", "--out", str(tmp_path / "x")])
+    assert missing.exit_code == 2 and "no model 'no-such-model'" in missing.output
+
+
 def test_card_metadata_licence_and_refreshed_f1(tmp_path):
     """The front matter's licence follows the data (NonCommercial sources: not a free licence) and `polyner card`
     keeps the model-index F1 in step with the quality table it writes."""

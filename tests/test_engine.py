@@ -151,6 +151,26 @@ def test_a_checkpoint_of_another_run_is_refused_naming_the_difference(tmp_path):
                other.scheduler)
 
 
+def test_a_run_resumed_from_another_directory_is_the_same_run(tmp_path, monkeypatch):
+    """The identity holds local paths absolute (names and hub ids as given): the same run from another working
+    directory resumes, and the same relative path meaning another folder is another run."""
+    from polyner.training.engine import run_identity
+
+    for name in ("a/data", "b/data"):
+        (tmp_path / name).mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a")
+    here = run_identity({"data": "data", "teacher": "owner/hub-model", "seed": 0}, paths=("data", "teacher"))
+    assert here == {"data": str(tmp_path / "a" / "data"), "teacher": "owner/hub-model", "seed": 0}
+    monkeypatch.chdir(tmp_path)
+    assert run_identity({"data": "a/data", "teacher": "owner/hub-model", "seed": 0}, paths=("data", "teacher")) == here
+    assert run_identity({"data": "b/data", "teacher": "owner/hub-model", "seed": 0}, paths=("data", "teacher")) != here
+    folder = tmp_path / "checkpoint"
+    _run(Toy(), LoopSettings(max_steps=2, eval_every=2), folder, SCORES, fingerprint=here)
+    with pytest.raises(ForeignCheckpointError, match="b/data"):
+        _run(Toy(), LoopSettings(max_steps=4, eval_every=2), folder, SCORES,
+             fingerprint=run_identity({"data": "b/data", "teacher": "owner/hub-model", "seed": 0}, paths=("data",)))
+
+
 def test_a_checkpoint_of_another_scope_is_a_leftover(tmp_path):
     """A distillation stage does not resume the previous stage's checkpoint: it starts afresh."""
     folder = tmp_path / "checkpoint"

@@ -50,6 +50,20 @@ class TestModelSpec:
             spec.backend = "onnx"  # type: ignore[misc]
         assert pickle.loads(pickle.dumps(spec)) == spec
 
+    def test_the_shipped_model_has_one_name_however_it_is_given(self, monkeypatch):
+        from polyner.loading import DEFAULT_MODEL_DIR, model_name
+        from polyner.tasks.finetune import FinetuneConfig, display_name
+
+        if not (DEFAULT_MODEL_DIR / "config.json").exists():
+            pytest.skip("no default model shipped in this installation")
+        monkeypatch.chdir(DEFAULT_MODEL_DIR.parent.parent)
+        relative = str(DEFAULT_MODEL_DIR.relative_to(DEFAULT_MODEL_DIR.parent.parent))  # polyner/default
+        for given in (None, "polyner-default", DEFAULT_MODEL_DIR, relative):
+            assert ModelSpec.resolve(given).name == model_name(given) == "polyner-default", given
+            assert display_name(FinetuneConfig(task="sst2", out="x", model=given)) == "polyner-default"
+        assert model_name("owner/tiny-ner") == "tiny-ner"
+        assert display_name(FinetuneConfig(task="sst2", out="x", model=relative, name="mine")) == "mine"
+
     def test_build_is_polyner_load(self, student_dir):
         tagger = ModelSpec.resolve(student_dir, max_length=24).build()
         assert tagger.config.max_length == 24 and tagger.name == student_dir.name

@@ -6,7 +6,8 @@ import unicodedata
 import pytest
 
 from polyner.labels import tags_to_spans
-from polyner.tagging.tagger import DEFAULT_MAX_LENGTH, Tagger, TaggerConfig, choose_windows, plan_windows
+from polyner.models.classifier import DEFAULT_MAX_LENGTH
+from polyner.tagging.tagger import Tagger, TaggerConfig, choose_windows, plan_windows
 from polyner.tagging.words import recut_words, segment_words, tokenizer_run_splitter
 from conftest import CJK_TEXTS, SAMPLE_TEXTS, CapitalRuleModel, build_tiny_model
 

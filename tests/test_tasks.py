@@ -502,6 +502,31 @@ def test_finetune_resumes_exactly(tmp_path, student_dir, glue_dir, monkeypatch):
         finetune_glue(_glue_config(student_dir, glue_dir, resumed, keep_checkpoint=True, seed=4))
 
 
+@pytest.mark.parametrize("rows,batch,processes", [(10, 4, 1), (9, 4, 1), (9, 4, 2), (10, 4, 2), (8, 4, 2), (3, 4, 2),
+                                                 (13, 4, 4), (14, 4, 4)])
+def test_every_batch_of_an_epoch_can_be_shared_by_the_processes(rows, batch, processes):
+    from polyner.tasks.finetune import batches_per_epoch
+    from polyner.training.distributed import DistributedContext
+
+    per_epoch = batches_per_epoch(rows, batch, processes)
+    sizes = [len(range(rows)[i * batch:(i + 1) * batch]) for i in range(per_epoch)]
+    for size in sizes:  # the global batches run_training draws; none is refused by a rank
+        shares = [DistributedContext(rank=r, world_size=processes, initialized=True).shard(list(range(size)))
+                  for r in range(processes)]
+        assert sum(map(len, shares)) == size
+    left_out = rows - sum(sizes)
+    assert left_out == 0 if processes == 1 else left_out < processes  # one process: every row, as before
+
+
+def test_too_few_rows_for_the_processes_is_an_error():
+    from polyner.tasks.finetune import batches_per_epoch
+
+    with pytest.raises(ValueError, match="cannot be shared by 4"):
+        batches_per_epoch(3, 8, 4)
+    with pytest.raises(ValueError, match="0 training rows"):
+        batches_per_epoch(0, 8, 1)
+
+
 def test_finetune_squad_and_ask(tmp_path, student_dir, squad_dir):
     import polyner
 

@@ -291,6 +291,23 @@ def test_a_checkpoint_of_another_run_is_refused(teacher_dir, gold_tree, tmp_path
     assert json.loads((out / "training_state.json").read_text())["step"] == 4
 
 
+def test_train_teacher_takes_the_teacher_by_name(teacher_dir, gold_tree, tmp_path):
+    """``--teacher NAME`` finds a teacher under $POLYNER_HOME/teachers (where ``polyner teacher build`` puts it), as
+    ``--model NAME`` does; a name that is nowhere fails naming it, before anything is written."""
+    from polyner.errors import UserError
+    from polyner.home import polyner_home
+
+    teachers = polyner_home() / "teachers"
+    teachers.mkdir(parents=True, exist_ok=True)
+    (teachers / "tiny-teacher").symlink_to(teacher_dir, target_is_directory=True)
+    out = train_teacher(_config(Path("tiny-teacher"), gold_tree, tmp_path / "out", max_steps=2))
+    assert (out / "model.safetensors").exists()
+    assert json.loads((out / "training_config.json").read_text())["teacher"] == "tiny-teacher"
+    with pytest.raises(UserError, match="no model 'no-such-teacher'"):
+        train_teacher(_config(Path("no-such-teacher"), gold_tree, tmp_path / "other", max_steps=2))
+    assert not (tmp_path / "other").exists()
+
+
 def test_train_teacher_logs_progress_as_before(teacher_dir, gold_tree, tmp_path, caplog):
     """Runs are watched through their log: the progress and dev lines keep their logger and their format."""
     import re

@@ -77,10 +77,12 @@ def pack(model: Optional[str] = typer.Option(None, "--model", "-m",
     needs("pack", "train")
     from polyner.distill.package import ONNX_KINDS, card_for_student, directory_size_mb, marked_section, pack_model
 
+    from polyner.loading import locate_model
+
     setup_logging(verbose)
-    source = Path(one_model(model, model_argument))
     if onnx not in ONNX_KINDS:
         raise UserError(f"--onnx must be one of {', '.join(ONNX_KINDS)}, not {onnx}")
+    source = locate_model(one_model(model, model_argument))  # a directory or a name, as every --model
     try:
         folder = pack_model(source, out, onnx)
     except RuntimeError as exc:  # the ONNX export failed its check
@@ -104,10 +106,12 @@ def card(model: Optional[str] = typer.Option(None, "--model", "-m",
     """Rewrite the quality and speed sections of a model card from fresh figures, keeping the rest."""
     from polyner.distill.model_card import refresh_model_card
     from polyner.distill.package import marked_section
+    from polyner.loading import resolve_model
 
-    folder = Path(one_model(model, model_argument))
+    model = one_model(model, model_argument)
     if results is None and speed is None:
         raise UserError("nothing to write: give --results and/or --speed")
+    folder = resolve_model(model)  # a directory or a name, as every --model (only the card needs to be there)
     for given in (results, speed):
         if given is not None and not given.is_file():
             raise UserError(f"file not found: {given}")

@@ -33,7 +33,8 @@ def teacher_build(name: str = typer.Option("multilingual-e5-small", help="multil
 def train_teacher_cmd(
         gold: Path = typer.Option(..., help="Gold root: SOURCE/LANG/{train,dev,test}.iob2"),
         out: Path = typer.Option(..., help="Output directory (HF layout; resumes if a checkpoint is there)."),
-        teacher: Optional[str] = typer.Option(None, help="Encoder directory or hub name (default: the built offline teacher)."),
+        teacher: Optional[str] = typer.Option(None, help="Encoder directory, name (polyner models) or hub id "
+                                              "(default: the built offline teacher)."),
         languages: Optional[str] = languages_option(),
         exclude_source: List[str] = typer.Option([], help="Gold or silver sources to leave out (e.g. for licences)."),
         silver: Optional[Path] = typer.Option(None, help="Silver root (same layout): trains, never selects."),
@@ -63,7 +64,7 @@ def train_teacher_cmd(
 
 @app.command()
 def distill(
-        teacher: Optional[str] = typer.Option(None, help="Fine-tuned teacher directory (polyner train-teacher)."),
+        teacher: Optional[str] = typer.Option(None, help="Fine-tuned teacher directory or name (polyner train-teacher)."),
         out: Optional[Path] = typer.Option(None, help="Output directory of the student (resumes if present)."),
         languages: Optional[str] = languages_option("Comma-separated languages, e.g. de,fr,sw (default: all 41)."),
         unlabeled: List[str] = typer.Option([], help="Unlabeled text: LANG.txt files, folders of them, or LANG=PATH."),

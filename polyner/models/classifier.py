@@ -66,7 +66,21 @@ def config_window(config: Any, source: str | Path | None = None) -> int:
     return value
 
 
-class TorchClassifier:
+class ConfigReader:
+    """The labels and window of a :class:`TokenClassifier`, read from its ``config`` (errors name its ``folder``)."""
+
+    config: Any
+    folder: Path | None
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return config_id2label(self.config)
+
+    def window(self) -> int:
+        return config_window(self.config, self.folder)
+
+
+class TorchClassifier(ConfigReader):
     """A torch token-classification module (transformers' or polyner's plain-torch student) as a
     :class:`TokenClassifier`: run under ``inference_mode``, numpy in and out."""
 
@@ -79,13 +93,6 @@ class TorchClassifier:
     @property
     def config(self) -> Any:
         return getattr(self.module, "config", None)  # a module built in a test may have none
-
-    @property
-    def id2label(self) -> dict[int, str]:
-        return config_id2label(self.config)
-
-    def window(self) -> int:
-        return config_window(self.config, self.source)
 
     @property
     def folder(self) -> Path | None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from polyner.models.classifier import config_id2label, config_window
+from polyner.models.classifier import ConfigReader
 from polyner.models.io import ModelDirectoryError
 from polyner.models.plain import LogitsOutput, read_config
 
@@ -54,7 +54,7 @@ def is_int8(path: str | Path) -> bool:
     return export_info(path).get("quantization") == "int8"
 
 
-class OnnxTokenClassifier:
+class OnnxTokenClassifier(ConfigReader):
     """A :class:`~polyner.models.classifier.TokenClassifier` run by ONNX Runtime; its backend is "onnx-int8" when
     the export recorded int8 weights, else "onnx"."""
 
@@ -88,13 +88,6 @@ class OnnxTokenClassifier:
             raise ModelDirectoryError(f"{self.model_file} gives {labels} labels per piece but its config.json "
                                       f"names {expected} (id2label): they do not belong together")
         self.threads = threads
-
-    @property
-    def id2label(self) -> dict[int, str]:
-        return config_id2label(self.config)
-
-    def window(self) -> int:
-        return config_window(self.config, self.folder)
 
     def parameters_count(self) -> int:
         """0: ONNX Runtime does not count a graph's weights."""

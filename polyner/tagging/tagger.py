@@ -19,7 +19,7 @@ import numpy as np
 from polyner.tagging.decoding import Decoder, check_decoding
 from polyner.tagging.words import Span, recut_words, segment_words, tokenizer_run_splitter
 from polyner.labels import LABELS, tags_to_spans
-from polyner.models.classifier import DEFAULT_MAX_LENGTH, TokenClassifier, as_token_classifier  # noqa: F401
+from polyner.models.classifier import TokenClassifier, as_token_classifier
 
 if TYPE_CHECKING:  # a torch model is one kind of model; an ONNX one runs without torch
     import torch

@@ -75,11 +75,9 @@ def model_source(config: FinetuneConfig) -> str:
 
 def display_name(config: FinetuneConfig) -> str:
     """The name used for the model in tables."""
-    if config.name:
-        return config.name
-    if config.model is None:
-        return "polyner-default"
-    return Path(str(config.model)).name or str(config.model)
+    from polyner.loading import model_name
+
+    return config.name or model_name(config.model)
 
 
 def _optimizer(model: torch.nn.Module, config: FinetuneConfig, total_steps: int):
@@ -93,6 +91,18 @@ def _optimizer(model: torch.nn.Module, config: FinetuneConfig, total_steps: int)
     groups = [{"params": body, "lr": config.lr}, {"params": head, "lr": config.head_lr or config.lr}]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=config.weight_decay)
     return optimizer, linear_schedule(optimizer, total_steps, int(config.warmup_ratio * total_steps))
+
+
+def batches_per_epoch(train_size: int, batch_size: int, processes: int = 1) -> int:
+    """Batches in one pass over ``train_size`` rows: the last one partial, except that under ``torchrun`` a last batch
+    with fewer rows than processes is left out (it cannot be shared; its rows come back in other epochs' order)."""
+    if train_size < max(1, processes):
+        raise ValueError(f"{train_size} training rows cannot be shared by {processes} process(es)")
+    full, rest = divmod(train_size, batch_size)
+    if 0 < rest < processes:
+        logger.info("each epoch leaves out its last %d row(s): fewer than the %d processes", rest, processes)
+        return full
+    return full + (rest > 0)
 
 
 def _fingerprint(config: FinetuneConfig) -> dict:
@@ -115,7 +125,7 @@ def run_training(config: FinetuneConfig, model, tokenizer, data: TaskData) -> di
     out = Path(config.out)
     if parallel.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    per_epoch = math.ceil(data.train_size / config.batch_size)
+    per_epoch = batches_per_epoch(data.train_size, config.batch_size, parallel.world_size)
     total = config.steps if config.steps is not None else max(1, math.ceil(config.epochs * per_epoch))
     if total < 1:
         raise ValueError(f"steps must be positive, not {total}")

@@ -101,6 +101,16 @@ class CheckpointPlan:
         return None if self.fingerprint is None else json.loads(json.dumps(dict(self.fingerprint)))
 
 
+def run_identity(settings: Mapping[str, Any], paths: tuple[str, ...] = ()) -> dict:
+    """A run's identity for :attr:`CheckpointPlan.fingerprint`: ``settings`` with the local paths among ``paths`` made
+    absolute, so that a run resumed from another directory is still the same run (names and hub ids stay as given)."""
+    identity = dict(settings)
+    for key in paths:
+        if identity.get(key) and Path(identity[key]).expanduser().exists():
+            identity[key] = str(Path(identity[key]).expanduser().resolve())
+    return identity
+
+
 def fresh_state(plan: CheckpointPlan | None = None) -> dict:
     """The state of a loop that has not trained yet."""
     state = {"step": 0, "best_score": None, "best_step": None, "history": [], "elapsed_seconds": 0.0,

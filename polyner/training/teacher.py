@@ -21,6 +21,7 @@ from polyner.labels import IGNORE_INDEX
 from polyner.models.io import ner_config_kwargs, quiet_transformers
 from polyner.training.distributed import init_distributed
 from polyner.training.engine import CheckpointPlan, Evaluation, LoopSettings, Progress, Step, read_state, train_loop
+from polyner.training.engine import run_identity as engine_identity
 from polyner.training.loop import collate, linear_schedule, seed_everything
 from polyner.training.sampling import MixedLanguageSampler
 
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 class TeacherTrainingConfig:
     """Settings of ``polyner train-teacher``."""
 
-    teacher: str  # built encoder directory (polyner teacher build) or a hub name
+    teacher: str  # built encoder directory (polyner teacher build), a name (polyner models) or a hub id
     gold: str  # gold root: source/lang/split.iob2
     out: str
     silver: str | None = None  # silver root, same layout (trains only, never selects)
@@ -57,12 +58,13 @@ class TeacherTrainingConfig:
     threads: int = 2
 
 
-def _model(config: TeacherTrainingConfig):
+def _model(config: TeacherTrainingConfig, source: Path | None = None):
+    """The teacher to fine-tune, from ``source`` (the located ``config.teacher``; None: that as given)."""
     from transformers import AutoModelForTokenClassification
 
     quiet_transformers()
-    model = AutoModelForTokenClassification.from_pretrained(config.teacher, dtype=torch.float32,
-                                                            **ner_config_kwargs())
+    model = AutoModelForTokenClassification.from_pretrained(str(source or config.teacher), dtype=torch.float32,
+                                                            use_safetensors=True, **ner_config_kwargs())
     if config.freeze_word_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     return model
@@ -84,11 +86,7 @@ RUN_IDENTITY = ("teacher", "gold", "silver", "langs", "exclude_sources", "max_le
 def run_identity(config: TeacherTrainingConfig) -> dict:
     """The settings a checkpoint must share to be resumed by ``config`` (max_steps and the rhythm may change);
     local paths absolute, so a run resumed from another directory is still the same run."""
-    identity = {k: getattr(config, k) for k in RUN_IDENTITY}
-    for key in ("teacher", "gold", "silver"):
-        if identity[key] and Path(identity[key]).exists():
-            identity[key] = str(Path(identity[key]).resolve())
-    return identity
+    return engine_identity({k: getattr(config, k) for k in RUN_IDENTITY}, paths=("teacher", "gold", "silver"))
 
 
 def train_teacher(config: TeacherTrainingConfig) -> Path:
@@ -97,8 +95,9 @@ def train_teacher(config: TeacherTrainingConfig) -> Path:
     Started by ``torchrun``, the processes share each global batch of ``config.batch_size`` sentences
     (see :mod:`polyner.training.distributed`); rank 0 evaluates and writes the files.
     """
-    from polyner.tagging.tagger import Tagger
+    from polyner.loading import locate_model
     from polyner.models.io import load_tokenizer
+    from polyner.tagging.tagger import Tagger
 
     torch.set_num_threads(config.threads)
     seed_everything(config.seed)
@@ -106,10 +105,11 @@ def train_teacher(config: TeacherTrainingConfig) -> Path:
     out = Path(config.out)
     checkpoint = CheckpointPlan(out / "checkpoint", run_identity(config))
     read_state(checkpoint)  # another run's checkpoint is refused before anything is written
+    source = locate_model(config.teacher)  # a directory, a name (polyner teacher build's) or a hub id; checked now
     if parallel.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "training_config.json").write_text(json.dumps(asdict(config), indent=2))
-    tokenizer = load_tokenizer(config.teacher)
+    tokenizer = load_tokenizer(source)
     train_files = training_files(config.gold, config.silver, config.langs, config.exclude_sources)
     if not train_files:
         raise ValueError(f"no gold train files under {config.gold} for languages {config.langs}")
@@ -125,7 +125,7 @@ def train_teacher(config: TeacherTrainingConfig) -> Path:
                 len(train), len(train_files), sum(f.kind == "silver" for f in train_files), len(dev),
                 len({s.lang for s in dev}))
 
-    model = _model(config).to(parallel.device)
+    model = _model(config, source).to(parallel.device)
     optimizer, scheduler = _optimizer(model, config)
     sampler = MixedLanguageSampler(groups, config.sampling_alpha, config.seed,
                                    weights=group_weights(train_files, config.silver_weight),
