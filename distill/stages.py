@@ -69,6 +69,9 @@ class DistillationModel(nn.Module):
     def set_trainable(self, groups: tuple[str, ...]) -> list[nn.Parameter]:
         """Freeze everything but ``groups``; return the trainable parameters."""
         group_of = self.groups()
+        unknown = sorted(set(groups) - set(group_of.values()))
+        if unknown:  # a misspelt group would otherwise freeze the whole student silently
+            raise ValueError(f"unknown parameter groups {unknown}: the model has {sorted(set(group_of.values()))}")
         trainable = []
         for name, param in self.named_parameters():
             param.requires_grad_(group_of[name] in groups)

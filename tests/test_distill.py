@@ -245,6 +245,8 @@ def test_set_trainable_freezes_everything_else():
     model.set_trainable(("classifier",))
     assert {n for n, p in model.named_parameters() if p.requires_grad} == {"student.classifier.weight",
                                                                            "student.classifier.bias"}
+    with pytest.raises(ValueError, match=r"unknown parameter groups \['layer3'\]"):
+        model.set_trainable(("classifier", "layer3"))  # a group the student does not have is not silently frozen
 
 
 # --- losses ------------------------------------------------------------------------------------
