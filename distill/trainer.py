@@ -235,9 +235,14 @@ class Distiller:
     def run_identity(self) -> dict:
         """The settings a stage checkpoint must share to be resumed (budgets and the rhythm may change)."""
         config = self.config
+        data = ("unlabeled", "gold", "silver", "exclude_sources", "include_gold_languages", "unlabeled_per_language",
+                "gold_text_per_language", "silver_text_per_language", "augmented_per_language", "max_vocab",
+                "min_piece_count", "keep_all_single_chars", "vocab_balance_alpha")  # what the transfer set and vocabulary are made of
         return run_identity({"teacher": config.teacher, "languages": list(config.languages), "preset": config.preset,
                              "geometry": config.geometry, "batch_size": config.batch_size,
-                             "max_length": config.max_length, "seed": config.seed}, paths=("teacher",))
+                             "max_length": config.max_length, "seed": config.seed,
+                             **{key: getattr(config, key) for key in data}},
+                            paths=("teacher", "unlabeled", "gold", "silver"))
 
     def dev_f1(self, model: DistillationModel, tokenizer, dev) -> float:
         student = self.parallel.for_inference(model.student)

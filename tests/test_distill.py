@@ -766,12 +766,17 @@ def test_interrupted_run_resumes_where_it_stopped(distilled, workspace, monkeypa
     assert stages_run == []
 
 
-def test_a_run_of_another_config_is_refused_before_anything_is_written(distilled, workspace):
+@pytest.mark.parametrize("change, difference", [
+    ({"seed": 14}, "seed: 13 in the checkpoint, 14 now"),
+    ({"max_vocab": 500}, "max_vocab: None in the checkpoint, 500 now"),  # the vocabulary would be another
+    ({"gold_text_per_language": 7}, "gold_text_per_language: 500 in the checkpoint, 7 now"),  # another transfer set
+])
+def test_a_run_of_another_config_is_refused_before_anything_is_written(distilled, workspace, change, difference):
     from polyner.training.engine import ForeignCheckpointError
 
     before = {p: p.read_bytes() for p in distilled.out.rglob("*") if p.is_file()}
-    with pytest.raises(ForeignCheckpointError, match="seed: 13 in the checkpoint, 14 now"):
-        distill(run_config(workspace, distilled.out, seed=14))
+    with pytest.raises(ForeignCheckpointError, match=difference):
+        distill(run_config(workspace, distilled.out, **change))
     assert {p: p.read_bytes() for p in distilled.out.rglob("*") if p.is_file()} == before
 
 

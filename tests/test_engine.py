@@ -151,6 +151,18 @@ def test_a_checkpoint_of_another_run_is_refused_naming_the_difference(tmp_path):
                other.scheduler)
 
 
+def test_a_setting_only_one_identity_records_does_not_make_another_run(tmp_path):
+    """A checkpoint written before a setting joined the identity (or after one left it) still resumes."""
+    folder = tmp_path / "checkpoint"
+    with pytest.raises(_Interrupted):
+        _run(Toy(), LoopSettings(max_steps=4, eval_every=2, save_every=2), folder, SCORES, fail_at=2,
+             fingerprint={"seed": 0})
+    resumed = Toy()
+    _run(resumed, LoopSettings(max_steps=4, eval_every=2, save_every=2), folder, SCORES,
+         fingerprint={"seed": 0, "gold": "/data/gold"})
+    assert sorted(resumed.snapshots) == [4]  # on from step 2, not from the start
+
+
 def test_a_run_resumed_from_another_directory_is_the_same_run(tmp_path, monkeypatch):
     """The identity holds local paths absolute (names and hub ids as given): the same run from another working
     directory resumes, and the same relative path meaning another folder is another run."""
@@ -164,6 +176,8 @@ def test_a_run_resumed_from_another_directory_is_the_same_run(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     assert run_identity({"data": "a/data", "teacher": "owner/hub-model", "seed": 0}, paths=("data", "teacher")) == here
     assert run_identity({"data": "b/data", "teacher": "owner/hub-model", "seed": 0}, paths=("data", "teacher")) != here
+    assert run_identity({"data": ["a/data", "b/data", "owner/x"]}, paths=("data",)) == {  # lists path by path
+        "data": [str(tmp_path / "a" / "data"), str(tmp_path / "b" / "data"), "owner/x"]}
     folder = tmp_path / "checkpoint"
     _run(Toy(), LoopSettings(max_steps=2, eval_every=2), folder, SCORES, fingerprint=here)
     with pytest.raises(ForeignCheckpointError, match="b/data"):

@@ -104,10 +104,16 @@ class CheckpointPlan:
 def run_identity(settings: Mapping[str, Any], paths: tuple[str, ...] = ()) -> dict:
     """A run's identity for :attr:`CheckpointPlan.fingerprint`: ``settings`` with the local paths among ``paths`` made
     absolute, so that a run resumed from another directory is still the same run (names and hub ids stay as given)."""
+    def absolute(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [absolute(v) for v in value]
+        if value and Path(value).expanduser().exists():
+            return str(Path(value).expanduser().resolve())
+        return value
+
     identity = dict(settings)
     for key in paths:
-        if identity.get(key) and Path(identity[key]).expanduser().exists():
-            identity[key] = str(Path(identity[key]).expanduser().resolve())
+        identity[key] = absolute(identity.get(key))
     return identity
 
 
@@ -135,7 +141,9 @@ def _upgrade(state: dict, score_key: str | None = None) -> dict:
 
 
 def _differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    keys = sorted(set(saved) | set(current))
+    """The settings both identities record and that differ (a key only one side has was added or dropped by
+    another polyner version, and does not make another run)."""
+    keys = sorted(set(saved) & set(current))
     return [f"{k}: {saved.get(k)!r} in the checkpoint, {current.get(k)!r} now" for k in keys
             if saved.get(k) != current.get(k)]
 
@@ -154,10 +162,10 @@ def read_state(plan: CheckpointPlan) -> dict | None:
     state = json.loads((folder / "state.json").read_text())
     saved = state.get("fingerprint")
     current = plan.identity()
-    if current is not None and saved is not None and saved != current:
-        raise ForeignCheckpointError(
-            f"{plan.folder} belongs to another run ({'; '.join(_differences(saved, current))}); "
-            "use a new --out or delete it")
+    differences = _differences(saved, current) if current is not None and saved is not None else []
+    if differences:
+        raise ForeignCheckpointError(f"{plan.folder} belongs to another run ({'; '.join(differences)}); "
+                                     "use a new --out or delete it")
     if any(state.get(k) != v for k, v in plan.scope.items()):
         return None
     if current is not None and saved is None:
