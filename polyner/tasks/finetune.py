@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from polyner.tasks.task_data import Evaluation, TaskData
+from polyner.tasks.task_data import DevResult, TaskData
 from polyner.training.distributed import init_distributed
 from polyner.training.engine import CheckpointPlan, LoopSettings, Progress, Step, train_loop
-from polyner.training.engine import Evaluation as LoopEvaluation
+from polyner.training.engine import Evaluation
 from polyner.training.loop import linear_schedule, seed_everything
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def _fingerprint(config: FinetuneConfig) -> dict:
     return {k: getattr(config, k) for k in FINGERPRINT_FIELDS}
 
 
-def _save_best(out: Path, model, tokenizer, evaluation: Evaluation) -> None:
+def _save_best(out: Path, model, tokenizer, evaluation: DevResult) -> None:
     for key, value in evaluation.config_updates.items():
         setattr(model.config, key, value)
     model.save_pretrained(out, safe_serialization=True)
@@ -144,14 +144,14 @@ def run_training(config: FinetuneConfig, model, tokenizer, data: TaskData) -> di
         rows = orders[epoch][position * config.batch_size:(position + 1) * config.batch_size].tolist()
         return data.collate(parallel.shard(rows))
 
-    def evaluate(progress: Progress) -> LoopEvaluation:
+    def evaluate(progress: Progress) -> Evaluation:
         evaluation = data.evaluate(parallel.for_inference(model))
         score = evaluation.metrics[main]
         entry = {"step": progress.step, "epoch": round(progress.step / per_epoch, 3), "loss": progress.loss,
                  **evaluation.metrics}
-        return LoopEvaluation(score, entry, f"dev {main} {score:.2f}", payload=evaluation)
+        return Evaluation(score, entry, f"dev {main} {score:.2f}", payload=evaluation)
 
-    def keep_best(evaluation: LoopEvaluation) -> None:
+    def keep_best(evaluation: Evaluation) -> None:
         _save_best(out, model, tokenizer, evaluation.payload)
         logger.info("new best on dev (%s %.2f): saved to %s", main, evaluation.score, out)
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Evaluation:
+class DevResult:
     """Dev metrics of one evaluation, config entries to save with the model, and extra JSON files."""
 
     metrics: dict[str, float]
@@ -31,7 +31,7 @@ class TaskData:
 
     train_size: int
     collate: Callable[[list[int]], dict[str, torch.Tensor]]
-    evaluate: Callable[[torch.nn.Module], Evaluation]
+    evaluate: Callable[[torch.nn.Module], DevResult]
     main_metric: str
     description: dict[str, Any]
 
@@ -49,10 +49,10 @@ def glue_task_data(task: GlueTask, tokenizer, train: list[GlueExample], dev: lis
         ids, mask = pad_batch([train_rows[i] for i in indices], pad)
         return {"input_ids": ids, "attention_mask": mask, "labels": labels[indices]}
 
-    def evaluate(model) -> Evaluation:
+    def evaluate(model) -> DevResult:
         logits = predict_logits(model, dev_rows, pad, config.eval_batch_size, progress=True)
         predictions = logits[:, 0] if task.is_regression else logits.argmax(axis=1)
-        return Evaluation(glue_metrics(task, predictions.tolist(), [e.label for e in dev]))
+        return DevResult(glue_metrics(task, predictions.tolist(), [e.label for e in dev]))
 
     return TaskData(len(train_rows), collate, evaluate, task.main_metric,
                     {"task_title": task.title, "max_length": config.max_length})
@@ -93,7 +93,7 @@ def squad_task_data(tokenizer, train: list[SquadExample], dev: list[SquadExample
         return {"input_ids": ids, "attention_mask": mask, "start_positions": starts[indices],
                 "end_positions": ends[indices]}
 
-    def evaluate(model) -> Evaluation:
+    def evaluate(model) -> DevResult:
         spans = squad_predictions(model, tokenizer, dev, windows, config.eval_batch_size, progress=True)
         predictions = {e.id: p.text for e, p in zip(dev, spans)}
         na_probs = {e.id: p.na_prob for e, p in zip(dev, spans)}
@@ -102,7 +102,7 @@ def squad_task_data(tokenizer, train: list[SquadExample], dev: list[SquadExample
         final = {qid: "" if na_probs[qid] > threshold else text for qid, text in predictions.items()}
         saved = {"qa_null_threshold": threshold, "qa_max_length": windows.max_length,
                  "qa_doc_stride": windows.doc_stride, "qa_max_query_length": windows.max_query_length}
-        return Evaluation(metrics, saved,
+        return DevResult(metrics, saved,
                           {"dev_predictions.json": final, "dev_na_probs.json": na_probs})
 
     return TaskData(len(features), collate, evaluate, "best_f1",
