@@ -84,10 +84,8 @@ def create_app(settings: ServeSettings | None = None, tagger=None, spec: ModelSp
         state.closing = False
         loaded = tagger
         if loaded is None:
-            from polyner.spec import ModelSpec
-
             def build():  # a hub model may be downloaded: off the event loop
-                return (spec or ModelSpec.resolve(settings.model, settings.backend)).build()
+                return (spec or settings.model_spec()).build()
 
             loaded = await state.loop.run_in_executor(None, build)
         state.tagger = loaded

@@ -8,6 +8,10 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from polyner.spec import ModelSpec
 
 ENV_PREFIX = "POLYNER_SERVE_"
 
@@ -18,6 +22,9 @@ class ServeSettings:
 
     model: str | None = None  # None: the shipped default
     backend: str | None = None  # None: from the model directory; "torch", "onnx" or "onnx-int8" (see polyner.load)
+    threads: int | None = None  # intra-op threads of the model's runtime; None: all cores
+    max_length: int | None = None  # pieces per window; None: the model's own (ner_max_length)
+    decoding: str = "viterbi"  # word labels: "viterbi" (IOB2-constrained) or "argmax"
     # what one request may ask (checked after the body is read and parsed: 413)
     max_texts_per_request: int = 64
     max_chars_per_text: int = 10_000
@@ -40,8 +47,14 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         from polyner.models.backend import check_backend
+        from polyner.tagging.decoding import check_decoding
 
         check_backend(self.backend)
+        check_decoding(self.decoding)
+        for name in ("threads", "max_length"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a whole number of at least 1 or not given, not {value!r}")
         for name in ("max_texts_per_request", "max_chars_per_text", "max_chars_per_request", "max_body_bytes",
                      "max_header_bytes", "max_connections", "max_batch_size", "max_queue_chars"):
             value = getattr(self, name)
@@ -64,6 +77,13 @@ class ServeSettings:
             raise ValueError(f"max_header_bytes must be at least 1024, not {self.max_header_bytes}")
         if self.api_key is not None and not self.api_key.strip():
             raise ValueError("the API key is empty: give a non-empty key or none")
+
+    def model_spec(self) -> "ModelSpec":
+        """The model these settings serve, located and checked (errors name the path) with its tagger settings."""
+        from polyner.spec import ModelSpec
+
+        return ModelSpec.resolve(self.model, self.backend, self.threads, max_length=self.max_length,
+                                 decoding=self.decoding)
 
     @classmethod
     def from_env(cls, **overrides) -> "ServeSettings":

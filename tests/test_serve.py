@@ -119,6 +119,17 @@ def test_health_ready_and_model_info(client, rule_tagger):
         assert body["limits"][limit] == getattr(defaults, limit)
 
 
+def test_the_app_built_from_settings_tags_with_their_tagger_settings(tiny_model_dir, monkeypatch):
+    """``create_app(settings)`` with no spec (the environment's path) honours threads, max_length and decoding."""
+    monkeypatch.setenv("POLYNER_SERVE_DECODING", "argmax")
+    monkeypatch.setenv("POLYNER_SERVE_MAX_LENGTH", "24")
+    settings = ServeSettings.from_env(model=str(tiny_model_dir), threads=1)
+    with TestClient(create_app(settings)) as c:
+        config = c.app.state.tagger.config
+        assert (config.max_length, config.decoding) == (24, "argmax")
+        assert c.post("/v1/ner", json={"texts": [GERMAN]}).status_code == 200
+
+
 def test_model_info_of_a_loaded_directory(tiny_model_dir):
     """Loaded from a directory (no tagger injected): parameters and size on disk are counted."""
     with TestClient(create_app(ServeSettings(model=str(tiny_model_dir)))) as c:
@@ -264,7 +275,7 @@ def test_503_while_the_model_loads_then_200(monkeypatch, rule_tagger, tmp_path):
         return rule_tagger
 
     monkeypatch.setattr(ModelSpec, "resolve", staticmethod(
-        lambda path, backend=None: SimpleNamespace(build=lambda: slow_load(path, backend))))
+        lambda path, backend=None, threads=None, **options: SimpleNamespace(build=lambda: slow_load(path, backend))))
     app = create_app(ServeSettings(model=str(tmp_path)))
 
     async def scenario():
@@ -748,6 +759,8 @@ def test_ready_is_503_as_soon_as_shutdown_begins_and_the_drain_window_ends_in_a_
     ("request_timeout_s", float("inf"), "finite"), ("graceful_shutdown_s", -1, "graceful_shutdown_s"),
     ("max_chars_per_text", 10 ** 6, "no request could carry"), ("max_queue_chars", 10, "never be admitted"),
     ("backend", "tpu", "unknown backend"), ("api_key", "  ", "empty"), ("max_connections", True, "max_connections"),
+    ("decoding", "beam", "unknown decoding 'beam'"), ("threads", 0, "threads must be a whole number"),
+    ("max_length", -5, "max_length must be a whole number"),
 ])
 def test_bad_settings_are_refused_when_made(field, value, words):
     with pytest.raises(ValueError, match=words):

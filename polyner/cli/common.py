@@ -73,9 +73,9 @@ def max_length_option() -> Optional[int]:
                         "its config.json, else 128).")
 
 
-def decoding_option() -> str:
+def decoding_option(default: Optional[str] = "viterbi") -> str:
     """``--decoding``: viterbi or argmax."""
-    return typer.Option("viterbi", "--decoding", help="Word labels: viterbi (IOB2-constrained) or argmax (each word "
+    return typer.Option(default, "--decoding", help="Word labels: viterbi (IOB2-constrained) or argmax (each word "
                         "on its own).")
 
 

@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from polyner.cli.common import (backend_option, decoding_option, max_length_option, model_option, model_spec, needs,
+from polyner.cli.common import (backend_option, decoding_option, max_length_option, model_option, needs,
                                 setup_logging, threads_option)
 from polyner.errors import UserError
 
@@ -18,7 +18,7 @@ def serve(model: Optional[str] = model_option(),
           backend: Optional[str] = backend_option(),
           threads: Optional[int] = threads_option(),
           max_length: Optional[int] = max_length_option(),
-          decoding: str = decoding_option(),
+          decoding: Optional[str] = decoding_option(None),
           host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8080),
           max_batch_size: Optional[int] = typer.Option(None, help="Texts per model call across requests."),
           batch_wait_ms: Optional[float] = typer.Option(None, help="How long to gather a batch."),
@@ -64,13 +64,14 @@ def serve(model: Optional[str] = model_option(),
     except (OSError, UnicodeError) as exc:
         raise UserError(f"cannot use --host {host!r}: {exc}") from None
     settings = ServeSettings.from_env(
-        model=model, backend=backend, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
+        model=model, backend=backend, threads=threads, max_length=max_length, decoding=decoding,
+        max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
         max_texts_per_request=max_texts_per_request, max_chars_per_text=max_chars_per_text,
         max_chars_per_request=max_chars_per_request, max_body_bytes=max_body_bytes,
         max_queue_chars=max_queue_chars, request_timeout_s=request_timeout_s, body_timeout_s=body_timeout_s,
         header_timeout_s=header_timeout_s, keep_alive_s=keep_alive_s, max_header_bytes=max_header_bytes,
         max_connections=max_connections, graceful_shutdown_s=graceful_shutdown_s, api_key=api_key)
-    spec = model_spec(settings.model, settings.backend, threads, max_length, decoding)  # fails now, naming the path
+    spec = settings.model_spec()  # fails now, naming the path
     tagger = spec.build()  # a model that does not load: one line, not a server that never becomes ready
     server = build_server(create_app(settings, tagger=tagger), settings, host, port, log_level.lower())
     server.run()
