@@ -65,12 +65,3 @@ def tags_to_spans(tags: Sequence[str]) -> list[TagSpan]:
             start, kind = i, tag[2:]
     return spans
 
-
-def spans_to_tags(spans: Iterable[TagSpan], length: int) -> list[str]:
-    """IOB2 tags for ``length`` words from non-overlapping spans."""
-    tags = ["O"] * length
-    for span in spans:
-        tags[span.start] = f"B-{span.label}"
-        for i in range(span.start + 1, span.end):
-            tags[i] = f"I-{span.label}"
-    return tags
