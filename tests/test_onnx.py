@@ -429,3 +429,37 @@ def test_random_batch_pads_every_second_row():
     ids, mask = random_batch(50, 4, 10, torch.Generator().manual_seed(0), pad_id=1)
     assert mask[0].all() and mask[2].all() and not mask[1].all() and not mask[3].all()
     assert (ids[~mask.bool()] == 1).all() and np.all(mask.sum(1).numpy() >= 1)
+
+
+def _build_in_worker(home: str, log: str, barrier) -> str:
+    """A worker process asking for the same cached build as its siblings, at the same moment."""
+    import os
+    import time
+
+    os.environ["POLYNER_HOME"] = home
+    from polyner.models.onnx_cache import build_once
+
+    def build(partial, step) -> None:
+        with open(log, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        time.sleep(0.5)  # long enough for the others to arrive while it builds
+        (partial / "model.bin").write_text("weights")
+        (partial / "config.json").write_text("{}")
+
+    barrier.wait()
+    return str(build_once("torch", "shared-model", build, "building", complete=("model.bin", "config.json")))
+
+
+def test_workers_asking_at_once_build_once(tmp_path):
+    """spaCy's nlp.pipe(n_process=N) workers each resolve the model: one of them builds the conversion, the others
+    wait for it and load the same folder (each built its own before, and all but one were thrown away)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    log = tmp_path / "builds.log"
+    with context.Manager() as manager:
+        barrier = manager.Barrier(3)
+        with context.Pool(3) as pool:
+            folders = pool.starmap(_build_in_worker, [(str(tmp_path / "home"), str(log), barrier)] * 3)
+    assert len(set(folders)) == 1 and (tmp_path / "home" / "torch" / "shared-model" / "model.bin").exists()
+    assert len(log.read_text().split()) == 1

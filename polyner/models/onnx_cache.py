@@ -18,7 +18,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from polyner.home import cache_dir
 from polyner.models.io import ModelDirectoryError
@@ -77,6 +78,32 @@ def build_once(kind: str, name: str, build: Callable[[Path, Callable[[str], None
     target = root / name
     if is_complete(target, complete):
         return target
+    with _build_lock(root / f".{name}.lock"):  # the processes that want it at once (spaCy workers): one builds
+        if is_complete(target, complete):
+            return target
+        return _build(target, build, what, complete, steps)
+
+
+@contextmanager
+def _build_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` across processes (POSIX ``flock``; without it, each process builds and the
+    rename keeps one complete build)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(target: Path, build: Callable[[Path, Callable[[str], None]], object], what: str,
+           complete: tuple[str, ...] | None, steps: int) -> Path:
+    root, kind = target.parent, target.parent.name
     if target.exists():  # left incomplete by hand or by an older version: build again
         logger.warning("incomplete %s in %s: building again", kind, target)
         shutil.rmtree(target, ignore_errors=True)
