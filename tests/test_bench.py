@@ -157,3 +157,18 @@ def test_ratios_pair_the_rounds_when_models_take_turns():
     assert speed_ratio(alone, student, teacher) == pytest.approx(16.0)  # 800 / 50: the medians of other rounds
     assert paired_ratios(alone, student, teacher) == []
     assert speed_ratio(turns, student, None) is None
+
+
+def test_torch_contender_on_an_onnx_only_directory(bench_run, tmp_path):
+    """`polyner bench --model polyner/default` (the packed default ships model.onnx only): the torch row measures the
+    weights read back from it instead of failing on a missing model.safetensors."""
+    from polyner.bench.worker import ContenderSpec, measure
+    from polyner.models.onnx_export import ExportConfig, export_onnx
+
+    packed = tmp_path / "packed"
+    export_onnx(ExportConfig(model=bench_run.config.student, out=str(packed), quantize="int8"))
+    assert not (packed / "model.safetensors").exists()
+    texts, _ = prepare_texts(bench_run.config)
+    result = measure(ContenderSpec(STUDENT_TORCH, str(packed), backend="torch", repeats=1), texts, isolated=False)
+    assert result.error is None and result.backend == "torch"
+    assert result.model_bytes > 0 and result.parameters > 0

@@ -229,6 +229,10 @@ def _describe_files(spec: ContenderSpec, tagger, result: Measurement) -> None:
     if spec.kind != "dir":
         return
     folder = Path(spec.path)
+    if result.backend == "torch":  # an ONNX-only directory (the packed default) runs from weights read back once
+        from polyner.models.backend import torch_directory
+
+        folder = torch_directory(folder)
     weights = folder / (ONNX_FILE if result.backend == "onnx" else "model.safetensors")
     result.model_bytes = weights.stat().st_size
     result.dir_bytes = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
