@@ -110,8 +110,8 @@ def card_for_student(source: str | Path, target: str | Path, title: str, results
              if g else f"preset {config['preset']}")
     notes = ["## Training", "",
              f"- transfer sentences: {log['transfer_sentences']:,}; vocabulary trimmed to {log['vocabulary']:,} pieces",
-             f"- recipe: `distill/recipes/default.yaml` ({shape}, seed {config['seed']}); "
-             f"best dev macro F1 {log['best_dev_f1']:.2f}; {log['minutes']:.0f} minutes on 2 CPU cores",
+             f"- student: {shape}, seed {config['seed']} (every setting: the run's `distill_config.json`); "
+             f"best dev macro F1 {log['best_dev_f1']:.2f}; {log['minutes']:.0f} minutes of training",
              "- checkpoint chosen on gold dev data, never on test", "",
              "<details><summary>stage log</summary>", "", *[f"- {s}" for s in stages], "", "</details>"]
     return write_model_card(target, title=title, languages=config["languages"], gold_sources=sorted(sources),

@@ -81,6 +81,7 @@ class Distiller:
         self.out = Path(config.out)
         self.work = self.out / "work"
         self.work.mkdir(parents=True, exist_ok=True)
+        self._clock = (0.0, time.time())  # (minutes of earlier sessions, this session's start): set by run()
         torch.set_num_threads(config.threads)
         seed_everything(config.seed)
         self.parallel = init_distributed()  # torchrun: data-parallel stages, rank 0 prepares data and writes files
@@ -304,7 +305,7 @@ class Distiller:
         best_path = self.work / "best.safetensors"
         if state["stage"] > 0:  # weights after the last finished stage; inside a stage run_stage resumes its checkpoint
             model.load_state_dict(load_file(str(self.work / "current.safetensors")))
-        started = time.time()
+        self._clock = (state.get("minutes", 0.0), time.time())  # training minutes over every session of the run
         for index in range(state["stage"], len(self.stages)):
             stage = self.stages[index]
             if stage.loss == "gold" and gold is None:
@@ -323,12 +324,13 @@ class Distiller:
         if not parallel.is_main:
             return self.out
         model.load_state_dict(load_file(str(best_path)))
+        self.write_state(state)
         student = model.student
         student.save_pretrained(self.out, safe_serialization=True)
         student_tokenizer.save_pretrained(self.out)
         np.save(self.out / "keep_ids.npy", keep)
         (self.out / "training_log.json").write_text(json.dumps(
-            {"history": state["history"], "best_dev_f1": state["best_f1"], "minutes": (time.time() - started) / 60,
+            {"history": state["history"], "best_dev_f1": state["best_f1"], "minutes": state["minutes"],
              "student_parameters": count_parameters(student), "teacher_parameters": count_parameters(self.teacher),
              "transfer_sentences": len(transfer), "vocabulary": int(len(keep))}, indent=2))
         logger.info("selected student (dev macro F1 %.2f) saved to %s", state["best_f1"], self.out)
@@ -386,7 +388,10 @@ class Distiller:
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(best_path))
 
     def write_state(self, state: dict) -> None:
-        """Write the run's state (stages done, best dev F1, history) next to the stage checkpoint."""
+        """Write the run's state (stages done, best dev F1, history, training minutes so far) next to the stage
+        checkpoint."""
+        before, started = self._clock
+        state["minutes"] = before + (time.time() - started) / 60
         (self.work / "state.json").write_text(json.dumps(state, indent=2))
 
 

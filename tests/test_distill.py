@@ -749,12 +749,14 @@ def test_interrupted_run_resumes_where_it_stopped(distilled, workspace, monkeypa
     with pytest.raises(KeyboardInterrupt):
         run_scripted(config, script)
     assert stages_run == ["1-representation", "2-logits", "3-logits-unfreeze-1"]
-    assert json.loads((out / "work" / "state.json").read_text())["stage"] == 2
+    interrupted = json.loads((out / "work" / "state.json").read_text())
+    assert interrupted["stage"] == 2 and interrupted["minutes"] > 0
     # 3. resumed to the end: completed stages are not run again
     stages_run.clear()
     run_scripted(config, script)
     assert stages_run == [s.name for s in plan_stages(config)][2:]
     log = json.loads((out / "training_log.json").read_text())
+    assert log["minutes"] > interrupted["minutes"]  # the training time of every session, not the last one's
     # no entry lost or repeated, same scores (the smoothed train_loss restarts on resume: not compared)
     assert [without_train_loss(e) for e in log["history"]] == [without_train_loss(e) for e in distilled.log["history"]]
     resumed, whole = load_file(str(out / "model.safetensors")), load_file(str(distilled.out / "model.safetensors"))
