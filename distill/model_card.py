@@ -66,11 +66,17 @@ def front_matter(*, title: str, languages: Sequence[str], gold_sources: Sequence
         lines += ["datasets:", *[f"- {q(s)}" for s in sorted(set(gold_sources))]]
     lines += ["metrics:", "- f1"]
     if f1 is not None:
-        lines += ["model-index:", f"- name: {q(title)}", "  results:", "  - task:", "      type: token-classification",
-                  "      name: Named Entity Recognition", "    dataset:", "      type: polyner-gold-test",
-                  "      name: gold test sets, one per language (the quality table below)", "    metrics:",
-                  "    - type: f1", f"      value: {f1:.2f}", f"      name: {q(METRIC_NAME)}"]
+        lines += model_index(title, f1)
     return "\n".join([*lines, "---", ""])
+
+
+def model_index(title: str, f1: float) -> list[str]:
+    """The ``model-index`` lines of the front matter: the macro F1 of the card's quality table."""
+    q = json.dumps
+    return ["model-index:", f"- name: {q(title)}", "  results:", "  - task:", "      type: token-classification",
+            "      name: Named Entity Recognition", "    dataset:", "      type: polyner-gold-test",
+            "      name: gold test sets, one per language (the quality table below)", "    metrics:",
+            "    - type: f1", f"      value: {f1:.2f}", f"      name: {q(METRIC_NAME)}"]
 
 
 def write_model_card(folder: str | Path, *, title: str, languages: Sequence[str], gold_sources: Sequence[str],
@@ -138,7 +144,12 @@ def refresh_model_card(folder: str | Path, results_markdown: str = "", speed_mar
         f1 = macro_f1(results_markdown)
         if f1 is not None and card.startswith("---\n"):  # the model-index value of the front matter
             head, rest = card[4:].split("\n---\n", 1)
-            card = "---\n" + _VALUE_LINE.sub(lambda m: f"{m.group(1)}{f1:.2f}", head) + "\n---\n" + rest
+            if _VALUE_LINE.search(head):
+                head = _VALUE_LINE.sub(lambda m: f"{m.group(1)}{f1:.2f}", head)
+            else:  # packed without figures: the card gets its model-index now
+                title = next((line[2:] for line in rest.splitlines() if line.startswith("# ")), path.parent.name)
+                head = "\n".join([head, *model_index(title, f1)])
+            card = "---\n" + head + "\n---\n" + rest
     if speed_markdown:
         card = replace_card_section(card, "Speed", speed_markdown)
     path.write_text(card, encoding="utf-8")

@@ -871,6 +871,15 @@ def test_card_metadata_licence_and_refreshed_f1(tmp_path):
     meta = yaml.safe_load(path.read_text().split("---\n")[1])
     assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == 63.25
     assert "do not use it commercially" in path.read_text()
+    # packed without figures (no model-index yet), then given its quality table
+    (tmp_path / "bare").mkdir()
+    bare = write_model_card(tmp_path / "bare", title="bare student", languages=["de"], gold_sources=["wikigold"],
+                            unlabeled=[], geometry="g", parameters=1, teacher="x", teacher_parameters=2, size_mb=1.0)
+    assert "model-index" not in bare.read_text()
+    refresh_model_card(tmp_path / "bare", table.format("70.10"))
+    meta = yaml.safe_load(bare.read_text().split("---\n")[1])
+    assert meta["model-index"][0]["name"] == "bare student"
+    assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == 70.1 and meta["license"] == "cc-by-4.0"
 
 
 def test_pack_ships_onnx_int8_with_a_card_naming_window_and_licences(distilled, tmp_path):
