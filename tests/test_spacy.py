@@ -447,8 +447,8 @@ REAL_SENTENCES = {  # spaCy language -> (text, entities the shipped student must
 
 KNOWN_GAPS: dict[str, str] = {  # strict xfails: they start failing (XPASS) the day the default finds the entities
     # (zh had left this list with IOB2-constrained decoding: 北京 was no longer cut into 北 (LOC) and 京会 (ORG))
-    "zh": "Han runs are cut where the pieces end: the default reads the piece 北京 here as O (it had found 北 京 as "
-          "LOC at 0.38, one character at a time); it finds 联合国 (ORG) and 古特雷斯 (PER)",
+    "zh": "Han runs are cut where the pieces end and the piece 在北京 joins 在 to 北京: 北京 cannot come out alone "
+          "(the default finds 联合国秘 (ORG, one piece too far) and 古特雷斯 (PER))",
 }
 
 
