@@ -71,6 +71,29 @@ def to_words(text: str, split_run: Callable | None = None) -> list[str]:
     return [text[s:e] for s, e in segment_words(text, split_run)]
 
 
+def balanced_sample(sentences: Sequence[Sentence], limit: int, rng: random.Random | None = None) -> list[Sentence]:
+    """At most ``limit`` sentences taken from their sources in turn, so that a large source does not crowd out
+    the others of its language; within a source, sentences with entities come first (the transfer text is
+    there to teach entities; unlabeled text brings the sentences without). ``rng`` shuffles each source first
+    (None keeps the given order)."""
+    by_source: dict[str, list[Sentence]] = defaultdict(list)
+    for sentence in sentences:
+        by_source[sentence.source].append(sentence)
+    queues = []
+    for source in sorted(by_source):
+        group = list(by_source[source])
+        if rng is not None:
+            rng.shuffle(group)
+        group.sort(key=lambda s: all(t == "O" for t in s.tags))  # stable: entities first, order kept otherwise
+        queues.append(group)
+    picked: list[Sentence] = []
+    depth = 0
+    while len(picked) < limit and any(depth < len(q) for q in queues):
+        picked += [q[depth] for q in queues if depth < len(q)][:limit - len(picked)]
+        depth += 1
+    return picked
+
+
 def build_transfer_set(languages: Sequence[str], unlabeled: Sequence[str | Path], gold: str | Path | None,
                        unlabeled_per_language: int, gold_text_per_language: int,
                        augmented_per_language: int, tag_words: Callable[[list[list[str]]], list[list[str]]] | None,
@@ -107,11 +130,9 @@ def build_transfer_set(languages: Sequence[str], unlabeled: Sequence[str | Path]
         golds = list(gold_train.get(lang, []))
         rng.shuffle(golds)
         transfer += [TransferSentence(recut_words(s.words, split_run).words, lang, "gold")
-                     for s in golds[:gold_text_per_language]]
-        silvers = list(silver_train.get(lang, []))
-        rng.shuffle(silvers)
+                     for s in balanced_sample(golds, gold_text_per_language)]
         transfer += [TransferSentence(recut_words(s.words, split_run).words, lang, "silver")
-                     for s in silvers[:silver_text_per_language]]
+                     for s in balanced_sample(silver_train.get(lang, []), silver_text_per_language, rng)]
         if augmented_per_language <= 0:
             continue
         with_entities = [s for s in golds if any(t != "O" for t in s.tags)]

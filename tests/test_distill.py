@@ -476,6 +476,24 @@ def test_transfer_set_origins_and_augmentation_switch(unlabeled_dir, gold_tree):
     assert build_transfer_set(*args, 2, None) == augmented  # seeded
 
 
+def test_transfer_text_takes_sources_in_turn_and_entities_first():
+    """A language's gold (or silver) text is drawn from each of its sources in turn, not in proportion to their
+    sizes, and a source's sentences with entities come before those without."""
+    import random
+
+    from polyner.data.iob2 import Sentence
+    from polyner.distill.transfer import balanced_sample
+
+    big = [Sentence(["w"], ["O"], "ru", "big") for _ in range(50)] + [Sentence(["Ivan"], ["B-PER"], "ru", "big")]
+    small = [Sentence(["Oslo"], ["B-LOC"], "ru", "small"), Sentence(["x"], ["O"], "ru", "small")]
+    picked = balanced_sample(big + small, 4, random.Random(0))
+    assert sorted(s.source for s in picked) == ["big", "big", "small", "small"]
+    assert [s.words for s in picked if s.source == "big"][0] == ["Ivan"]  # the big source's entity sentence first
+    assert [s.words for s in picked if s.source == "small"] == [["Oslo"], ["x"]]
+    assert len(balanced_sample(big + small, 100)) == 53  # everything when the limit allows
+    assert balanced_sample(big + small, 0) == []
+
+
 def test_gold_transfer_text_is_split_as_the_tagger_splits_raw_text(tmp_path, cjk_tokenizer):
     """Character-level Chinese gold (as MSRA zh) enters the transfer set in the words the tagger cuts from the text."""
     from conftest import CJK_TEXTS
