@@ -17,6 +17,12 @@ from polyner.tagging.tagger import Tagger, TaggerConfig
 TASKS = ("ner", "classify", "qa")
 
 
+def check_threads(threads: int | None) -> None:
+    """Raise ValueError unless ``threads`` is None (the runtime's default) or an int (not a bool) of at least 1."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be an int of at least 1, not {threads!r}")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A located, checked model directory, the backend that runs it and the settings of its tagger."""
@@ -37,8 +43,7 @@ class ModelSpec:
         :class:`~polyner.tagging.tagger.TaggerConfig` fields."""
         from polyner.models.backend import choose_backend
 
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads must be an int of at least 1, not {threads!r}")
+        check_threads(threads)
         settings = TaggerConfig(**tagger_options)
         path = locate_model(model)
         chosen = choose_backend(path, backend)

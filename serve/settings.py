@@ -47,14 +47,12 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         from polyner.models.backend import check_backend
-        from polyner.tagging.decoding import check_decoding
+        from polyner.spec import check_threads
+        from polyner.tagging.tagger import TaggerConfig
 
         check_backend(self.backend)
-        check_decoding(self.decoding)
-        for name in ("threads", "max_length"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a whole number of at least 1 or not given, not {value!r}")
+        check_threads(self.threads)
+        TaggerConfig(max_length=self.max_length, decoding=self.decoding)  # the tagger's own checks, now
         for name in ("max_texts_per_request", "max_chars_per_text", "max_chars_per_request", "max_body_bytes",
                      "max_header_bytes", "max_connections", "max_batch_size", "max_queue_chars"):
             value = getattr(self, name)

@@ -759,8 +759,9 @@ def test_ready_is_503_as_soon_as_shutdown_begins_and_the_drain_window_ends_in_a_
     ("request_timeout_s", float("inf"), "finite"), ("graceful_shutdown_s", -1, "graceful_shutdown_s"),
     ("max_chars_per_text", 10 ** 6, "no request could carry"), ("max_queue_chars", 10, "never be admitted"),
     ("backend", "tpu", "unknown backend"), ("api_key", "  ", "empty"), ("max_connections", True, "max_connections"),
-    ("decoding", "beam", "unknown decoding 'beam'"), ("threads", 0, "threads must be a whole number"),
-    ("max_length", -5, "max_length must be a whole number"),
+    ("decoding", "beam", "unknown decoding 'beam'"), ("threads", 0, "threads must be an int of at least 1"),
+    ("threads", True, "threads must be an int"), ("max_length", -5, "max_length must be an int of at least 4"),
+    ("max_length", 2, "max_length must be an int of at least 4"),  # what the tagger refuses, refused at start
 ])
 def test_bad_settings_are_refused_when_made(field, value, words):
     with pytest.raises(ValueError, match=words):
