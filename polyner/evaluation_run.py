@@ -138,11 +138,11 @@ def run_evaluation(request: EvaluationRequest) -> str:
     """Score every model on every split; return the markdown (and write it into ``request.results`` if set)."""
     from polyner.spec import ModelSpec
 
-    names = request.names or [Path(m).name for m in request.models]
-    if len(names) != len(request.models):
-        raise ValueError(f"{len(request.models)} models but {len(names)} names")
+    if request.names and len(request.names) != len(request.models):
+        raise ValueError(f"{len(request.models)} models but {len(request.names)} names")
     specs = [ModelSpec.resolve(m, request.backend, request.threads, batch_size=request.batch_size,
                                decoding=request.decoding, max_length=request.max_length) for m in request.models]
+    names = request.names or [spec.name for spec in specs]  # the shipped default: polyner-default, as it tags
     taggers = [spec.build() for spec in specs]
     windows = ", ".join(f"{name} {tagger.config.max_length}" for name, tagger in zip(names, taggers))
     blocks = []

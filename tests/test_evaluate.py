@@ -272,8 +272,10 @@ def _load_with(monkeypatch, load) -> None:
 
     from polyner.spec import ModelSpec
 
+    from polyner.loading import model_name
+
     def resolve(model, backend=None, threads=None, **options):
-        return SimpleNamespace(build=lambda: load(model, **options))
+        return SimpleNamespace(build=lambda: load(model, **options), name=model_name(model))
 
     monkeypatch.setattr(ModelSpec, "resolve", staticmethod(resolve))
 
@@ -310,6 +312,11 @@ def test_run_evaluation_single_file_and_name_mismatch(gold_tree, tmp_path, monke
     with pytest.raises(ValueError, match="2 models but 1 names"):
         run_evaluation(EvaluationRequest(models=["m", "n"], data=str(gold_tree), names=["x"],
                                          results=str(tmp_path / "r.md")))
+    # unnamed columns carry the name the model tags under: the shipped default's folder is polyner-default
+    from polyner.loading import DEFAULT_MODEL_DIR
+
+    body = run_evaluation(EvaluationRequest(models=[str(DEFAULT_MODEL_DIR), "runs/m"], data=str(one_file)))
+    assert _lang_rows(body)["lang"][0][-2:] == ["F1 polyner-default", "F1 m"]
 
 
 def test_run_evaluation_reports_silver_apart_and_the_41_language_coverage(gold_tree, tmp_path, monkeypatch):
