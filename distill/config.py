@@ -66,6 +66,8 @@ class DistillConfig:
     ffn_ranking_sentences: int = 256  # transfer sentences that rank teacher FFN neurons for a narrower student FFN
     min_piece_count: int = 2
     keep_all_single_chars: bool = True  # False: single-character pieces only when the text has them (room for more pieces)
+    # leave out Han/kana pieces that glue a particle to a word (在北京, 日本の), so word and entity edges fall between pieces
+    drop_particle_pieces: bool = False
     max_vocab: int | None = 60000
     max_length: int = 64
     batch_size: int = 32

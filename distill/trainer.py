@@ -165,7 +165,8 @@ class Distiller:
             ranking = language_balanced_ranking(by_language, self.config.vocab_balance_alpha)
         keep = np.asarray(select_vocabulary(self.teacher_tokenizer, counts, min_count=self.config.min_piece_count,
                                             max_size=self.config.max_vocab,
-                                            keep_single_chars=self.config.keep_all_single_chars, ranking=ranking),
+                                            keep_single_chars=self.config.keep_all_single_chars, ranking=ranking,
+                                            drop_particle_pieces=self.config.drop_particle_pieces),
                           dtype=np.int64)
         student_tokenizer, _ = trim_tokenizer(self.teacher_tokenizer, keep.tolist(), folder)
         np.save(folder / "keep_ids.npy", keep)
@@ -238,7 +239,7 @@ class Distiller:
         config = self.config
         data = ("unlabeled", "gold", "silver", "exclude_sources", "include_gold_languages", "unlabeled_per_language",
                 "gold_text_per_language", "silver_text_per_language", "augmented_per_language", "max_vocab",
-                "min_piece_count", "keep_all_single_chars", "vocab_balance_alpha")  # what the transfer set and vocabulary are made of
+                "min_piece_count", "keep_all_single_chars", "vocab_balance_alpha", "drop_particle_pieces")  # what the transfer set and vocabulary are made of
         return run_identity({"teacher": config.teacher, "languages": list(config.languages), "preset": config.preset,
                              "geometry": config.geometry, "batch_size": config.batch_size,
                              "max_length": config.max_length, "seed": config.seed,

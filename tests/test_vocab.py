@@ -422,3 +422,33 @@ def test_packed_tokenizer_loads_its_file_as_is_with_the_same_ids(tokenizer, tmp_
     again = after(TOKENIZER_PROBES + SAMPLE_TEXTS, return_offsets_mapping=True)
     assert again["input_ids"] == before["input_ids"] and again["offset_mapping"] == before["offset_mapping"]
     assert not use_fast_tokenizer_file(tmp_path / "nowhere")
+
+
+def test_pieces_that_glue_a_particle_to_a_word_can_be_left_out(tmp_path):
+    """XLM-R has pieces like 在北京 and 日本の: with them a word edge (北京大学 starts after 在) falls inside a piece,
+    where no label can mark it. ``drop_particle_pieces`` leaves them out, and the trimmed tokenizer cuts around them."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from polyner.distill.vocab import joins_particle
+
+    assert joins_particle("在北京") and joins_particle("\u2581的中国") and joins_particle("日本の")
+    assert not any(joins_particle(p) for p in ("北京", "在", "\u2581在", "Paris", "在Paris"))
+    text = "他曾在北京大学学习"
+    vocab = [(t, 0.0) for t in ("<s>", "<pad>", "</s>", "<unk>")] + [("\u2581", -2.0), ("在北京", -2.5)]
+    vocab += [(p, -3.0) for p in ("北京", "大学", "学习")] + [(c, -5.0) for c in sorted(set(text))]
+    raw = Tokenizer(models.Unigram(vocab, unk_id=3))
+    raw.pre_tokenizer = pre_tokenizers.Metaspace()
+    raw.decoder = decoders.Metaspace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", cls_token="<s>", eos_token="</s>",
+                                        sep_token="</s>", unk_token="<unk>", pad_token="<pad>")
+    assert "在北京" in tokenizer.tokenize(text)
+    counts = count_pieces(tokenizer, texts=[text, "北京大学"])  # 北京 is a piece of the text elsewhere
+    assert select_vocabulary(tokenizer, counts) == select_vocabulary(tokenizer, counts, drop_particle_pieces=False)
+    keep = select_vocabulary(tokenizer, counts, drop_particle_pieces=True)
+    assert tokenizer.convert_tokens_to_ids("在北京") not in keep
+    trimmed, _ = trim_tokenizer(tokenizer, keep, tmp_path / "trimmed")
+    pieces = trimmed.tokenize(text)
+    assert "北京" in pieces and "在北京" not in pieces
+    ends = np.cumsum([len(p.lstrip("\u2581")) for p in pieces]).tolist()
+    assert text.index("北京") in ends and text.index("学习") in ends  # 北京大学 starts and ends between pieces
