@@ -1,8 +1,10 @@
 """How a trimmed student vocabulary cuts words, against the teacher's, per language.
 
 For every gold (and silver) test file, on the same sentences: pieces per word, the share of pieces
-that are ``<unk>`` (all words, and words inside entities), and the share of sentences that no longer
-fit a window of ``--window`` pieces. A trimmed vocabulary that cuts a language's words into more
+that are ``<unk>`` (all words, and words inside entities), the share of sentences that no longer
+fit a window of ``--window`` pieces, and the share of entity edges that fall inside a word as the
+tagger cuts runs of scripts without spaces (Han, kana, Thai) at the tokenizer's pieces: no label can
+mark those. A trimmed vocabulary that cuts a language's words into more
 pieces than the teacher's reads it worse and fits fewer words in a window.
 
     python benchmarks/vocab_coverage.py --tokenizers teacher=runs/teacher-ner student=polyner/default \
@@ -28,10 +30,27 @@ class Coverage:
     unk_percent: float
     entity_unk_percent: float
     over_window_percent: float
+    edges_inside_percent: float
+
+
+def edges_inside_words(sentence: Sentence, split_run) -> tuple[int, int]:
+    """(entity edges inside a word as the tagger re-cuts the sentence, all entity edges) of one sentence."""
+    from polyner.labels import tags_to_spans
+    from polyner.tagging.words import recut_words
+
+    recut = recut_words(sentence.words, split_run)
+    edges = [e for span in tags_to_spans(sentence.tags) for e in (span.start, span.end) if 0 < e < len(sentence.words)]
+    inside = sum(not (recut.source[recut.holder[e]] == e and recut.starts[recut.holder[e]]) for e in edges)
+    return inside, len(edges)
 
 
 def coverage(tokenizer, sentences: list[Sentence], window: int) -> Coverage:
-    """Pieces per word, <unk> share (all / entity words) and share of sentences over ``window`` pieces."""
+    """Pieces per word, <unk> share (all / entity words), share of sentences over ``window`` pieces and share of
+    entity edges inside a word."""
+    from polyner.tagging.words import tokenizer_run_splitter
+
+    split_run = tokenizer_run_splitter(tokenizer)
+    edges = [edges_inside_words(s, split_run) for s in sentences]
     unk = tokenizer.unk_token_id
     enc = tokenizer([s.words for s in sentences], is_split_into_words=True, add_special_tokens=False)
     words = pieces = unks = entity_pieces = entity_unks = over = 0
@@ -48,7 +67,8 @@ def coverage(tokenizer, sentences: list[Sentence], window: int) -> Coverage:
                 entity_pieces += 1
                 entity_unks += is_unk
     return Coverage(pieces / max(words, 1), 100 * unks / max(pieces, 1), 100 * entity_unks / max(entity_pieces, 1),
-                    100 * over / max(len(sentences), 1))
+                    100 * over / max(len(sentences), 1),
+                    100 * sum(i for i, _ in edges) / max(sum(n for _, n in edges), 1))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         files += discover_gold(args.silver, langs, [args.split], kind="silver")
     names = list(tokenizers)
     header = ["file", "sentences"] + [f"pieces/word {n}" for n in names] + [f"unk% {n}" for n in names] + \
-        [f"entity unk% {n}" for n in names] + [f"over {args.window} % {n}" for n in names]
+        [f"entity unk% {n}" for n in names] + [f"over {args.window} % {n}" for n in names] + \
+        [f"edges inside a word % {n}" for n in names]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     ratios: dict[str, list[float]] = {n: [] for n in names[1:]}
     for file in files:
@@ -90,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         row += [f"{figures[n].unk_percent:.2f}" for n in names]
         row += [f"{figures[n].entity_unk_percent:.2f}" for n in names]
         row += [f"{figures[n].over_window_percent:.1f}" for n in names]
+        row += [f"{figures[n].edges_inside_percent:.2f}" for n in names]
         lines.append("| " + " | ".join(row) + " |")
     summary = [f"{n}: median pieces/word ratio to {names[0]} {statistics.median(r):.3f}, max {max(r):.3f}"
                for n, r in ratios.items() if r]

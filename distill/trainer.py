@@ -72,6 +72,13 @@ def with_gold_languages(config: DistillConfig) -> DistillConfig:
     return replace(config, languages=list(config.languages) + extra)
 
 
+def student_words(transfer: list[TransferSentence], student_tokenizer) -> list[list[str]]:
+    """The transfer sentences' words as the student's tagger reads them: runs of scripts without spaces re-cut
+    where the student's pieces end (the transfer set was cut with the teacher's, before the vocabulary existed)."""
+    split_run = tokenizer_run_splitter(student_tokenizer)
+    return [recut_words(sentence.words, split_run).words for sentence in transfer]
+
+
 class Distiller:
     """One distillation run; ``run()`` does or resumes every step and returns the output directory."""
 
@@ -121,7 +128,7 @@ class Distiller:
         """Teacher piece counts per language over all the text at hand: every line of the unlabeled files, the gold
         and silver sentences the run may train on (gold dev included), and the transfer set's augmented sentences
         (its other sentences are samples of those files, counted once with them)."""
-        from polyner.distill.vocab import count_pieces
+        from polyner.distill.vocab import count_bare_forms, count_pieces
 
         words: dict[str, list[list[str]]] = collections.defaultdict(list)
         for sentence in transfer:
@@ -137,11 +144,13 @@ class Distiller:
                                    self.config.exclude_sources) + self.gold_files("dev")
             for sentence in read_gold(sorted(set(files), key=lambda f: str(f.path))):
                 words[sentence.lang].append(recut_words(sentence.words, split_run).words)  # as the student reads them
-        return {lang: count_pieces(self.teacher_tokenizer, word_lists=lists) for lang, lists in sorted(words.items())}
+        return {lang: count_bare_forms(self.teacher_tokenizer, count_pieces(self.teacher_tokenizer, word_lists=lists))
+                for lang, lists in sorted(words.items())}
 
     def vocabulary(self, transfer: list[TransferSentence]):
         """Trim the teacher tokenizer to the pieces of the transfer, gold train and dev text."""
-        from polyner.distill.vocab import count_pieces, language_balanced_ranking, select_vocabulary, trim_tokenizer
+        from polyner.distill.vocab import (count_bare_forms, count_pieces, language_balanced_ranking,
+                                           select_vocabulary, trim_tokenizer)
 
         folder = self.work / "vocab"
         if (folder / "keep_ids.npy").exists():
@@ -156,7 +165,7 @@ class Distiller:
             words = [s.words for s in transfer]
             for split in ("train", "dev"):
                 words += [s.words for s in read_gold(self.gold_files(split))]
-            counts = count_pieces(self.teacher_tokenizer, word_lists=words)
+            counts = count_bare_forms(self.teacher_tokenizer, count_pieces(self.teacher_tokenizer, word_lists=words))
         else:
             by_language = self.vocabulary_counts(transfer)
             counts = collections.Counter()
@@ -273,8 +282,8 @@ class Distiller:
             transfer = self.transfer_set()
             student_tokenizer, keep = self.vocabulary(transfer)
             pad = student_tokenizer.pad_token_id
-            encoded = student_tokenizer([s.words for s in transfer], is_split_into_words=True, truncation=True,
-                                        max_length=config.max_length)
+            encoded = student_tokenizer(student_words(transfer, student_tokenizer), is_split_into_words=True,
+                                        truncation=True, max_length=config.max_length)
             ids = [np.asarray(x, dtype=np.int32) for x in encoded["input_ids"]]
             cache = build_teacher_cache(self.work / "teacher_cache", self.teacher, config.teacher, ids, keep,
                                         [s.lang for s in transfer], config.student.layers + 1, pad,

@@ -202,6 +202,29 @@ def count_pieces(tokenizer, texts: Iterable[str] | None = None, word_lists: Iter
     return collections.Counter(dict(zip(nonzero.tolist(), totals[nonzero].tolist())))
 
 
+def count_bare_forms(tokenizer, counts: collections.Counter[int]) -> collections.Counter[int]:
+    """``counts`` plus, for every piece of a script without spaces counted word-initially (``▁公司``), the same
+    count for its bare form (``公司``) where the tokenizer has one.
+
+    Counting pre-split words meets such a piece only in its ``▁`` form, but the tagger cuts a Han, kana or Thai
+    run out of running text, where a word inside the run is its bare form: without it in the vocabulary the run
+    falls apart into single characters (``东 京`` for 东京) and the words the student reads are not the ones
+    it learned from."""
+    from polyner.tagging.words import char_kind
+
+    backend = _backend(tokenizer)
+    pieces = _pieces(backend)
+    index = backend.get_vocab(with_added_tokens=True)
+    out = collections.Counter(counts)
+    for piece_id, count in counts.items():
+        piece = pieces[int(piece_id)] if 0 <= int(piece_id) < len(pieces) else ""
+        body = piece[1:]
+        if piece.startswith(METASPACE) and body and body in index \
+                and all(char_kind(ch) in ("cjk", "nospace") for ch in body):
+            out[index[body]] += count
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # 2. selection
 

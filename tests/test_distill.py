@@ -510,6 +510,17 @@ def test_gold_transfer_text_is_split_as_the_tagger_splits_raw_text(tmp_path, cjk
     assert "北京" in transfer[0].words
 
 
+def test_transfer_words_are_recut_with_the_students_pieces(cjk_tokenizer):
+    """The transfer set is cut with the teacher's pieces before the student's vocabulary exists; the student is fed
+    its words as its own tagger cuts them (the teacher's 在北京 is 在 + 北京 for a vocabulary without that piece)."""
+    from polyner.distill.trainer import student_words
+    from polyner.distill.transfer import TransferSentence
+
+    transfer = [TransferSentence(["他", "曾", "在北京", "大学"], "zh", "gold"),
+                TransferSentence(["Angela", "Merkel"], "de", "unlabeled")]
+    assert student_words(transfer, cjk_tokenizer) == [["他", "曾", "在", "北京", "大学"], ["Angela", "Merkel"]]
+
+
 def test_distiller_transfer_set_follows_use_augmented(tmp_path, tiny_model_dir, unlabeled_dir, gold_tree):
     def origins(**kw):
         config = DistillConfig(teacher=str(tiny_model_dir), out=str(tmp_path / "out"), languages=LANGS,

@@ -452,3 +452,34 @@ def test_pieces_that_glue_a_particle_to_a_word_can_be_left_out(tmp_path):
     assert "北京" in pieces and "在北京" not in pieces
     ends = np.cumsum([len(p.lstrip("\u2581")) for p in pieces]).tolist()
     assert text.index("北京") in ends and text.index("学习") in ends  # 北京大学 starts and ends between pieces
+
+
+def test_words_of_unspaced_scripts_keep_the_bare_piece_the_tagger_cuts_runs_with(tmp_path):
+    """Pre-split words count 东京 as ▁东京, but the tagger cuts 东京 out of running text (他在东京), where the piece
+    is the bare 东京: the vocabulary keeps both, so the run is not cut into 东 京."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from polyner.distill.vocab import count_bare_forms
+    from polyner.tagging.words import segment_words, tokenizer_run_splitter
+
+    vocab = [(t, 0.0) for t in ("<s>", "<pad>", "</s>", "<unk>")] + [("\u2581", -2.0), ("\u2581东京", -2.5),
+                                                                     ("东京", -2.5), ("\u2581Paris", -2.5),
+                                                                     ("Paris", -2.5)]
+    vocab += [(c, -5.0) for c in "他在东京Pars"] + [("\u2581他", -5.0)]
+    raw = Tokenizer(models.Unigram(vocab, unk_id=3))
+    raw.pre_tokenizer = pre_tokenizers.Metaspace()
+    raw.decoder = decoders.Metaspace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", cls_token="<s>", eos_token="</s>",
+                                        sep_token="</s>", unk_token="<unk>", pad_token="<pad>")
+    counts = count_pieces(tokenizer, word_lists=[["他", "在", "东京"], ["Paris"]])
+    ids = tokenizer.convert_tokens_to_ids
+    assert ids("东京") not in counts and counts[ids("\u2581东京")] == 1
+    mirrored = count_bare_forms(tokenizer, counts)
+    assert mirrored[ids("东京")] == 1 and ids("Paris") not in mirrored  # Latin words are not cut from runs
+    assert mirrored - counts == {ids("东京"): 1, ids("他"): 1}  # 他 was counted as ▁他 only, too
+    text = "他在东京"
+    for chosen, words in ((counts, ["他", "在", "东", "京"]), (mirrored, ["他", "在", "东京"])):
+        trimmed, _ = trim_tokenizer(tokenizer, select_vocabulary(tokenizer, chosen),
+                                    tmp_path / str(len(chosen)))
+        assert [text[a:b] for a, b in segment_words(text, tokenizer_run_splitter(trimmed))] == words
