@@ -171,6 +171,11 @@ def test_runs_without_spaces_are_cut_where_the_pieces_end(cjk_tokenizer):
     text = CJK_TEXTS[1]
     words = [text[s:e] for s, e in segment_words(text, tokenizer_run_splitter(cjk_tokenizer))]
     assert words == ["他", "曾", "在", "北京", "大学", "学", "习"]
+    # a run that begins with a piece of several characters: the lone word-initial ▁ before it (whose offsets
+    # cover the run's first character) is no cut, so 北京 stays whole
+    assert cjk_tokenizer.tokenize("北京大学学习")[:2] == ["\u2581", "北京"]
+    words = [w for w in ("北京大学学习"[s:e] for s, e in segment_words("北京大学学习", tokenizer_run_splitter(cjk_tokenizer)))]
+    assert words == ["北京", "大学", "学", "习"]
 
 
 def test_a_cut_never_separates_a_combining_mark(tokenizer):

@@ -116,7 +116,7 @@ def _cut_run(run: str, kind: str, split_run: SplitRun | None) -> list[Span]:
     return spans
 
 
-def _unspaced_kind(word: str) -> str | None:
+def unspaced_kind(word: str) -> str | None:
     """The kind ("cjk" or "nospace") of a word in one script written without spaces (marks allowed), else None."""
     if not word or ord(word[0]) < _FIRST_UNSPACED:  # most words: Latin, Cyrillic, Arabic, Devanagari, ...
         return None
@@ -152,26 +152,37 @@ class Recut:
                 for w, h in enumerate(self.holder)]
 
 
+def run_groups(words: Sequence[str]) -> list[Span]:
+    """``[start, end)`` ranges of ``words``: each run of adjacent words of one script written without spaces
+    (:func:`unspaced_kind`), and every other word on its own."""
+    groups: list[Span] = []
+    i = 0
+    while i < len(words):
+        kind = unspaced_kind(words[i])
+        j = i + 1
+        if kind is not None:
+            while j < len(words) and unspaced_kind(words[j]) == kind:
+                j += 1
+        groups.append((i, j))
+        i = j
+    return groups
+
+
 def recut_words(words: Sequence[str], split_run: SplitRun | None = None) -> Recut:
-    """Join adjacent given words of one script written without spaces, as that script is written, and cut the
+    """Join adjacent given words of one script without spaces, as that script is written, and cut the
     runs again as :func:`segment_words` cuts them; other words are kept as they are."""
     out: list[str] = []
     source: list[int] = []
     starts: list[bool] = []
     holder: list[int] = []
-    i = 0
-    while i < len(words):
-        kind = _unspaced_kind(words[i])
+    for i, j in run_groups(words):
+        kind = unspaced_kind(words[i])
         if kind is None:
             holder.append(len(out))
             out.append(words[i])
             source.append(i)
             starts.append(True)
-            i += 1
             continue
-        j = i + 1
-        while j < len(words) and _unspaced_kind(words[j]) == kind:
-            j += 1
         run = "".join(words[i:j])
         owner = [w for w in range(i, j) for _ in words[w]]  # the given word of each character of the run
         offset = [k for w in range(i, j) for k in range(len(words[w]))]
@@ -184,7 +195,6 @@ def recut_words(words: Sequence[str], split_run: SplitRun | None = None) -> Recu
             out.append(run[a:b])
             source.append(owner[a])
             starts.append(offset[a] == 0)
-        i = j
     return Recut(out, source, starts, holder)
 
 
@@ -192,9 +202,13 @@ def tokenizer_run_splitter(tokenizer) -> SplitRun:
     """A ``split_run`` that cuts a run of a script without spaces where the tokenizer's pieces end, but never
     before a combining mark or joiner (a piece ending inside a character cluster continues into the next word)."""
 
+    vocab = tokenizer.get_vocab()
+    bare_space = vocab.get("\u2581")  # the word-initial ▁ alone: its offsets cover the run's first character
+
     def split(run: str) -> list[Span]:
         enc = tokenizer(run, add_special_tokens=False, return_offsets_mapping=True)
-        cuts = sorted({end for _, end in enc["offset_mapping"] if 0 < end < len(run) and _after_marks(run, end) == end}
+        cuts = sorted({end for piece, (_, end) in zip(enc["input_ids"], enc["offset_mapping"])
+                       if piece != bare_space and 0 < end < len(run) and _after_marks(run, end) == end}
                       | {len(run)})
         spans, start = [], 0
         for end in cuts:
