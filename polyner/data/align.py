@@ -14,6 +14,7 @@ import numpy as np
 from polyner.data.iob2 import Sentence
 from polyner.home import cache_dir
 from polyner.labels import IGNORE_INDEX, LABEL2ID
+from polyner.tagging.pieces import special_ids, word_pieces
 from polyner.tagging.words import recut_words, tokenizer_run_splitter
 
 logger = logging.getLogger(__name__)
@@ -52,24 +53,29 @@ def align_labels(word_ids: Sequence[int | None], tags: Sequence[str]) -> list[in
 
 
 def encode_sentences(tokenizer, sentences: Sequence[Sentence], max_length: int = 64,
-                     batch_size: int = 1000) -> EncodedSet:
-    """Tokenize word lists (``is_split_into_words``), truncated to ``max_length`` pieces, with aligned labels.
+                     batch_size: int = 1000, unspaced_runs: str = "words") -> EncodedSet:
+    """Tokenize word lists as the model reads them (:func:`~polyner.tagging.pieces.word_pieces`), truncated to
+    ``max_length`` pieces (specials included), with the tag of each word on its first piece.
 
     Words are read as the tagger reads them (:func:`~polyner.tagging.words.recut_words`): runs of scripts
     written without spaces, such as character-level Chinese and Japanese data, are cut where the tokenizer's
     pieces end, each piece-word taking the tag of its first character.
     """
     split_run = tokenizer_run_splitter(tokenizer)
+    bos, eos = special_ids(tokenizer)
+    content = max(max_length - 2, 0)
     ids: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     for start in range(0, len(sentences), batch_size):
         chunk = sentences[start:start + batch_size]
         recut = [recut_words(s.words, split_run) for s in chunk]
-        enc = tokenizer([r.words for r in recut], is_split_into_words=True, truncation=True,
-                        max_length=max_length)
-        for j, (sentence, words) in enumerate(zip(chunk, recut)):
-            ids.append(np.asarray(enc["input_ids"][j], dtype=np.int32))
-            labels.append(np.asarray(align_labels(enc.word_ids(j), words.tags_of(sentence.tags)), dtype=np.int16))
+        pieces = word_pieces(tokenizer, [r.words for r in recut], unspaced_runs)
+        for sentence, words, word_ids_pieces in zip(chunk, recut, pieces):
+            flat = [piece for word in word_ids_pieces for piece in word][:content]
+            owners = [w for w, word in enumerate(word_ids_pieces) for _ in word][:content]
+            ids.append(np.asarray([bos] + flat + [eos], dtype=np.int32))
+            labels.append(np.asarray(align_labels([None] + owners + [None], words.tags_of(sentence.tags)),
+                                     dtype=np.int16))
     lengths = np.array([len(x) for x in ids], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     flat_ids = np.concatenate(ids) if ids else np.zeros(0, np.int32)
@@ -97,14 +103,16 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def cached_encode(tokenizer, files: Sequence[Path], sentences_of, max_length: int = 64,
-                  cache: Path | None = None) -> EncodedSet:
+                  cache: Path | None = None, unspaced_runs: str = "words") -> EncodedSet:
     """Encode the sentences of ``files`` once and keep the result in ``$POLYNER_HOME/cache/tokenized``.
 
     ``sentences_of(path)`` returns the sentences of one file; the cache key covers the files'
-    paths, sizes and modification times, the tokenizer vocabulary, ``max_length`` and :data:`ALIGNMENT`.
+    paths, sizes and modification times, the tokenizer vocabulary, ``max_length``, :data:`ALIGNMENT` and
+    ``unspaced_runs`` (how the model reads runs of scripts without spaces).
     """
     stat = [(str(Path(f).resolve()), Path(f).stat().st_size, Path(f).stat().st_mtime_ns) for f in files]
-    key = hashlib.sha256(json.dumps([stat, tokenizer_fingerprint(tokenizer), max_length, ALIGNMENT]
+    version = [ALIGNMENT] if unspaced_runs == "words" else [ALIGNMENT, unspaced_runs]  # words: the keys as before
+    key = hashlib.sha256(json.dumps([stat, tokenizer_fingerprint(tokenizer), max_length, *version]
                                     ).encode()).hexdigest()[:24]
     folder = Path(cache) if cache else cache_dir("cache", "tokenized")
     folder.mkdir(parents=True, exist_ok=True)
@@ -115,7 +123,7 @@ def cached_encode(tokenizer, files: Sequence[Path], sentences_of, max_length: in
     sentences: list[Sentence] = []
     for f in files:
         sentences.extend(sentences_of(f))
-    encoded = encode_sentences(tokenizer, sentences, max_length)
+    encoded = encode_sentences(tokenizer, sentences, max_length, unspaced_runs=unspaced_runs)
     tmp = folder / f"{key}.{os.getpid()}.partial.npz"
     np.savez(tmp, ids=encoded.ids, labels=encoded.labels, offsets=encoded.offsets,
              langs=np.asarray(encoded.langs, dtype=str))

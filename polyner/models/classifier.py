@@ -32,6 +32,9 @@ class TokenClassifier(Protocol):
     def window(self) -> int:
         """Pieces per window (specials included) the model asks to be read in: see :func:`config_window`."""
 
+    def unspaced_runs(self) -> str:
+        """How runs of scripts without spaces become pieces: "words" or "text" (see polyner.tagging.pieces)."""
+
     @property
     def folder(self) -> Path | None:
         """The directory the weights are read from (None: built in memory)."""
@@ -66,6 +69,21 @@ def config_window(config: Any, source: str | Path | None = None) -> int:
     return value
 
 
+def config_unspaced_runs(config: Any, source: str | Path | None = None) -> str:
+    """How a model reads runs of scripts without spaces (:mod:`polyner.tagging.pieces`): ``ner_unspaced_runs`` in
+    its config.json, else "words" (every model before the field). A bad value is a ModelDirectoryError naming
+    ``source``."""
+    from polyner.tagging.pieces import UNSPACED_RUNS
+
+    value = getattr(config, "ner_unspaced_runs", None)
+    if value is None:
+        return "words"
+    if value not in UNSPACED_RUNS:
+        raise ModelDirectoryError(f"{source or 'model'}: config.json: ner_unspaced_runs must be one of "
+                                  f"{', '.join(map(repr, UNSPACED_RUNS))}, not {value!r}")
+    return value
+
+
 class ConfigReader:
     """The labels and window of a :class:`TokenClassifier`, read from its ``config`` (errors name its ``folder``)."""
 
@@ -78,6 +96,9 @@ class ConfigReader:
 
     def window(self) -> int:
         return config_window(self.config, self.folder)
+
+    def unspaced_runs(self) -> str:
+        return config_unspaced_runs(self.config, self.folder)
 
 
 class TorchClassifier(ConfigReader):

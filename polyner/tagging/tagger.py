@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from polyner.tagging.decoding import Decoder, check_decoding
+from polyner.tagging.pieces import special_ids, word_pieces
 from polyner.tagging.words import Span, recut_words, segment_words, tokenizer_run_splitter
 from polyner.labels import LABELS, tags_to_spans
 from polyner.models.classifier import TokenClassifier, as_token_classifier
@@ -143,14 +144,14 @@ class Tagger:
         if unknown:
             raise ValueError(f"model {name or ''} has labels outside the IOB2 PER/ORG/LOC scheme: {sorted(unknown)}")
         self._split_run = tokenizer_run_splitter(tokenizer)
+        self.unspaced_runs = self.classifier.unspaced_runs()  # how the model reads runs of Han, kana, Thai, ...
         if "O" not in self.id2label.values():
             raise ValueError(f"model {name or ''} has no 'O' label")
         labels = [self.id2label[i] for i in range(len(self.id2label))]
         self._names = labels  # label name by index
         self._decode = Decoder(labels, self.config.decoding)  # checks the decoding name
         self._outside = np.eye(len(labels), dtype=np.float32)[labels.index("O")]  # a word without pieces is O
-        self.bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
-        self.eos = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+        self.bos, self.eos = special_ids(tokenizer)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     @property
@@ -236,27 +237,16 @@ class Tagger:
         return word_probs
 
     def _word_pieces(self, sentences: Sequence[Sequence[str]], content: int) -> Iterator[list[list[int]]]:
-        """The piece ids of each word of each sentence (at most ``content`` per word), tokenized in chunks.
+        """The piece ids of each word of each sentence (at most ``content`` per word), read as the model reads
+        words (:func:`~polyner.tagging.pieces.word_pieces`), tokenized in chunks.
 
         One tokenizer call per chunk of sentences instead of one per sentence: the fast tokenizer
         encodes a chunk in one pass, which takes a visible share off the time of short sentences.
         """
         for first in range(0, len(sentences), TOKENIZE_CHUNK):
             chunk = [list(words) for words in sentences[first:first + TOKENIZE_CHUNK]]
-            filled = [i for i, words in enumerate(chunk) if words]
-            enc = self.tokenizer([chunk[i] for i in filled], is_split_into_words=True,
-                                 add_special_tokens=False) if filled else None
-            encoded = {i: row for row, i in enumerate(filled)}
-            for i, words in enumerate(chunk):
-                if not words:
-                    yield []
-                    continue
-                row = encoded[i]
-                pieces: list[list[int]] = [[] for _ in words]
-                for piece, word in zip(enc["input_ids"][row], enc.word_ids(row)):
-                    if word is not None and len(pieces[word]) < content:
-                        pieces[word].append(piece)
-                yield pieces
+            for pieces in word_pieces(self.tokenizer, chunk, self.unspaced_runs):
+                yield [p[:content] for p in pieces]
 
     def _run(self, windows: list[_Window], batch_size: int) -> list[np.ndarray]:
         """Softmax probabilities per piece for every window, batched by similar length.

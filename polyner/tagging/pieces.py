@@ -1,0 +1,79 @@
+"""How a model reads pre-split words as pieces: one place for the tagger and for every training path.
+
+A model's ``ner_unspaced_runs`` (config.json) says how the words of a run of a script written without spaces
+(Han, kana, Thai, ...; the words :func:`~polyner.tagging.words.recut_words` cuts) become pieces:
+
+* ``"words"`` (models without the field): every word is tokenized as a word of its own, so each starts with the
+  word-initial ``▁``. A Chinese run then takes about twice the pieces it takes as text, nearly half of them a bare
+  ``▁`` with no content, and many sentences no longer fit a 64-piece window.
+* ``"text"``: the run is tokenized as it is written, in one piece sequence, and each word takes the pieces that
+  start inside it. Words cut at the tokenizer's pieces (as the tagger cuts them) get exactly their own pieces.
+
+Every other word is tokenized on its own in both modes.
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+from typing import Any, Sequence
+
+from polyner.tagging.words import run_groups
+
+UNSPACED_RUNS = ("words", "text")
+
+
+def check_unspaced_runs(value: Any) -> str:
+    """``value`` if it is one of :data:`UNSPACED_RUNS`, else a ValueError."""
+    if value not in UNSPACED_RUNS:
+        raise ValueError(f"unspaced_runs must be one of {', '.join(map(repr, UNSPACED_RUNS))}, not {value!r}")
+    return value
+
+
+def special_ids(tokenizer) -> tuple[int, int]:
+    """The ids that open and close a model's input (``<s>``/``</s>`` for XLM-R, ``[CLS]``/``[SEP]`` for BERT)."""
+    bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    eos = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    return bos, eos
+
+
+def joined_runs(words: Sequence[str], unspaced_runs: str) -> list[str]:
+    """The units the tokenizer is given for ``words``: the words themselves, or with each run joined (``"text"``)."""
+    if unspaced_runs == "words":
+        return list(words)
+    return ["".join(words[a:b]) for a, b in run_groups(words)]
+
+
+def word_pieces(tokenizer, sentences: Sequence[Sequence[str]], unspaced_runs: str = "words"
+                ) -> list[list[list[int]]]:
+    """The piece ids of every word of every sentence, without special tokens (see the module docstring).
+
+    A word may get no piece: an empty word, or (``"text"``) a word whose first character falls inside a piece
+    that started in the word before, which happens only when the words were not cut at this tokenizer's pieces.
+    """
+    check_unspaced_runs(unspaced_runs)
+    out: list[list[list[int]]] = [[[] for _ in words] for words in sentences]
+    filled = [i for i, words in enumerate(sentences) if len(words)]
+    if not filled:
+        return out
+    groups = {i: ([(w, w + 1) for w in range(len(sentences[i]))] if unspaced_runs == "words"
+                  else run_groups(sentences[i])) for i in filled}
+    units = [joined_runs(sentences[i], unspaced_runs) for i in filled]
+    enc = tokenizer(units, is_split_into_words=True, add_special_tokens=False,
+                    return_offsets_mapping=unspaced_runs == "text")
+    for row, i in enumerate(filled):
+        words, pieces = sentences[i], out[i]
+        offsets = enc["offset_mapping"][row] if unspaced_runs == "text" else None
+        starts_of: dict[int, list[int]] = {}
+        for k, (piece, unit) in enumerate(zip(enc["input_ids"][row], enc.word_ids(row))):
+            if unit is None:
+                continue
+            a, b = groups[i][unit]
+            if b - a == 1:
+                pieces[a].append(piece)
+                continue
+            starts = starts_of.get(unit)
+            if starts is None:  # where each word of the run starts in the joined run
+                starts = starts_of[unit] = [0]
+                for w in range(a, b - 1):
+                    starts.append(starts[-1] + len(words[w]))
+            pieces[a + max(bisect_right(starts, offsets[k][0]) - 1, 0)].append(piece)
+    return out

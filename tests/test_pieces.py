@@ -1,0 +1,76 @@
+"""How words become pieces: every word on its own ("words") or runs of scripts without spaces as text ("text")."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from polyner.data.align import encode_sentences
+from polyner.data.iob2 import Sentence
+from polyner.labels import IGNORE_INDEX, LABEL2ID
+from polyner.models.classifier import config_unspaced_runs
+from polyner.errors import ModelDirectoryError
+from polyner.tagging.pieces import joined_runs, word_pieces
+
+WORDS = ["他", "曾", "在", "北京", "大学", "。", "Paris"]
+
+
+def test_words_mode_reads_every_word_on_its_own(cjk_tokenizer):
+    pieces = word_pieces(cjk_tokenizer, [WORDS, []], "words")
+    enc = cjk_tokenizer(WORDS, is_split_into_words=True, add_special_tokens=False)
+    expected = [[] for _ in WORDS]
+    for piece, word in zip(enc["input_ids"], enc.word_ids()):
+        expected[word].append(piece)
+    assert pieces == [expected, []]
+    assert cjk_tokenizer.convert_ids_to_tokens(pieces[0][3]) == ["\u2581", "北京"]  # a bare ▁ before every word
+
+
+def test_text_mode_reads_a_run_as_it_is_written(cjk_tokenizer):
+    assert joined_runs(WORDS, "text") == ["他曾在北京大学", "。", "Paris"]  # 。 is punctuation: a run of its own
+    pieces = word_pieces(cjk_tokenizer, [WORDS], "text")[0]
+    run = cjk_tokenizer("他曾在北京大学", add_special_tokens=False)["input_ids"]
+    assert [p for word in pieces[:5] for p in word] == run  # the run's pieces as text, each on its word
+    assert [cjk_tokenizer.convert_ids_to_tokens(p) for p in pieces[:5]] == [["\u2581他"], ["曾"], ["在"], ["北京"],
+                                                                            ["大学"]]
+    assert pieces[5:] == word_pieces(cjk_tokenizer, [WORDS[5:]], "words")[0]  # other words as before
+    assert sum(map(len, pieces)) < sum(map(len, word_pieces(cjk_tokenizer, [WORDS], "words")[0]))
+    with pytest.raises(ValueError, match="unspaced_runs must be one of 'words', 'text', not 'chars'"):
+        word_pieces(cjk_tokenizer, [WORDS], "chars")
+
+
+def test_training_labels_sit_on_each_words_first_piece_in_both_modes(cjk_tokenizer):
+    tags = ["O", "O", "O", "B-ORG", "I-ORG", "O", "B-LOC"]
+    sentence = Sentence(WORDS, tags, "zh")
+    for mode in ("words", "text"):
+        encoded = encode_sentences(cjk_tokenizer, [sentence], max_length=64, unspaced_runs=mode)
+        ids, labels = encoded.example(0)
+        pieces = word_pieces(cjk_tokenizer, [WORDS], mode)[0]
+        assert ids.tolist() == [cjk_tokenizer.cls_token_id] + [p for w in pieces for p in w] + \
+            [cjk_tokenizer.sep_token_id]
+        firsts = np.cumsum([1] + [len(w) for w in pieces[:-1]])
+        assert [labels[i] for i in firsts] == [LABEL2ID[t] for t in tags]
+        assert sum(label != IGNORE_INDEX for label in labels) == len(WORDS)
+    short = encode_sentences(cjk_tokenizer, [sentence], max_length=4, unspaced_runs="text")
+    assert len(short.example(0)[0]) == 4  # truncated, specials kept
+
+
+def test_the_model_config_says_how_it_reads_runs(tmp_path):
+    from types import SimpleNamespace
+
+    assert config_unspaced_runs(SimpleNamespace()) == "words"  # every model before the setting
+    assert config_unspaced_runs(SimpleNamespace(ner_unspaced_runs="text")) == "text"
+    with pytest.raises(ModelDirectoryError, match=r"m: config.json: ner_unspaced_runs must be one of .*not 'chars'"):
+        config_unspaced_runs(SimpleNamespace(ner_unspaced_runs="chars"), "m")
+
+
+def test_the_tagger_reads_runs_as_its_model_says(cjk_tokenizer):
+    from conftest import build_tiny_model
+    from polyner.tagging.tagger import Tagger
+
+    model = build_tiny_model(cjk_tokenizer)
+    assert Tagger(model, cjk_tokenizer).unspaced_runs == "words"
+    model.config.ner_unspaced_runs = "text"
+    tagger = Tagger(model, cjk_tokenizer)
+    assert tagger.unspaced_runs == "text"
+    assert list(tagger._word_pieces([WORDS], 62)) == word_pieces(cjk_tokenizer, [WORDS], "text")
+    entities = tagger("他曾在北京大学学习")
+    assert all(e["text"] == "他曾在北京大学学习"[e["start"]:e["end"]] for e in entities)
