@@ -6,9 +6,9 @@ import pytest
 
 from polyner.data.align import encode_sentences
 from polyner.data.iob2 import Sentence
+from polyner.errors import ModelDirectoryError
 from polyner.labels import IGNORE_INDEX, LABEL2ID
 from polyner.models.classifier import config_unspaced_runs
-from polyner.errors import ModelDirectoryError
 from polyner.tagging.pieces import joined_runs, word_pieces
 
 WORDS = ["他", "曾", "在", "北京", "大学", "。", "Paris"]
@@ -64,6 +64,7 @@ def test_the_model_config_says_how_it_reads_runs(tmp_path):
 
 def test_the_tagger_reads_runs_as_its_model_says(cjk_tokenizer):
     from conftest import build_tiny_model
+
     from polyner.tagging.tagger import Tagger
 
     model = build_tiny_model(cjk_tokenizer)
