@@ -31,6 +31,9 @@ from polyner.loading import locate_model
 from polyner.models.io import load_token_classifier
 from polyner.models.student import PolynerStudentForTokenClassification, count_parameters
 from polyner.tagging.tagger import Tagger
+from polyner.data.align import model_input
+from polyner.models.classifier import config_unspaced_runs
+from polyner.tagging.pieces import joined_runs, special_ids, word_pieces
 from polyner.tagging.words import recut_words, tokenizer_run_splitter
 from polyner.training.distributed import init_distributed
 from polyner.training.engine import (CheckpointPlan, Evaluation, LoopSettings, Progress, Step, read_state,
@@ -93,6 +96,7 @@ class Distiller:
         seed_everything(config.seed)
         self.parallel = init_distributed()  # torchrun: data-parallel stages, rank 0 prepares data and writes files
         self.teacher, self.teacher_tokenizer = load_token_classifier(teacher)
+        self.unspaced_runs = config_unspaced_runs(self.teacher.config, teacher)  # the student reads runs the same way
         self.stages = plan_stages(config)
 
     # --- data -------------------------------------------------------------------------------
@@ -128,8 +132,6 @@ class Distiller:
         """Teacher piece counts per language over all the text at hand: every line of the unlabeled files, the gold
         and silver sentences the run may train on (gold dev included), and the transfer set's augmented sentences
         (its other sentences are samples of those files, counted once with them)."""
-        from polyner.distill.vocab import count_bare_forms, count_pieces
-
         words: dict[str, list[list[str]]] = collections.defaultdict(list)
         for sentence in transfer:
             if sentence.origin == "augmented":
@@ -144,13 +146,19 @@ class Distiller:
                                    self.config.exclude_sources) + self.gold_files("dev")
             for sentence in read_gold(sorted(set(files), key=lambda f: str(f.path))):
                 words[sentence.lang].append(recut_words(sentence.words, split_run).words)  # as the student reads them
-        return {lang: count_bare_forms(self.teacher_tokenizer, count_pieces(self.teacher_tokenizer, word_lists=lists))
-                for lang, lists in sorted(words.items())}
+        return {lang: self.piece_counts(lists) for lang, lists in sorted(words.items())}
+
+    def piece_counts(self, word_lists: list[list[str]]) -> collections.Counter:
+        """Teacher piece counts of pre-split sentences read as the student will read them (runs of scripts without
+        spaces whole when it reads them as text), bare forms of unspaced pieces included (see count_bare_forms)."""
+        from polyner.distill.vocab import count_bare_forms, count_pieces
+
+        units = [joined_runs(words, self.unspaced_runs) for words in word_lists]
+        return count_bare_forms(self.teacher_tokenizer, count_pieces(self.teacher_tokenizer, word_lists=units))
 
     def vocabulary(self, transfer: list[TransferSentence]):
         """Trim the teacher tokenizer to the pieces of the transfer, gold train and dev text."""
-        from polyner.distill.vocab import (count_bare_forms, count_pieces, language_balanced_ranking,
-                                           select_vocabulary, trim_tokenizer)
+        from polyner.distill.vocab import language_balanced_ranking, select_vocabulary, trim_tokenizer
 
         folder = self.work / "vocab"
         if (folder / "keep_ids.npy").exists():
@@ -165,7 +173,7 @@ class Distiller:
             words = [s.words for s in transfer]
             for split in ("train", "dev"):
                 words += [s.words for s in read_gold(self.gold_files(split))]
-            counts = count_bare_forms(self.teacher_tokenizer, count_pieces(self.teacher_tokenizer, word_lists=words))
+            counts = self.piece_counts(words)
         else:
             by_language = self.vocabulary_counts(transfer)
             counts = collections.Counter()
@@ -219,6 +227,7 @@ class Distiller:
         preset = self.config.student
         config = student_config(preset, len(keep), self.teacher.config, max_length=512)
         config.ner_max_length = self.config.max_length  # the window the Tagger reads this student in
+        config.ner_unspaced_runs = self.unspaced_runs  # how it reads runs of Han, kana, Thai (as its teacher)
         torch.manual_seed(self.config.seed)
         student = PolynerStudentForTokenClassification(config)
         state = self.teacher.state_dict()
@@ -282,9 +291,10 @@ class Distiller:
             transfer = self.transfer_set()
             student_tokenizer, keep = self.vocabulary(transfer)
             pad = student_tokenizer.pad_token_id
-            encoded = student_tokenizer(student_words(transfer, student_tokenizer), is_split_into_words=True,
-                                        truncation=True, max_length=config.max_length)
-            ids = [np.asarray(x, dtype=np.int32) for x in encoded["input_ids"]]
+            bos, eos = special_ids(student_tokenizer)
+            ids = [np.asarray(model_input(per_word, bos, eos, config.max_length - 2)[0], dtype=np.int32)
+                   for per_word in word_pieces(student_tokenizer, student_words(transfer, student_tokenizer),
+                                               self.unspaced_runs)]
             cache = build_teacher_cache(self.work / "teacher_cache", self.teacher, config.teacher, ids, keep,
                                         [s.lang for s in transfer], config.student.layers + 1, pad,
                                         store_hidden=config.use_representation_stage,
@@ -298,7 +308,8 @@ class Distiller:
         label_files = (training_files(config.gold, config.silver, config.languages, config.exclude_sources)
                        if config.gold else [])
         with parallel.main_first():
-            gold, gold_groups = (encode_training_files(student_tokenizer, label_files, config.max_length)
+            gold, gold_groups = (encode_training_files(student_tokenizer, label_files, config.max_length,
+                                                       unspaced_runs=self.unspaced_runs)
                                  if label_files else (None, []))
         dev = list(read_gold(selection_files(config.gold, config.languages, config.exclude_sources, label_files)
                              if config.gold else [], config.dev_per_language))

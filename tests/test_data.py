@@ -192,7 +192,8 @@ def test_encode_sentences_reads_character_level_chinese_as_the_tagger_reads_text
     ids, labels = encode_sentences(cjk_tokenizer, [Sentence(list(text), tags, "zh")], max_length=64).example(0)
     words = [text[s:e] for s, e in segment_words(text, tokenizer_run_splitter(cjk_tokenizer))]
     assert words == ["他", "曾", "在", "北京", "大学", "学", "习"]
-    assert ids.tolist() == cjk_tokenizer(words, is_split_into_words=True)["input_ids"]
+    pieces = cjk_tokenizer(words, is_split_into_words=True, add_special_tokens=False)["input_ids"]
+    assert ids.tolist() == [cjk_tokenizer.cls_token_id] + pieces + [cjk_tokenizer.sep_token_id]  # as the tagger
     kept = labels[labels != IGNORE_INDEX].tolist()
     assert kept == [LABEL2ID[t] for t in ["O", "O", "O", "B-ORG", "I-ORG", "O", "O"]]
 

@@ -690,6 +690,7 @@ def test_run_writes_a_loadable_student(distilled):
     assert (config["num_hidden_layers"], config["hidden_size"], config["embedding_rank"]) == (1, 32, 16)
     distill_config = json.loads((out / "distill_config.json").read_text())
     assert config["ner_max_length"] == distill_config["max_length"]  # the Tagger reads it in its training length
+    assert config["ner_unspaced_runs"] == "words"  # as its teacher reads runs of Han, kana, Thai (no setting)
     for name in ("model.safetensors", "tokenizer.json", "tokenizer_config.json", "training_log.json"):
         assert (out / name).is_file(), name
     assert not (out / "pytorch_model.bin").exists()
@@ -990,3 +991,31 @@ def test_run_with_silver_and_a_language_balanced_vocabulary(workspace):
     words = ["Львів", "гарний", "Київ"]  # silver-only text: its pieces are in the vocabulary
     assert student.convert_ids_to_tokens(student(words, is_split_into_words=True)["input_ids"]) == \
         teacher.convert_ids_to_tokens(teacher(words, is_split_into_words=True)["input_ids"])
+
+
+def test_a_student_reads_runs_without_spaces_as_its_teacher_does(workspace, tmp_path):
+    """A teacher trained to read Han/kana runs as text (ner_unspaced_runs) passes that to its student: the transfer
+    set, the gold stages and the student's config all read them so."""
+    import shutil
+
+    teacher = tmp_path / "teacher-text"
+    shutil.copytree(workspace.teacher, teacher)
+    config = json.loads((teacher / "config.json").read_text())
+    (teacher / "config.json").write_text(json.dumps({**config, "ner_unspaced_runs": "text"}))
+    seen = []
+    import polyner.distill.trainer as trainer
+
+    original = trainer.word_pieces
+
+    def word_pieces_spy(tokenizer, sentences, unspaced_runs="words"):
+        seen.append(unspaced_runs)
+        return original(tokenizer, sentences, unspaced_runs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer, "word_pieces", word_pieces_spy)
+        out = run_scripted(run_config(workspace, tmp_path / "student", teacher=str(teacher)), ScriptedDev())
+    assert seen == ["text"]  # the transfer set
+    assert json.loads((out / "config.json").read_text())["ner_unspaced_runs"] == "text"
+    import polyner
+
+    assert polyner.load(out).unspaced_runs == "text"

@@ -85,6 +85,20 @@ def test_train_teacher_writes_hf_layout(which, teacher_dir, encoder_dir, gold_tr
     assert len(tagger.tag_words([["Angela", "Merkel", "visited", "Paris"]])[0]) == 4
 
 
+def test_train_teacher_can_switch_how_the_model_reads_runs_without_spaces(teacher_dir, gold_tree, tmp_path):
+    import polyner
+
+    kept = train_teacher(_config(teacher_dir, gold_tree, tmp_path / "kept", max_steps=2))
+    assert json.loads((kept / "config.json").read_text())["ner_unspaced_runs"] == "words"  # as the model it starts from
+    text = train_teacher(_config(kept, gold_tree, tmp_path / "text", max_steps=2, unspaced_runs="text"))
+    assert json.loads((text / "config.json").read_text())["ner_unspaced_runs"] == "text"
+    assert polyner.load(text).unspaced_runs == "text"
+    again = train_teacher(_config(text, gold_tree, tmp_path / "again", max_steps=2))
+    assert json.loads((again / "config.json").read_text())["ner_unspaced_runs"] == "text"  # kept by a further round
+    with pytest.raises(ValueError, match="unspaced_runs must be one of 'words', 'text', not 'chars'"):
+        train_teacher(_config(teacher_dir, gold_tree, tmp_path / "bad", unspaced_runs="chars"))
+
+
 def test_train_teacher_trains_body_and_head_but_not_word_embeddings(teacher_dir, gold_tree, tmp_path):
     before = load_file(str(teacher_dir / "model.safetensors"))
     out = tmp_path / "out"

@@ -45,6 +45,9 @@ def train_teacher_cmd(
         bucket: int = typer.Option(1, help="Draw this many batches together and cut them by length (less padding)."),
         bf16: bool = typer.Option(False, "--bf16/--fp32", help="bfloat16 autocast (fast on AMX / AVX-512 BF16 CPUs)."),
         seed: int = typer.Option(13), threads: int = typer.Option(2),
+        unspaced_runs: Optional[str] = typer.Option(
+            None, help="How runs of Han, kana, Thai... become pieces: 'text' (as written) or 'words' (each word with "
+                       "its own ▁). Default: as the starting model reads them. Its students read them the same way."),
         verbose: bool = verbose_option(True)) -> None:
     """Fine-tune the teacher for NER on gold (and silver) train splits; the checkpoint is chosen on gold dev."""
     needs("train-teacher", "train")
@@ -58,7 +61,8 @@ def train_teacher_cmd(
         langs=parse_languages(languages) if languages else None, exclude_sources=list(exclude_source),
         silver=str(silver) if silver else None, silver_weight=silver_weight,
         max_steps=max_steps, batch_size=batch_size, max_length=max_length, lr=lr, eval_every=eval_every,
-        save_every=save_every, dev_per_lang=dev_per_lang, bucket=bucket, bf16=bf16, seed=seed, threads=threads)
+        save_every=save_every, dev_per_lang=dev_per_lang, bucket=bucket, bf16=bf16, seed=seed, threads=threads,
+        unspaced_runs=unspaced_runs)
     typer.echo(str(train_teacher(config)))
 
 

@@ -52,6 +52,15 @@ def align_labels(word_ids: Sequence[int | None], tags: Sequence[str]) -> list[in
     return labels
 
 
+def model_input(per_word: Sequence[Sequence[int]], bos: int, eos: int, content: int
+                ) -> tuple[list[int], list[int | None]]:
+    """Input ids (``bos``, at most ``content`` pieces, ``eos``) from each word's pieces, and the word of each id
+    (None for the specials), as transformers' ``word_ids()``."""
+    flat = [piece for word in per_word for piece in word][:content]
+    owners: list[int | None] = [w for w, word in enumerate(per_word) for _ in word][:content]
+    return [bos] + flat + [eos], [None] + owners + [None]
+
+
 def encode_sentences(tokenizer, sentences: Sequence[Sentence], max_length: int = 64,
                      batch_size: int = 1000, unspaced_runs: str = "words") -> EncodedSet:
     """Tokenize word lists as the model reads them (:func:`~polyner.tagging.pieces.word_pieces`), truncated to
@@ -63,19 +72,17 @@ def encode_sentences(tokenizer, sentences: Sequence[Sentence], max_length: int =
     """
     split_run = tokenizer_run_splitter(tokenizer)
     bos, eos = special_ids(tokenizer)
-    content = max(max_length - 2, 0)
+    content = max(max_length - 2, 0)  # pieces between the two specials
     ids: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     for start in range(0, len(sentences), batch_size):
         chunk = sentences[start:start + batch_size]
         recut = [recut_words(s.words, split_run) for s in chunk]
         pieces = word_pieces(tokenizer, [r.words for r in recut], unspaced_runs)
-        for sentence, words, word_ids_pieces in zip(chunk, recut, pieces):
-            flat = [piece for word in word_ids_pieces for piece in word][:content]
-            owners = [w for w, word in enumerate(word_ids_pieces) for _ in word][:content]
-            ids.append(np.asarray([bos] + flat + [eos], dtype=np.int32))
-            labels.append(np.asarray(align_labels([None] + owners + [None], words.tags_of(sentence.tags)),
-                                     dtype=np.int16))
+        for sentence, words, per_word in zip(chunk, recut, pieces):
+            sentence_ids, word_ids = model_input(per_word, bos, eos, content)
+            ids.append(np.asarray(sentence_ids, dtype=np.int32))
+            labels.append(np.asarray(align_labels(word_ids, words.tags_of(sentence.tags)), dtype=np.int16))
     lengths = np.array([len(x) for x in ids], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     flat_ids = np.concatenate(ids) if ids else np.zeros(0, np.int32)

@@ -43,11 +43,14 @@ def group_of(file: GoldFile) -> str:
     return f"{file.kind}/{file.source}/{file.lang}"
 
 
-def encode_training_files(tokenizer, files: list[GoldFile], max_length: int) -> tuple[EncodedSet, list[str]]:
-    """Tokenize each file once (cached per file) and return the sentences with their sampling groups."""
+def encode_training_files(tokenizer, files: list[GoldFile], max_length: int, unspaced_runs: str = "words"
+                          ) -> tuple[EncodedSet, list[str]]:
+    """Tokenize each file once (cached per file) as a model reading runs without spaces as ``unspaced_runs`` does
+    (:mod:`polyner.tagging.pieces`) and return the sentences with their sampling groups."""
     parts, groups = [], []
     for file in files:
-        part = cached_encode(tokenizer, [file.path], lambda p, f=file: read_iob2(p, f.lang, f.source), max_length)
+        part = cached_encode(tokenizer, [file.path], lambda p, f=file: read_iob2(p, f.lang, f.source), max_length,
+                             unspaced_runs=unspaced_runs)
         parts.append(part)
         groups += [group_of(file)] * len(part)
     return concat_encoded(parts), groups

@@ -16,6 +16,8 @@ import torch
 
 from polyner.data.iob2 import read_gold
 from polyner.data.training_sets import encode_training_files, group_weights, selection_files, training_files
+from polyner.models.classifier import config_unspaced_runs
+from polyner.tagging.pieces import check_unspaced_runs
 from polyner.evaluate import evaluate_by_language, macro
 from polyner.labels import IGNORE_INDEX
 from polyner.models.io import ner_config_kwargs, quiet_transformers
@@ -53,6 +55,9 @@ class TeacherTrainingConfig:
     sampling_alpha: float = 0.5
     bucket: int = 1  # draw this many batches together and cut them by length (less padding)
     bf16: bool = False  # bfloat16 autocast for the forward pass (fast on CPUs with AMX / AVX-512 BF16)
+    # how runs of scripts without spaces become pieces (polyner.tagging.pieces): "text" or "words";
+    # None: as the starting model reads them (its config.json's ner_unspaced_runs, else "words")
+    unspaced_runs: str | None = None
     log_every: int = 50
     seed: int = 13
     threads: int = 2
@@ -80,7 +85,8 @@ def _optimizer(model: torch.nn.Module, config: TeacherTrainingConfig):
     return optimizer, linear_schedule(optimizer, config.max_steps, int(config.warmup_ratio * config.max_steps))
 
 
-RUN_IDENTITY = ("teacher", "gold", "silver", "langs", "exclude_sources", "max_length", "batch_size", "seed")
+RUN_IDENTITY = ("teacher", "gold", "silver", "langs", "exclude_sources", "max_length", "batch_size", "seed",
+                "unspaced_runs")
 
 
 def run_identity(config: TeacherTrainingConfig) -> dict:
@@ -109,12 +115,17 @@ def train_teacher(config: TeacherTrainingConfig) -> Path:
     if parallel.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "training_config.json").write_text(json.dumps(asdict(config), indent=2))
+    if config.unspaced_runs is not None:
+        check_unspaced_runs(config.unspaced_runs)
     tokenizer = load_tokenizer(source)
     train_files = training_files(config.gold, config.silver, config.langs, config.exclude_sources)
     if not train_files:
         raise ValueError(f"no gold train files under {config.gold} for languages {config.langs}")
+    model = _model(config, source).to(parallel.device)
+    model.config.ner_unspaced_runs = config.unspaced_runs or config_unspaced_runs(model.config, source)
     with parallel.main_first():  # rank 0 tokenizes into the cache, the others load it
-        train, groups = encode_training_files(tokenizer, train_files, config.max_length)
+        train, groups = encode_training_files(tokenizer, train_files, config.max_length,
+                                              unspaced_runs=model.config.ner_unspaced_runs)
     dev_files = selection_files(config.gold, config.langs, config.exclude_sources, train_files)
     dev = list(read_gold(dev_files, config.dev_per_lang))
     for file in train_files:
@@ -125,7 +136,6 @@ def train_teacher(config: TeacherTrainingConfig) -> Path:
                 len(train), len(train_files), sum(f.kind == "silver" for f in train_files), len(dev),
                 len({s.lang for s in dev}))
 
-    model = _model(config, source).to(parallel.device)
     optimizer, scheduler = _optimizer(model, config)
     sampler = MixedLanguageSampler(groups, config.sampling_alpha, config.seed,
                                    weights=group_weights(train_files, config.silver_weight),
