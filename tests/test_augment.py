@@ -106,6 +106,36 @@ def test_names_are_in_the_language_script(gazetteers, lang):
         assert not wrong, f"{lang} {label}: {wrong[:5]} not {expected}"
 
 
+@pytest.mark.parametrize("lang, script, also", [
+    ("zh", "CJK", set()), ("ko", "HANGUL", set()), ("ne", "DEVANAGARI", set()),
+    ("ja", "CJK", {"HIRAGANA", "KATAKANA", "KATAKANA-HIRAGANA"}),
+])
+def test_gold_languages_beyond_the_targets_have_names_in_their_script(lang, script, also):
+    gazetteer = build_gazetteer(lang, SIZE)
+    for label, names in gazetteer.names.items():
+        assert len(names) >= SIZE // 2, (lang, label, len(names))
+        for name in names:
+            scripts = {unicodedata.name(c).split()[0] for c in name if unicodedata.category(c).startswith("L")}
+            assert scripts and scripts <= {script} | also, (lang, label, name)
+        assert any(script in {unicodedata.name(c).split()[0] for c in name if c.isalpha()} for name in names)
+
+
+def test_japanese_person_names_have_no_space_and_companies_keep_their_form():
+    gazetteer = build_gazetteer("ja", SIZE)
+    assert all(" " not in name for name in gazetteer.names["PER"])
+    assert any("株式会社" in name for name in gazetteer.names["ORG"])
+    assert any(unicodedata.name(c).startswith("KATAKANA") for name in gazetteer.names["LOC"] for c in name)
+
+
+def test_chinese_names_swap_into_a_character_split_sentence():
+    sentence = Sentence(list("他在北京工作"), ["O", "O", "B-LOC", "I-LOC", "O", "O"], "zh", "msra")
+    out = augment_sentences([sentence], per_sentence=2, seed=3, gazetteer_size=SIZE)
+    assert len(out) == 2
+    for copy in out:
+        assert copy.words[:2] == ["他", "在"] and copy.words[-2:] == ["工", "作"]
+        assert copy.tags[2] == "B-LOC" and "".join(copy.words[2:-2]) in build_gazetteer("zh", SIZE, 3).names["LOC"]
+
+
 def test_no_english_template_leftovers_in_other_languages(gazetteers):
     # faker falls back to English templates ("X, Y and Z", "X Inc", "Port X") where a locale lacks a provider.
     for lang in ("de", "lt", "lv", "et", "bs", "sq", "ms", "af", "ca", "tr", "hr"):
