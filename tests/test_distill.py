@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from conftest import SAMPLE_TEXTS, build_tiny_model, write_gold_tree
+from conftest import CJK_TEXTS, SAMPLE_TEXTS, build_tiny_model, write_gold_tree
 from polyner.distill.config import PRESETS, DistillConfig, StageBudget
 from polyner.distill.stages import (
     LOSSES, DistillationModel, masked_mse, parameter_groups, plan_stages, representation_loss)
@@ -949,6 +949,40 @@ def test_pack_ships_onnx_int8_with_a_card_naming_window_and_licences(distilled, 
     torch_tagger = polyner.load(out, backend="torch")  # the weights read back from the int8 model
     assert not isinstance(torch_tagger.model, OnnxTokenClassifier)
     assert all(text[e["start"]:e["end"]] == e["text"] for e in torch_tagger(text))
+
+
+def test_a_packed_student_reads_runs_without_spaces_as_the_torch_student(cjk_tokenizer, tmp_path):
+    """ner_unspaced_runs survives `polyner pack`: the packed ONNX model (int8 as shipped, and fp32) reads Han runs
+    as text, is fed the very pieces the torch student it was packed from is fed, and (fp32) tags the same."""
+    import polyner
+    from polyner.agreement import entity_keys
+    from polyner.distill.package import pack_model
+    from tiny_student import save_tiny_student
+
+    student = save_tiny_student(cjk_tokenizer, tmp_path / "student")
+    config = json.loads((student / "config.json").read_text())
+    (student / "config.json").write_text(json.dumps({**config, "ner_unspaced_runs": "text"}))
+
+    def tagged(folder):
+        tagger = polyner.load(folder)
+        fed, logits = [], tagger.classifier.logits
+
+        def spy(ids, mask):
+            fed.extend(row[m.astype(bool)].tolist() for row, m in zip(ids, mask))
+            return logits(ids, mask)
+
+        tagger.classifier.logits = spy
+        return tagger.unspaced_runs, fed, [entity_keys(e) for e in tagger(CJK_TEXTS)]
+
+    runs, pieces, entities = tagged(student)
+    assert runs == "text" and sum(map(len, entities)) > 0
+    for kind in ("int8", "fp32"):
+        packed = pack_model(student, tmp_path / kind, kind)
+        assert json.loads((packed / "config.json").read_text())["ner_unspaced_runs"] == "text"
+        packed_runs, packed_pieces, packed_entities = tagged(packed)
+        assert packed_runs == "text" and packed_pieces == pieces  # "words" would add a bare ▁ before every word
+        if kind == "fp32":  # int8 may move a label
+            assert packed_entities == entities
 
 
 def test_transfer_set_takes_silver_text_when_asked(unlabeled_dir, gold_tree, tmp_path):
