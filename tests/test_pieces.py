@@ -75,3 +75,34 @@ def test_the_tagger_reads_runs_as_its_model_says(cjk_tokenizer):
     assert list(tagger._word_pieces([WORDS], 62)) == word_pieces(cjk_tokenizer, [WORDS], "text")
     entities = tagger("他曾在北京大学学习")
     assert all(e["text"] == "他曾在北京大学学习"[e["start"]:e["end"]] for e in entities)
+
+
+def test_a_space_ends_a_run_read_as_text(cjk_tokenizer):
+    # Read as one run, 北京 is one piece and 京 gets none; the words of raw text "北 京" do not touch.
+    assert word_pieces(cjk_tokenizer, [["北", "京"]], "text")[0][1] == []
+    split = word_pieces(cjk_tokenizer, [["北", "京"]], "text", adjacent=[[False]])[0]
+    assert [cjk_tokenizer.convert_ids_to_tokens(p) for p in split] == [["\u2581", "北"], ["\u2581", "京"]]
+    assert joined_runs(["北", "京", "大学"], "text", [False, True]) == ["北", "京大学"]
+
+
+def test_the_tagger_gives_every_word_of_spaced_runs_its_pieces(cjk_tokenizer, monkeypatch):
+    from conftest import build_tiny_model
+
+    from polyner.tagging.tagger import Tagger
+
+    model = build_tiny_model(cjk_tokenizer)
+    model.config.ner_unspaced_runs = "text"
+    tagger = Tagger(model, cjk_tokenizer)
+    seen = []
+    original = tagger._word_pieces
+
+    def spy(sentences, content, adjacent=None):
+        for pieces in original(sentences, content, adjacent):
+            seen.append(pieces)
+            yield pieces
+
+    monkeypatch.setattr(tagger, "_word_pieces", spy)
+    text = "他在北 京学习　公 司"  # an ASCII and an ideographic space inside Han text
+    entities = tagger(text)
+    assert seen and all(seen[0]), seen  # no word without a piece (it would be tagged O whatever the model says)
+    assert all(e["text"] == text[e["start"]:e["end"]] for e in entities)

@@ -35,17 +35,20 @@ def special_ids(tokenizer) -> tuple[int, int]:
     return bos, eos
 
 
-def joined_runs(words: Sequence[str], unspaced_runs: str) -> list[str]:
-    """The units the tokenizer is given for ``words``: the words themselves, or with each run joined (``"text"``)."""
+def joined_runs(words: Sequence[str], unspaced_runs: str, adjacent: Sequence[bool] | None = None) -> list[str]:
+    """The units the tokenizer is given for ``words``: the words themselves, or with each run joined (``"text"``;
+    ``adjacent`` as in :func:`~polyner.tagging.words.run_groups`)."""
     if unspaced_runs == "words":
         return list(words)
-    return ["".join(words[a:b]) for a, b in run_groups(words)]
+    return ["".join(words[a:b]) for a, b in run_groups(words, adjacent)]
 
 
-def word_pieces(tokenizer, sentences: Sequence[Sequence[str]], unspaced_runs: str = "words"
-                ) -> list[list[list[int]]]:
+def word_pieces(tokenizer, sentences: Sequence[Sequence[str]], unspaced_runs: str = "words",
+                adjacent: Sequence[Sequence[bool]] | None = None) -> list[list[list[int]]]:
     """The piece ids of every word of every sentence, without special tokens (see the module docstring).
 
+    ``adjacent`` (words cut out of raw text) gives for each sentence whether each word touches the next in the
+    text, so that a run is never joined across a space (None: pre-split sentences, every pair touches).
     A word may get no piece: an empty word, or (``"text"``) a word whose first character falls inside a piece
     that started in the word before, which happens only when the words were not cut at this tokenizer's pieces.
     """
@@ -54,9 +57,10 @@ def word_pieces(tokenizer, sentences: Sequence[Sequence[str]], unspaced_runs: st
     filled = [i for i, words in enumerate(sentences) if len(words)]
     if not filled:
         return out
+    touching = {i: None if adjacent is None else adjacent[i] for i in filled}
     groups = {i: ([(w, w + 1) for w in range(len(sentences[i]))] if unspaced_runs == "words"
-                  else run_groups(sentences[i])) for i in filled}
-    units = [joined_runs(sentences[i], unspaced_runs) for i in filled]
+                  else run_groups(sentences[i], touching[i])) for i in filled}
+    units = [joined_runs(sentences[i], unspaced_runs, touching[i]) for i in filled]
     enc = tokenizer(units, is_split_into_words=True, add_special_tokens=False,
                     return_offsets_mapping=unspaced_runs == "text")
     for row, i in enumerate(filled):

@@ -168,7 +168,8 @@ class Tagger:
                 raise ValueError(f"texts[{i}] has {len(text)} characters, more than max_text_chars={limit}")
         spans = [segment_words(text, self._split_run) for text in items]
         words = [[text[s:e] for s, e in sp] for text, sp in zip(items, spans)]
-        predictions = self._predict(words, batch_size)
+        adjacent = [[a[1] == b[0] for a, b in zip(sp, sp[1:])] for sp in spans]  # a space ends a run
+        predictions = self._predict(words, batch_size, adjacent)
         results = [self._entities(text, sp, pred) for text, sp, pred in zip(items, spans, predictions)]
         return results[0] if single else results
 
@@ -188,15 +189,16 @@ class Tagger:
         predictions = self._predict([r.words for r in recut], batch_size)
         return [r.back(pred) for r, pred in zip(recut, predictions)]
 
-    def _predict(self, sentences: Sequence[Sequence[str]], batch_size: int | None = None
-                 ) -> list[list[tuple[str, float]]]:
-        """A (tag, probability) per word; words are read through stride windows in length-sorted batches."""
+    def _predict(self, sentences: Sequence[Sequence[str]], batch_size: int | None = None,
+                 adjacent: Sequence[Sequence[bool]] | None = None) -> list[list[tuple[str, float]]]:
+        """A (tag, probability) per word; words are read through stride windows in length-sorted batches
+        (``adjacent``: whether each word touches the next in the text, for words cut out of raw text)."""
         batch_size = batch_size or self.config.batch_size
         content = self.config.max_length - 2
         stride = min(self.config.stride, content // 2)
         windows: list[_Window] = []
         owner: list[dict[int, int]] = []
-        for t, pieces in enumerate(self._word_pieces(sentences, content)):
+        for t, pieces in enumerate(self._word_pieces(sentences, content, adjacent)):
             if not pieces:
                 owner.append({})
                 continue
@@ -236,7 +238,8 @@ class Tagger:
             word_probs[word] = probs[w][position] if position >= 0 else self._outside
         return word_probs
 
-    def _word_pieces(self, sentences: Sequence[Sequence[str]], content: int) -> Iterator[list[list[int]]]:
+    def _word_pieces(self, sentences: Sequence[Sequence[str]], content: int,
+                     adjacent: Sequence[Sequence[bool]] | None = None) -> Iterator[list[list[int]]]:
         """The piece ids of each word of each sentence (at most ``content`` per word), read as the model reads
         words (:func:`~polyner.tagging.pieces.word_pieces`), tokenized in chunks.
 
@@ -245,7 +248,8 @@ class Tagger:
         """
         for first in range(0, len(sentences), TOKENIZE_CHUNK):
             chunk = [list(words) for words in sentences[first:first + TOKENIZE_CHUNK]]
-            for pieces in word_pieces(self.tokenizer, chunk, self.unspaced_runs):
+            touching = None if adjacent is None else adjacent[first:first + TOKENIZE_CHUNK]
+            for pieces in word_pieces(self.tokenizer, chunk, self.unspaced_runs, touching):
                 yield [p[:content] for p in pieces]
 
     def _run(self, windows: list[_Window], batch_size: int) -> list[np.ndarray]:
