@@ -95,7 +95,7 @@ LANGUAGE_SOURCES: dict[str, LanguageSources] = {
     # Japanese names are written without a space between family and given name.
     "ja": _L("CJK", "ja", ("ja_JP",), ("ja_JP",), (), ("ja_JP",), (),
              ("{{last_name}}{{first_name_male}}", "{{last_name}}{{first_name_female}}"),
-             ("HIRAGANA", "KATAKANA", "KATAKANA-HIRAGANA")),
+             ("HIRAGANA", "KATAKANA", "KATAKANA-HIRAGANA", "IDEOGRAPHIC")),  # 々 in 佐々木
     "ko": _L("HANGUL", "ko", ("ko_KR",), ("ko_KR",), (), ("ko_KR",)),
     "lt": _L("LATIN", "lt", ("lt_LT",), (), ("UAB {name}", "AB {name}", "UAB {name} ir partneriai"), (), ("LT",)),
     "lv": _L("LATIN", "lv", ("lv_LV",), (), ("SIA {name}", "AS {name}"), (), ("LV",)),

@@ -108,7 +108,7 @@ def test_names_are_in_the_language_script(gazetteers, lang):
 
 @pytest.mark.parametrize("lang, script, also", [
     ("zh", "CJK", set()), ("ko", "HANGUL", set()), ("ne", "DEVANAGARI", set()),
-    ("ja", "CJK", {"HIRAGANA", "KATAKANA", "KATAKANA-HIRAGANA"}),
+    ("ja", "CJK", {"HIRAGANA", "KATAKANA", "KATAKANA-HIRAGANA", "IDEOGRAPHIC"}),
 ])
 def test_gold_languages_beyond_the_targets_have_names_in_their_script(lang, script, also):
     gazetteer = build_gazetteer(lang, SIZE)

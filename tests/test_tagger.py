@@ -167,6 +167,13 @@ def test_words_of_scripts_without_spaces(tokenizer):
     assert len(split) > 1 and "".join(thai[s:e] for s, e in split) == thai
 
 
+def test_iteration_marks_stay_inside_han_runs():
+    # 々 (佐々木), 〆 and 〇 are written inside Han words: a splitter sees the whole run, never a lone mark.
+    runs = []
+    words = segment_words("佐々木さんは〆切を〇日に", lambda run: runs.append(run) or [(0, len(run))])
+    assert runs == ["佐々木さんは〆切を〇日に"] and words == [(0, 12)]
+
+
 def test_runs_without_spaces_are_cut_where_the_pieces_end(cjk_tokenizer):
     text = CJK_TEXTS[1]
     words = [text[s:e] for s, e in segment_words(text, tokenizer_run_splitter(cjk_tokenizer))]

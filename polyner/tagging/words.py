@@ -21,8 +21,9 @@ Span = tuple[int, int]
 SplitRun = Callable[[str], list[Span]]  # the words of a run of a script without spaces, as spans into the run
 _JOINERS = {"-", "\u2010", "\u2011"}
 _NO_SPACE_RANGES = ((0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x19E0, 0x19FF))
-_CJK_RANGES = ((0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF),
-               (0x20000, 0x2FA1F), (0x31F0, 0x31FF), (0xFF66, 0xFF9F))
+# Kana, Han, and the marks written inside Han words: 々 〆 〇 (佐々木, 〆切) and 〻.
+_CJK_RANGES = ((0x3005, 0x3007), (0x303B, 0x303B), (0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF),
+               (0xF900, 0xFAFF), (0x20000, 0x2FA1F), (0x31F0, 0x31FF), (0xFF66, 0xFF9F))
 _FIRST_UNSPACED = min(lo for lo, _ in _NO_SPACE_RANGES + _CJK_RANGES)
 
 
@@ -152,16 +153,20 @@ class Recut:
                 for w, h in enumerate(self.holder)]
 
 
-def run_groups(words: Sequence[str]) -> list[Span]:
+def run_groups(words: Sequence[str], adjacent: Sequence[bool] | None = None) -> list[Span]:
     """``[start, end)`` ranges of ``words``: each run of adjacent words of one script written without spaces
-    (:func:`unspaced_kind`), and every other word on its own."""
+    (:func:`unspaced_kind`), and every other word on its own.
+
+    ``adjacent[k]`` says whether word ``k + 1`` follows word ``k`` with nothing between them in the text (words cut
+    out of raw text: a space ends a run); None reads every pair as adjacent (pre-split sentences: gold data).
+    """
     groups: list[Span] = []
     i = 0
     while i < len(words):
         kind = unspaced_kind(words[i])
         j = i + 1
         if kind is not None:
-            while j < len(words) and unspaced_kind(words[j]) == kind:
+            while j < len(words) and unspaced_kind(words[j]) == kind and (adjacent is None or adjacent[j - 1]):
                 j += 1
         groups.append((i, j))
         i = j
