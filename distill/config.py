@@ -74,6 +74,7 @@ class DistillConfig:
     representation: StageBudget = field(default_factory=lambda: StageBudget(steps=3000, eval_every=300, lr=5e-4))
     logits: StageBudget = field(default_factory=lambda: StageBudget(steps=600, eval_every=200, lr=3e-4))
     gold_labels: StageBudget = field(default_factory=lambda: StageBudget(steps=400, eval_every=200, lr=1e-4))
+    gold_unfreeze: int | None = None  # groups the gold-label stages unfreeze, top layer first (None: all of them)
     heldout_fraction: float = 0.02  # transfer sentences kept aside for stage-1 validation
     dev_per_language: int = 100
     seed: int = 13
@@ -92,6 +93,9 @@ class DistillConfig:
             StudentGeometry(**self.geometry)  # fails early on sizes that do not fit together
         elif self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        if self.gold_unfreeze is not None and (isinstance(self.gold_unfreeze, bool)
+                                               or not isinstance(self.gold_unfreeze, int) or self.gold_unfreeze < 0):
+            raise ValueError(f"gold_unfreeze must be a whole number >= 0 or None, not {self.gold_unfreeze!r}")
         if self.representation_targets not in REPRESENTATION_TARGETS:
             raise ValueError(f"unknown representation_targets {self.representation_targets!r}: "
                              f"choose one of {', '.join(REPRESENTATION_TARGETS)}")

@@ -3,7 +3,8 @@
 Stage 1 matches every student hidden state (embeddings and each layer) to the teacher's topmost
 hidden states through learned per-layer projections (MSE). Stage 2 matches the teacher's logits
 with the encoder frozen; stage 3 goes on with logits while unfreezing one layer per sub-stage,
-top first; stage 4 trains on gold labels with cross-entropy, unfreezing again.
+top first; stage 4 trains on gold labels with cross-entropy, unfreezing again (all groups, or the top
+``gold_unfreeze`` of them).
 """
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def plan_stages(config: DistillConfig) -> list[Stage]:
     for j in range(1, len(groups) + 1):
         stages.append(Stage(f"3-logits-unfreeze-{j}", "logits", ("classifier",) + tuple(groups[:j]), config.logits))
     stages.append(Stage("4-gold", "gold", ("classifier",), config.gold_labels))
-    for j in range(1, len(groups) + 1):
+    gold_groups = len(groups) if config.gold_unfreeze is None else min(config.gold_unfreeze, len(groups))
+    for j in range(1, gold_groups + 1):
         stages.append(Stage(f"4-gold-unfreeze-{j}", "gold", ("classifier",) + tuple(groups[:j]), config.gold_labels))
     return stages
 

@@ -223,6 +223,18 @@ def test_plan_stages_order_and_trainable_groups():
     assert len({s.name for s in stages}) == len(stages)
 
 
+def test_gold_stages_unfreeze_only_the_top_groups_asked_for():
+    full = plan_stages(_config())
+    two = plan_stages(_config(gold_unfreeze=2))
+    assert [s.name for s in two] == [s.name for s in full if s.name not in ("4-gold-unfreeze-3", "4-gold-unfreeze-4")]
+    assert two[-1].trainable == ("classifier", "layer2", "layer1")
+    assert [s.name for s in plan_stages(_config(gold_unfreeze=0))][-1] == "4-gold"
+    assert plan_stages(_config(gold_unfreeze=9)) == full
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="gold_unfreeze must be a whole number >= 0 or None"):
+            _config(gold_unfreeze=bad)
+
+
 def test_plan_without_representation_stage():
     stages = plan_stages(_config(use_representation_stage=False))
     assert all(s.loss != "representation" for s in stages)
