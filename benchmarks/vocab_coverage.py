@@ -5,14 +5,18 @@ that are ``<unk>`` (all words, and words inside entities), the share of sentence
 fit a window of ``--window`` pieces, and the share of entity edges that fall inside a word as the
 tagger cuts runs of scripts without spaces (Han, kana, Thai) at the tokenizer's pieces: no label can
 mark those. A trimmed vocabulary that cuts a language's words into more
-pieces than the teacher's reads it worse and fits fewer words in a window.
+pieces than the teacher's reads it worse and fits fewer words in a window. Words are read as each model reads
+them: runs without spaces re-cut at the tokenizer's pieces, as text or word by word (``ner_unspaced_runs``; tables
+in docs before 2026-12-06 13:00 tokenized every given word on its own).
 
     python benchmarks/vocab_coverage.py --tokenizers teacher=runs/teacher-ner student=polyner/default \
-        [--gold ../shared/data/gold] [--silver ../shared/data/silver] [--max-sentences 200] [--out FILE.md]
+        [--unspaced-runs student=text] [--gold ../shared/data/gold] [--silver ../shared/data/silver] \
+        [--max-sentences 200] [--out FILE.md]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,28 +48,30 @@ def edges_inside_words(sentence: Sentence, split_run) -> tuple[int, int]:
     return inside, len(edges)
 
 
-def coverage(tokenizer, sentences: list[Sentence], window: int) -> Coverage:
-    """Pieces per word, <unk> share (all / entity words), share of sentences over ``window`` pieces and share of
-    entity edges inside a word."""
-    from polyner.tagging.words import tokenizer_run_splitter
+def coverage(tokenizer, sentences: list[Sentence], window: int, unspaced_runs: str = "words") -> Coverage:
+    """Pieces per given word, <unk> share (all / entity words), share of sentences over ``window`` pieces and share
+    of entity edges inside a word, with the words read as a model reading runs without spaces as ``unspaced_runs``
+    reads them (runs re-cut at the tokenizer's pieces, then :func:`~polyner.tagging.pieces.word_pieces`)."""
+    from polyner.tagging.pieces import word_pieces
+    from polyner.tagging.words import recut_words, tokenizer_run_splitter
 
     split_run = tokenizer_run_splitter(tokenizer)
     edges = [edges_inside_words(s, split_run) for s in sentences]
     unk = tokenizer.unk_token_id
-    enc = tokenizer([s.words for s in sentences], is_split_into_words=True, add_special_tokens=False)
+    recut = [recut_words(s.words, split_run) for s in sentences]
+    pieces_of = word_pieces(tokenizer, [r.words for r in recut], unspaced_runs)
     words = pieces = unks = entity_pieces = entity_unks = over = 0
-    for i, sentence in enumerate(sentences):
-        ids = enc["input_ids"][i]
-        word_ids = enc.word_ids(i)
+    for sentence, cut, per_word in zip(sentences, recut, pieces_of):
         words += len(sentence.words)
-        pieces += len(ids)
-        over += len(ids) + 2 > window
-        for piece, word in zip(ids, word_ids):
-            is_unk = piece == unk
-            unks += is_unk
-            if word is not None and sentence.tags[word] != "O":
-                entity_pieces += 1
-                entity_unks += is_unk
+        count = sum(map(len, per_word))
+        pieces += count
+        over += count + 2 > window
+        for ids, tag in zip(per_word, cut.tags_of(sentence.tags)):
+            found = sum(piece == unk for piece in ids)
+            unks += found
+            if tag != "O":
+                entity_pieces += len(ids)
+                entity_unks += found
     return Coverage(pieces / max(words, 1), 100 * unks / max(pieces, 1), 100 * entity_unks / max(entity_pieces, 1),
                     100 * over / max(len(sentences), 1),
                     100 * sum(i for i, _ in edges) / max(sum(n for _, n in edges), 1))
@@ -80,15 +86,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--langs", default=None)
     parser.add_argument("--max-sentences", type=int, default=200)
     parser.add_argument("--window", type=int, default=64)
+    parser.add_argument("--unspaced-runs", nargs="*", default=[],
+                        help="NAME=MODE (words or text): how that tokenizer's model reads runs of Han, kana, Thai "
+                             "(default: its config.json's ner_unspaced_runs, else words).")
     parser.add_argument("--out", default=None, help="Also write the table here (markdown).")
     args = parser.parse_args(argv)
 
     from polyner.models.io import load_tokenizer
 
-    tokenizers = {}
+    from polyner.tagging.pieces import check_unspaced_runs
+
+    tokenizers, modes = {}, {}
     for pair in args.tokenizers:
         name, _, folder = pair.partition("=")
         tokenizers[name] = load_tokenizer(folder or name)
+        config = Path(folder or name) / "config.json"
+        modes[name] = json.loads(config.read_text()).get("ner_unspaced_runs", "words") if config.exists() else "words"
+    for pair in args.unspaced_runs:
+        name, _, mode = pair.partition("=")
+        if name not in tokenizers:
+            parser.error(f"--unspaced-runs {pair}: no tokenizer named {name!r}")
+        modes[name] = check_unspaced_runs(mode)
     langs = args.langs.split(",") if args.langs else None
     files = discover_gold(args.gold, langs, [args.split])
     if args.silver and Path(args.silver).is_dir():
@@ -103,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         sentences = list(read_gold([file], args.max_sentences))
         if not sentences:
             continue
-        figures = {n: coverage(t, sentences, args.window) for n, t in tokenizers.items()}
+        figures = {n: coverage(t, sentences, args.window, modes[n]) for n, t in tokenizers.items()}
         for n in names[1:]:
             ratios[n].append(figures[n].pieces_per_word / figures[names[0]].pieces_per_word)
         row = [f"{file.kind} {file.source}/{file.lang}", str(len(sentences))]
@@ -113,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         row += [f"{figures[n].over_window_percent:.1f}" for n in names]
         row += [f"{figures[n].edges_inside_percent:.2f}" for n in names]
         lines.append("| " + " | ".join(row) + " |")
-    summary = [f"{n}: median pieces/word ratio to {names[0]} {statistics.median(r):.3f}, max {max(r):.3f}"
+    summary = [f"runs without spaces read as: {', '.join(f'{n} {m}' for n, m in modes.items())}"]
+    summary += [f"{n}: median pieces/word ratio to {names[0]} {statistics.median(r):.3f}, max {max(r):.3f}"
                for n, r in ratios.items() if r]
     text = "\n".join(lines + [""] + summary) + "\n"
     print(text)
