@@ -37,12 +37,10 @@ class Coverage:
     edges_inside_percent: float
 
 
-def edges_inside_words(sentence: Sentence, split_run) -> tuple[int, int]:
-    """(entity edges inside a word as the tagger re-cuts the sentence, all entity edges) of one sentence."""
+def edges_inside_words(sentence: Sentence, recut) -> tuple[int, int]:
+    """(entity edges inside a word of ``recut`` (the sentence as the tagger re-cuts it), all entity edges)."""
     from polyner.labels import tags_to_spans
-    from polyner.tagging.words import recut_words
 
-    recut = recut_words(sentence.words, split_run)
     edges = [e for span in tags_to_spans(sentence.tags) for e in (span.start, span.end) if 0 < e < len(sentence.words)]
     inside = sum(not (recut.source[recut.holder[e]] == e and recut.starts[recut.holder[e]]) for e in edges)
     return inside, len(edges)
@@ -56,9 +54,9 @@ def coverage(tokenizer, sentences: list[Sentence], window: int, unspaced_runs: s
     from polyner.tagging.words import recut_words, tokenizer_run_splitter
 
     split_run = tokenizer_run_splitter(tokenizer)
-    edges = [edges_inside_words(s, split_run) for s in sentences]
-    unk = tokenizer.unk_token_id
     recut = [recut_words(s.words, split_run) for s in sentences]
+    edges = [edges_inside_words(s, cut) for s, cut in zip(sentences, recut)]
+    unk = tokenizer.unk_token_id
     pieces_of = word_pieces(tokenizer, [r.words for r in recut], unspaced_runs)
     words = pieces = unks = entity_pieces = entity_unks = over = 0
     for sentence, cut, per_word in zip(sentences, recut, pieces_of):
@@ -94,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from polyner.models.io import load_tokenizer
 
+    from types import SimpleNamespace
+
+    from polyner.models.classifier import config_unspaced_runs
     from polyner.tagging.pieces import check_unspaced_runs
 
     tokenizers, modes = {}, {}
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         name, _, folder = pair.partition("=")
         tokenizers[name] = load_tokenizer(folder or name)
         config = Path(folder or name) / "config.json"
-        modes[name] = json.loads(config.read_text()).get("ner_unspaced_runs", "words") if config.exists() else "words"
+        settings = json.loads(config.read_text()) if config.exists() else {}
+        modes[name] = config_unspaced_runs(SimpleNamespace(**settings), folder or name)
     for pair in args.unspaced_runs:
         name, _, mode = pair.partition("=")
         if name not in tokenizers:

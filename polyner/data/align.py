@@ -120,8 +120,7 @@ def cached_encode(tokenizer, files: Sequence[Path], sentences_of, max_length: in
     ``unspaced_runs`` (how the model reads runs of scripts without spaces).
     """
     stat = [(str(Path(f).resolve()), Path(f).stat().st_size, Path(f).stat().st_mtime_ns) for f in files]
-    version = [ALIGNMENT] if unspaced_runs == "words" else [ALIGNMENT, unspaced_runs]  # words: the keys as before
-    key = hashlib.sha256(json.dumps([stat, tokenizer_fingerprint(tokenizer), max_length, *version]
+    key = hashlib.sha256(json.dumps([stat, tokenizer_fingerprint(tokenizer), max_length, ALIGNMENT, unspaced_runs]
                                     ).encode()).hexdigest()[:24]
     folder = Path(cache) if cache else cache_dir("cache", "tokenized")
     folder.mkdir(parents=True, exist_ok=True)
