@@ -95,6 +95,10 @@ def test_train_teacher_can_switch_how_the_model_reads_runs_without_spaces(teache
     assert polyner.load(text).unspaced_runs == "text"
     again = train_teacher(_config(text, gold_tree, tmp_path / "again", max_steps=2))
     assert json.loads((again / "config.json").read_text())["ner_unspaced_runs"] == "text"  # kept by a further round
+    assert json.loads((again / "training_config.json").read_text())["unspaced_runs"] == "text"  # recorded as resolved
+    # the same run whether the mode was named or taken from the model: asking for it explicitly resumes the run
+    train_teacher(_config(text, gold_tree, tmp_path / "again", max_steps=4, unspaced_runs="text"))
+    assert json.loads((again / "training_state.json").read_text())["step"] == 4
     with pytest.raises(ValueError, match="unspaced_runs must be one of 'words', 'text', not 'chars'"):
         train_teacher(_config(teacher_dir, gold_tree, tmp_path / "bad", unspaced_runs="chars"))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +85,15 @@ def _optimizer(model: torch.nn.Module, config: TeacherTrainingConfig):
     return optimizer, linear_schedule(optimizer, config.max_steps, int(config.warmup_ratio * config.max_steps))
 
 
+def resolve_unspaced_runs(config: TeacherTrainingConfig, source: Path) -> str:
+    """How the teacher will read runs without spaces: as asked, else as the starting model does."""
+    if config.unspaced_runs is not None:
+        return check_unspaced_runs(config.unspaced_runs)
+    from transformers import AutoConfig
+
+    return config_unspaced_runs(AutoConfig.from_pretrained(str(source)), source)
+
+
 RUN_IDENTITY = ("teacher", "gold", "silver", "langs", "exclude_sources", "max_length", "batch_size", "seed",
                 "unspaced_runs")
 
@@ -92,7 +101,12 @@ RUN_IDENTITY = ("teacher", "gold", "silver", "langs", "exclude_sources", "max_le
 def run_identity(config: TeacherTrainingConfig) -> dict:
     """The settings a checkpoint must share to be resumed by ``config`` (max_steps and the rhythm may change);
     local paths absolute, so a run resumed from another directory is still the same run."""
-    return engine_identity({k: getattr(config, k) for k in RUN_IDENTITY}, paths=("teacher", "gold", "silver"))
+    values = {k: getattr(config, k) for k in RUN_IDENTITY}
+    if values["unspaced_runs"] is None:  # the same run whether the mode is named or taken from the model
+        from polyner.loading import locate_model
+
+        values["unspaced_runs"] = resolve_unspaced_runs(config, locate_model(config.teacher))
+    return engine_identity(values, paths=("teacher", "gold", "silver"))
 
 
 def train_teacher(config: TeacherTrainingConfig) -> Path:
@@ -109,20 +123,19 @@ def train_teacher(config: TeacherTrainingConfig) -> Path:
     seed_everything(config.seed)
     parallel = init_distributed()
     out = Path(config.out)
+    source = locate_model(config.teacher)  # a directory, a name (polyner teacher build's) or a hub id; checked now
+    config = replace(config, unspaced_runs=resolve_unspaced_runs(config, source))  # a run is what it does
     checkpoint = CheckpointPlan(out / "checkpoint", run_identity(config))
     read_state(checkpoint)  # another run's checkpoint is refused before anything is written
-    source = locate_model(config.teacher)  # a directory, a name (polyner teacher build's) or a hub id; checked now
     if parallel.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "training_config.json").write_text(json.dumps(asdict(config), indent=2))
-    if config.unspaced_runs is not None:
-        check_unspaced_runs(config.unspaced_runs)
     tokenizer = load_tokenizer(source)
     train_files = training_files(config.gold, config.silver, config.langs, config.exclude_sources)
     if not train_files:
         raise ValueError(f"no gold train files under {config.gold} for languages {config.langs}")
     model = _model(config, source).to(parallel.device)
-    model.config.ner_unspaced_runs = config.unspaced_runs or config_unspaced_runs(model.config, source)
+    model.config.ner_unspaced_runs = config.unspaced_runs
     with parallel.main_first():  # rank 0 tokenizes into the cache, the others load it
         train, groups = encode_training_files(tokenizer, train_files, config.max_length,
                                               unspaced_runs=model.config.ner_unspaced_runs)
