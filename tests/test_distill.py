@@ -606,6 +606,22 @@ def test_config_from_yaml_with_nested_budgets(tmp_path):
     assert DistillConfig.from_file(path, preset="m", seed=None).preset == "m"  # overrides win, None ignored
 
 
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "distill" / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
+def test_every_recipe_loads_and_plans_its_stages(recipe):
+    """The recipes the README and docs/results.md name are valid configs (a misspelt key would stop a run)."""
+    config = DistillConfig.from_file(recipe, teacher="t", out="o")
+    stages = plan_stages(config)
+    assert stages[0].name == ("1-representation" if config.use_representation_stage else "2-logits")
+    assert stages[-1].loss == "gold" and config.student.hidden % config.student.heads == 0
+
+
+def test_the_recipes_are_found():
+    assert {"all-data", "full-rank", "text-runs"} <= {p.stem for p in RECIPES}
+
+
 def test_config_from_json_round_trip_and_unknown_keys(tmp_path):
     config = DistillConfig(teacher="t", out="o", geometry=TINY_GEOMETRY, logits=StageBudget(steps=7, lr=1e-3))
     path = tmp_path / "recipe.json"
