@@ -18,7 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from polyner.data.iob2 import discover_gold, read_gold
-from polyner.data.training_sets import encode_training_files, group_weights, selection_files, training_files
+from polyner.data.training_sets import (encode_training_files, group_weights, selection_files, selection_sentences,
+                                        training_files)
 from polyner.distill.config import DistillConfig
 from polyner.distill.stages import LOSSES, DistillationModel, Stage, plan_stages
 from polyner.distill.student_init import (copy_teacher_classifier, copy_teacher_layers, init_embeddings,
@@ -311,8 +312,8 @@ class Distiller:
             gold, gold_groups = (encode_training_files(student_tokenizer, label_files, config.max_length,
                                                        unspaced_runs=self.unspaced_runs)
                                  if label_files else (None, []))
-        dev = list(read_gold(selection_files(config.gold, config.languages, config.exclude_sources, label_files)
-                             if config.gold else [], config.dev_per_language))
+        dev = selection_sentences(selection_files(config.gold, config.languages, config.exclude_sources, label_files)
+                                  if config.gold else [], config.dev_per_language)
         if not dev:
             raise ValueError("distillation needs gold dev data (--gold) to choose checkpoints; none found for "
                              f"languages {', '.join(config.languages)}")

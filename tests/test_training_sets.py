@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import write_gold_tree
-from polyner.data.training_sets import group_of, group_weights, selection_files, training_files
+from polyner.data.iob2 import GoldFile
+from polyner.data.training_sets import group_of, group_weights, selection_files, selection_sentences, training_files
 from polyner.training.sampling import MixedLanguageSampler
 
 
@@ -58,6 +59,21 @@ def test_selection_never_uses_silver_or_a_dev_that_trains(trees):
     assert ("gold", "estner", "et", "dev") not in _names(dev)
     assert ("gold", "ssj", "en", "dev") in _names(dev)
     assert {f.lang for f in dev} == {"en", "de", "ru"}
+
+
+def test_selection_sentences_spread_over_the_file_not_its_opening(tmp_path):
+    """A file that opens with sentences without entities (a listing, one document) still selects on entities."""
+    rows = [(f"plain sentence {i} .", "O O O O") for i in range(40)]
+    rows += [(f"Oslo number {i} .", "B-LOC O O O") for i in range(60)]
+    path = tmp_path / "norne" / "nn" / "dev.iob2"
+    _write(path, rows)
+    file = GoldFile("norne", "nn", "dev", path)
+    picked = selection_sentences([file], 10)
+    assert len(picked) == 10 and len({" ".join(s.words) for s in picked}) == 10
+    assert sum(s.tags[0] == "B-LOC" for s in picked) == 6  # in proportion: the first ten would hold none
+    assert [s.words[2] for s in picked][:2] == ["5", "15"]  # the middle of each tenth: deterministic
+    assert len(selection_sentences([file], 500)) == 100 and len(selection_sentences([file], None)) == 100
+    assert all(s.lang == "nn" and s.source == "norne" for s in picked)
 
 
 def test_group_weights_pull_silver_less(trees):

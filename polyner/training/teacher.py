@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from polyner.data.iob2 import read_gold
-from polyner.data.training_sets import encode_training_files, group_weights, selection_files, training_files
+from polyner.data.training_sets import (encode_training_files, group_weights, selection_files, selection_sentences,
+                                        training_files)
 from polyner.models.classifier import config_unspaced_runs
 from polyner.tagging.pieces import check_unspaced_runs
 from polyner.evaluate import evaluate_by_language, macro
@@ -140,7 +140,7 @@ def train_teacher(config: TeacherTrainingConfig) -> Path:
         train, groups = encode_training_files(tokenizer, train_files, config.max_length,
                                               unspaced_runs=model.config.ner_unspaced_runs)
     dev_files = selection_files(config.gold, config.langs, config.exclude_sources, train_files)
-    dev = list(read_gold(dev_files, config.dev_per_lang))
+    dev = selection_sentences(dev_files, config.dev_per_lang)
     for file in train_files:
         if file.split != "train":
             logger.info("training on %s %s/%s dev (it has no train split)", file.kind, file.source,
