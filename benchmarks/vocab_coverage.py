@@ -16,7 +16,6 @@ in docs before 2026-12-06 13:00 tokenized every given word on its own).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,20 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="Also write the table here (markdown).")
     args = parser.parse_args(argv)
 
-    from polyner.models.io import load_tokenizer
-
-    from types import SimpleNamespace
-
     from polyner.models.classifier import config_unspaced_runs
+    from polyner.models.io import load_tokenizer
+    from polyner.models.plain import read_config
     from polyner.tagging.pieces import check_unspaced_runs
 
     tokenizers, modes = {}, {}
     for pair in args.tokenizers:
         name, _, folder = pair.partition("=")
         tokenizers[name] = load_tokenizer(folder or name)
-        config = Path(folder or name) / "config.json"
-        settings = json.loads(config.read_text()) if config.exists() else {}
-        modes[name] = config_unspaced_runs(SimpleNamespace(**settings), folder or name)
+        model_dir = Path(folder or name)
+        config = read_config(model_dir) if (model_dir / "config.json").exists() else None  # None: a bare tokenizer
+        modes[name] = config_unspaced_runs(config, model_dir)
     for pair in args.unspaced_runs:
         name, _, mode = pair.partition("=")
         if name not in tokenizers:
