@@ -121,18 +121,43 @@ class DistillConfig:
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> "DistillConfig":
-        """Load from YAML (.yaml/.yml) or JSON; keyword overrides win over the file."""
-        path = Path(path)
-        text = path.read_text(encoding="utf-8")
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
+        """Load from YAML (.yaml/.yml) or JSON; keyword overrides win over the file.
 
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"{path}: unknown distillation settings {sorted(unknown)}")
+        A recipe may start from another one with ``base: other.yaml`` (a path relative to the recipe): its own
+        settings win, and a nested setting (``geometry``, a stage budget) is merged key by key with the base's.
+        """
+        data = _read_recipe(Path(path), known={f.name for f in fields(cls)}, chain=())
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**data)
+
+
+RECIPE_BASE_KEY = "base"
+
+
+def _read_recipe(path: Path, known: set[str], chain: tuple[Path, ...]) -> dict:
+    """One recipe file's settings merged over those of its ``base`` chain."""
+    resolved = path.resolve()
+    if resolved in chain:
+        raise ValueError(f"{path}: recipe bases form a cycle ({' -> '.join(p.name for p in (*chain, resolved))})")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a recipe is a mapping of settings, not {type(data).__name__}")
+    base = data.pop(RECIPE_BASE_KEY, None)
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"{path}: unknown distillation settings {sorted(unknown)}")
+    if base is None:
+        return data
+    merged = _read_recipe(path.parent / str(base), known, (*chain, resolved))
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged

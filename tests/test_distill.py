@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -616,6 +617,43 @@ def test_every_recipe_loads_and_plans_its_stages(recipe):
     stages = plan_stages(config)
     assert stages[0].name == ("1-representation" if config.use_representation_stage else "2-logits")
     assert stages[-1].loss == "gold" and config.student.hidden % config.student.heads == 0
+
+
+def test_a_recipe_starts_from_its_base(tmp_path):
+    """``base:`` reads another recipe first; the recipe's own settings win, nested ones key by key."""
+    (tmp_path / "parent.yaml").write_text("preset: xs\nseed: 5\nlogits: {steps: 20, lr: 0.001}\n"
+                                          "geometry: {layers: 2, hidden: 64, heads: 2, ffn: 128, rank: 32}\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\nseed: 7\nlogits: {steps: 9}\ngeometry: {rank: 16}\n")
+    child = DistillConfig.from_file(tmp_path / "child.yaml", teacher="t", out="o")
+    assert (child.preset, child.seed) == ("xs", 7)
+    assert (child.logits.steps, child.logits.lr) == (9, 0.001)
+    assert child.student == StudentGeometry(layers=2, hidden=64, heads=2, ffn=128, rank=16)
+    assert DistillConfig.from_file(tmp_path / "child.yaml", teacher="t", out="o", seed=1).seed == 1
+
+
+def test_recipe_base_errors_name_the_file(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ValueError, match="cycle"):
+        DistillConfig.from_file(tmp_path / "a.yaml", teacher="t", out="o")
+    (tmp_path / "b.yaml").write_text("sed: 3\n")
+    with pytest.raises(ValueError, match=r"b\.yaml: unknown distillation settings \['sed'\]"):
+        DistillConfig.from_file(tmp_path / "a.yaml", teacher="t", out="o")
+    (tmp_path / "a.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        DistillConfig.from_file(tmp_path / "a.yaml", teacher="t", out="o")
+    (tmp_path / "a.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(ValueError, match="mapping"):
+        DistillConfig.from_file(tmp_path / "a.yaml", teacher="t", out="o")
+
+
+def test_text_runs_is_full_rank_at_rank_192():
+    """student-v7's recipe changes one thing of student-v6's: the embedding rank."""
+    folder = RECIPES[0].parent
+    text_runs = DistillConfig.from_file(folder / "text-runs.yaml", teacher="t", out="o")
+    full_rank = DistillConfig.from_file(folder / "full-rank.yaml", teacher="t", out="o")
+    assert text_runs.student.rank == 192 and full_rank.student.rank == 384
+    assert replace(text_runs, geometry={**text_runs.geometry, "rank": 384}) == full_rank
 
 
 def test_the_recipes_are_found():
