@@ -8,7 +8,8 @@ error names the path, its backend chosen) and builds its :class:`~polyner.taggin
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import warnings
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from polyner.loading import locate_model, model_name
@@ -44,6 +45,10 @@ class ModelSpec:
         from polyner.models.backend import choose_backend
 
         check_threads(threads)
+        unknown = sorted(set(tagger_options) - {f.name for f in fields(TaggerConfig)})
+        if unknown:
+            raise TypeError(f"unknown tagger option(s) {unknown}: expected threads or "
+                            f"{', '.join(f.name for f in fields(TaggerConfig))}")
         settings = TaggerConfig(**tagger_options)
         path = locate_model(model)
         chosen = choose_backend(path, backend)
@@ -75,7 +80,7 @@ class ModelSpec:
 
 
 def load(path_or_name: str | Path | None = None, task: str = "ner", backend: str | None = None,
-         onnx_threads: int | None = None, **options):
+         threads: int | None = None, onnx_threads: int | None = None, **options):
     """Load a polyner model. ``task="ner"`` returns a :class:`~polyner.tagging.tagger.Tagger`.
 
     ``path_or_name`` is a model directory, a name under ``$POLYNER_HOME/models``, or a Hugging Face
@@ -84,21 +89,33 @@ def load(path_or_name: str | Path | None = None, task: str = "ner", backend: str
     ``backend`` is "torch", "onnx", "onnx-int8" or None (ONNX Runtime when the directory holds model.onnx
     and no model.safetensors). "onnx" / "onnx-int8" on a directory of torch weights export it to ONNX fp32 /
     dynamic int8 once, into ``$POLYNER_HOME/onnx``, and run that: the fastest way to tag on a CPU. "torch" on an
-    ONNX-only directory (the default) reads its torch weights back once (the ``train`` extra). ``onnx_threads``
-    sets the intra-op threads of ONNX Runtime (None: all cores), or torch's for a torch model.
+    ONNX-only directory (the default) reads its torch weights back once (the ``train`` extra). ``threads``
+    sets the intra-op threads of ONNX Runtime or torch (None: the runtime's default, all cores); ``onnx_threads``
+    is its former name (deprecated).
     Extra keyword options go to :class:`~polyner.tagging.tagger.TaggerConfig`; ``max_length`` (pieces per
     window) defaults to the model's own (``ner_max_length`` in its config.json), else 128.
     ``task="classify"`` / ``task="qa"`` load a model fine-tuned by ``polyner finetune glue`` / ``squad`` and
     return a :class:`~polyner.tasks.inference.SequenceClassifier` / :class:`~polyner.tasks.inference.QuestionAnswerer`;
-    they run on torch only, so another backend is an error.
+    they run on torch only, so another backend is an error (``threads`` sets torch's).
     """
+    if onnx_threads is not None:
+        if threads is not None and threads != onnx_threads:
+            raise ValueError(f"threads={threads!r} and onnx_threads={onnx_threads!r} disagree: give threads only")
+        warnings.warn("polyner.load(onnx_threads=...) is deprecated: use threads=...", DeprecationWarning,
+                      stacklevel=2)
+        threads = onnx_threads
     if task == "ner":
-        return ModelSpec.resolve(path_or_name, backend, onnx_threads, **options).build()
+        return ModelSpec.resolve(path_or_name, backend, threads, **options).build()
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}: expected 'ner', 'classify' or 'qa'")
-    if backend not in (None, "torch") or onnx_threads is not None:
-        given = f"backend={backend!r}" if backend not in (None, "torch") else f"onnx_threads={onnx_threads!r}"
-        raise ValueError(f"task {task!r} runs on torch only: {given} is not supported")
+    if backend not in (None, "torch"):
+        raise ValueError(f"task {task!r} runs on torch only: backend={backend!r} is not supported")
+    check_threads(threads)
     from polyner.tasks.inference import load_task_pipeline
 
-    return load_task_pipeline(locate_model(path_or_name), task, **options)
+    pipeline = load_task_pipeline(locate_model(path_or_name), task, **options)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    return pipeline

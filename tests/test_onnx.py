@@ -71,7 +71,7 @@ class TestExport:
     @pytest.mark.parametrize("batch,length", [(1, 4), (3, 9), (3, 40), (1, 200)])
     def test_logits_match_torch_at_any_shape(self, student_dir, onnx_dir, batch, length):
         torch_model = polyner.load(student_dir, backend="torch").model
-        onnx_model = polyner.load(onnx_dir, onnx_threads=1).model
+        onnx_model = polyner.load(onnx_dir, threads=1).model
         ids, mask = random_batch(torch_model.config.vocab_size, batch, length, torch.Generator().manual_seed(length), 1)
         with torch.no_grad():
             expected = torch_model(input_ids=ids, attention_mask=mask).logits
@@ -166,7 +166,7 @@ class TestBackend:
             polyner.load(folder)
 
     def test_threads_option(self, onnx_dir):
-        model = polyner.load(onnx_dir, onnx_threads=1).model
+        model = polyner.load(onnx_dir, threads=1).model
         assert model.session.get_session_options().intra_op_num_threads == 1
 
     def test_errors(self, student_dir, onnx_dir, tmp_path):

@@ -103,8 +103,19 @@ def test_qa_and_classify_do_not_drop_an_onnx_backend(tiny_model_dir):
     for task in ("qa", "classify"):
         with pytest.raises(ValueError, match=f"task '{task}' runs on torch only: backend='onnx'"):
             polyner.load(tiny_model_dir, task=task, backend="onnx")
-        with pytest.raises(ValueError, match="onnx_threads=2"):
-            polyner.load(tiny_model_dir, task=task, onnx_threads=2)
+        with pytest.raises(ValueError, match="threads must be an int"):
+            polyner.load(tiny_model_dir, task=task, threads=0)
+
+
+def test_load_takes_threads_and_names_unknown_options(tiny_model_dir):
+    """``threads=`` is the keyword users try first (it used to collide with the spec's own and raise a bare TypeError)."""
+    assert polyner.load(tiny_model_dir, threads=1)(["Angela Merkel visited Paris."])
+    with pytest.raises(TypeError, match=r"unknown tagger option\(s\) \['max_lenght'\]: expected threads or max_length"):
+        polyner.load(tiny_model_dir, max_lenght=64)
+    with pytest.warns(DeprecationWarning, match="use threads"):
+        polyner.load(tiny_model_dir, onnx_threads=1)
+    with pytest.raises(ValueError, match="disagree"):
+        polyner.load(tiny_model_dir, threads=1, onnx_threads=2)
 
 
 class TestTokenClassifier:
