@@ -50,6 +50,9 @@ class DistillConfig:
     unlabeled_per_language: int = 1500
     gold_text_per_language: int = 500
     silver_text_per_language: int = 0
+    # per-language factor on the three text counts above (e.g. {ar: 2, he: 2}: twice the transfer text where the
+    # student keeps least of the teacher); languages left out: 1
+    language_text_scale: dict[str, float] = field(default_factory=dict)
     silver_weight: float = 0.5  # stage-4 sampling pull of a silver file against a gold file of the same size
     # trimmed vocabulary: pieces counted per language over all the text at hand (transfer set, every unlabeled
     # line, gold train/dev, silver train), ranked by per-language frequency with language weights total ** alpha
@@ -96,6 +99,10 @@ class DistillConfig:
         if self.gold_unfreeze is not None and (isinstance(self.gold_unfreeze, bool)
                                                or not isinstance(self.gold_unfreeze, int) or self.gold_unfreeze < 0):
             raise ValueError(f"gold_unfreeze must be a whole number >= 0 or None, not {self.gold_unfreeze!r}")
+        for lang, factor in self.language_text_scale.items():
+            if not isinstance(lang, str) or isinstance(factor, bool) or not isinstance(factor, (int, float)) \
+                    or not factor > 0:
+                raise ValueError(f"language_text_scale maps a language code to a factor > 0, not {lang!r}: {factor!r}")
         if self.representation_targets not in REPRESENTATION_TARGETS:
             raise ValueError(f"unknown representation_targets {self.representation_targets!r}: "
                              f"choose one of {', '.join(REPRESENTATION_TARGETS)}")

@@ -107,7 +107,7 @@ class Distiller:
         recipe = json.dumps({k: v for k, v in self.config.to_dict().items() if k in (
             "languages", "unlabeled", "gold", "exclude_sources", "unlabeled_per_language",
             "gold_text_per_language", "augmented_per_language", "use_augmented", "seed", "silver",
-            "silver_text_per_language")}, sort_keys=True)
+            "silver_text_per_language")} | self._text_scale_setting(), sort_keys=True)
         recipe_path = self.work / "transfer.recipe.json"
         if path.exists() and recipe_path.exists() and recipe_path.read_text() == recipe:
             return [TransferSentence(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines()]
@@ -117,12 +117,18 @@ class Distiller:
             self.config.gold_text_per_language,
             self.config.augmented_per_language if self.config.use_augmented else 0, tagger.tag_words,
             self.config.exclude_sources, self.config.seed, tokenizer_run_splitter(self.teacher_tokenizer),
-            self.config.silver, self.config.silver_text_per_language)
+            self.config.silver, self.config.silver_text_per_language, self.config.language_text_scale)
         with path.open("w", encoding="utf-8") as handle:
             for sentence in sentences:
                 handle.write(json.dumps(asdict(sentence), ensure_ascii=False) + "\n")
         recipe_path.write_text(recipe)
         return sentences
+
+    def _text_scale_setting(self) -> dict:
+        """``language_text_scale`` for the transfer recipe, only when set (so that the transfer sets of runs made
+        before it existed are still theirs and are not built again)."""
+        scale = self.config.language_text_scale
+        return {"language_text_scale": dict(sorted(scale.items()))} if scale else {}
 
     def gold_files(self, split: str):
         if not self.config.gold:
@@ -258,7 +264,8 @@ class Distiller:
         config = self.config
         data = ("unlabeled", "gold", "silver", "exclude_sources", "include_gold_languages", "unlabeled_per_language",
                 "gold_text_per_language", "silver_text_per_language", "augmented_per_language", "max_vocab",
-                "min_piece_count", "keep_all_single_chars", "vocab_balance_alpha", "drop_particle_pieces")  # what the transfer set and vocabulary are made of
+                "min_piece_count", "keep_all_single_chars", "vocab_balance_alpha", "drop_particle_pieces",
+                "language_text_scale")  # what the transfer set and vocabulary are made of
         return run_identity({"teacher": config.teacher, "languages": list(config.languages), "preset": config.preset,
                              "geometry": config.geometry, "batch_size": config.batch_size,
                              "max_length": config.max_length, "seed": config.seed,

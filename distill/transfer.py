@@ -13,7 +13,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from polyner.data.iob2 import Sentence, read_gold
 from polyner.data.training_sets import training_files
@@ -99,8 +99,11 @@ def build_transfer_set(languages: Sequence[str], unlabeled: Sequence[str | Path]
                        augmented_per_language: int, tag_words: Callable[[list[list[str]]], list[list[str]]] | None,
                        exclude_sources: Sequence[str] = (), seed: int = 13,
                        split_run: Callable | None = None, silver: str | Path | None = None,
-                       silver_text_per_language: int = 0) -> list[TransferSentence]:
+                       silver_text_per_language: int = 0,
+                       text_scale: Mapping[str, float] | None = None) -> list[TransferSentence]:
     """Collect the transfer sentences of ``languages``; raise naming every language left without text.
+
+    ``text_scale`` multiplies a language's unlabeled, gold and silver counts (languages left out: 1).
 
     ``tag_words`` (the teacher's word tagger) labels unlabeled sentences of languages without
     gold training data, so that they too get augmented text; None skips that. Silver training
@@ -124,15 +127,16 @@ def build_transfer_set(languages: Sequence[str], unlabeled: Sequence[str | Path]
     transfer: list[TransferSentence] = []
     augment_sources: list[Sentence] = []
     for lang in languages:
-        raw = read_lines(files.get(lang, []), unlabeled_per_language, rng)
+        scale = (text_scale or {}).get(lang, 1.0)
+        raw = read_lines(files.get(lang, []), round(unlabeled_per_language * scale), rng)
         raw_words = [w for w in (to_words(t, split_run) for t in raw) if w]
         transfer += [TransferSentence(words, lang, "unlabeled") for words in raw_words]
         golds = list(gold_train.get(lang, []))
         rng.shuffle(golds)
         transfer += [TransferSentence(recut_words(s.words, split_run).words, lang, "gold")
-                     for s in balanced_sample(golds, gold_text_per_language)]
+                     for s in balanced_sample(golds, round(gold_text_per_language * scale))]
         transfer += [TransferSentence(recut_words(s.words, split_run).words, lang, "silver")
-                     for s in balanced_sample(silver_train.get(lang, []), silver_text_per_language, rng)]
+                     for s in balanced_sample(silver_train.get(lang, []), round(silver_text_per_language * scale), rng)]
         if augmented_per_language <= 0:
             continue
         with_entities = [s for s in golds if any(t != "O" for t in s.tags)]

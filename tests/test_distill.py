@@ -458,6 +458,21 @@ def test_missing_languages_are_all_named(unlabeled_dir, gold_tree):
     assert {s.lang for s in transfer} == {"en", "ru"}
 
 
+def test_language_text_scale_multiplies_one_languages_text(unlabeled_dir, gold_tree):
+    def counts(scale):
+        transfer = build_transfer_set(["en", "de"], [unlabeled_dir], gold_tree, 1, 1, 0, None, text_scale=scale)
+        return {lang: sum(s.lang == lang for s in transfer) for lang in ("en", "de")}
+
+    plain = counts(None)
+    assert plain == counts({}) == counts({"fr": 3.0})
+    doubled = counts({"en": 2})
+    assert doubled == {"en": 2 * plain["en"], "de": plain["de"]}  # one more unlabeled line and one more gold sentence
+    with pytest.raises(ValueError, match="language_text_scale"):
+        DistillConfig(teacher="t", out="o", language_text_scale={"en": 0})
+    with pytest.raises(ValueError, match="language_text_scale"):
+        DistillConfig(teacher="t", out="o", language_text_scale={"en": "2"})
+
+
 def test_unlabeled_files_accepts_files_folders_and_pairs(tmp_path, unlabeled_dir):
     other = tmp_path / "other"
     other.mkdir()
@@ -868,6 +883,7 @@ def test_interrupted_run_resumes_where_it_stopped(distilled, workspace, monkeypa
     ({"seed": 14}, "seed: 13 in the checkpoint, 14 now"),
     ({"max_vocab": 500}, "max_vocab: None in the checkpoint, 500 now"),  # the vocabulary would be another
     ({"gold_text_per_language": 7}, "gold_text_per_language: 500 in the checkpoint, 7 now"),  # another transfer set
+    ({"language_text_scale": {"de": 2}}, "language_text_scale"),  # unset in runs made before it: their identity holds
 ])
 def test_a_run_of_another_config_is_refused_before_anything_is_written(distilled, workspace, change, difference):
     from polyner.training.engine import ForeignCheckpointError
