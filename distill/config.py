@@ -23,7 +23,7 @@ PRESETS: dict[str, StudentGeometry] = {
 REPRESENTATION_TARGETS = ("top", "aligned")
 
 
-@dataclass
+@dataclass(frozen=True)
 class StageBudget:
     """Steps and early stopping of one training stage (a sub-stage per unfrozen layer)."""
 
@@ -33,7 +33,7 @@ class StageBudget:
     lr: float = 5e-4
 
 
-@dataclass
+@dataclass(frozen=True)
 class DistillConfig:
     """Everything one distillation run needs; the defaults are the recipe of the shipped student."""
 
@@ -86,7 +86,7 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.geometry, StudentGeometry):
-            self.geometry = {name: getattr(self.geometry, name) for name in ENCODER_FIELDS}
+            object.__setattr__(self, "geometry", {name: getattr(self.geometry, name) for name in ENCODER_FIELDS})
         if self.geometry is not None:
             unknown, missing = set(self.geometry) - set(ENCODER_FIELDS), set(ENCODER_FIELDS) - set(self.geometry)
             if unknown or missing:
@@ -115,7 +115,7 @@ class DistillConfig:
                     raise ValueError(f"unknown settings {sorted(unknown)} in {name}: "
                                      f"expected some of {[f.name for f in fields(StageBudget)]}")
                 # what the dict leaves out keeps this stage's recipe value (e.g. its learning rate)
-                setattr(self, name, replace(defaults[name].default_factory(), **value))
+                object.__setattr__(self, name, replace(defaults[name].default_factory(), **value))
 
     @property
     def student(self) -> StudentGeometry:

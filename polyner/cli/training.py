@@ -93,6 +93,8 @@ def distill(
         verbose: bool = verbose_option(True)) -> None:
     """Distil a compact student from the fine-tuned teacher for any set of languages."""
     needs("distill", "train")
+    from dataclasses import replace
+
     from polyner.distill.config import DistillConfig, StageBudget
     from polyner.distill.trainer import distill as run_distill, with_gold_languages
     from polyner.languages import parse_languages
@@ -121,8 +123,7 @@ def distill(
                         ("gold_labels", gold_steps)):
         if steps is not None:
             budget: StageBudget = getattr(settings, name)
-            budget.steps = steps
-            budget.eval_every = min(budget.eval_every, steps)
+            settings = replace(settings, **{name: replace(budget, steps=steps, eval_every=min(budget.eval_every, steps))})
     folder = run_distill(settings)  # MissingLanguageError is a ValueError: a user error
     typer.echo(f"student saved to {folder}")
     if evaluate_test and settings.gold and os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 only
