@@ -151,6 +151,21 @@ def test_an_entity_covers_a_long_word_whole_in_bounded_windows(tokenizer, word):
     assert max(widths) <= 16 and len(widths) <= 3
 
 
+@pytest.mark.parametrize("text, words", [
+    ("القاهرة\u200f اليوم", ["القاهرة", "اليوم"]),  # a right-to-left mark ends no word
+    ("\u202eAngela Merkel\u202c in Berlin", ["Angela", "Merkel", "in", "Berlin"]),  # bidi embedding and pop
+    ("می\u200cخواهم تهران", ["می\u200cخواهم", "تهران"]),  # a Persian zero-width non-joiner stays inside its word
+    ("Angela\u00adMerkel", ["Angela\u00adMerkel"]),  # so does a soft hyphen
+])
+def test_invisible_format_characters_end_no_word(text, words):
+    assert [text[s:e] for s, e in segment_words(text)] == words
+
+
+def test_an_entity_never_ends_with_a_right_to_left_mark(rule_tagger):
+    text = "Merkel\u200f met Macron\u200e."
+    assert [e["text"] for e in rule_tagger(text)] == ["Merkel", "Macron"]
+
+
 def test_max_text_chars_limit(tokenizer):
     tagger = Tagger(CapitalRuleModel(tokenizer), tokenizer, TaggerConfig(max_text_chars=10))
     with pytest.raises(ValueError, match="max_text_chars=10"):

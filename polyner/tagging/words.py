@@ -83,11 +83,20 @@ def segment_words(text: str, split_run: SplitRun | None = None) -> list[Span]:
             else:
                 break
         if kind == "word":
-            spans.append((i, j))
+            spans.append((i, _trim_format_chars(text, i, j)))
         else:
             spans.extend((i + a, i + b) for a, b in _cut_run(text[i:j], kind, split_run))
         i = j
     return spans
+
+
+def _trim_format_chars(text: str, start: int, end: int) -> int:
+    """The end of the word ``text[start:end]`` without the invisible format characters it ends with (a right-to-left
+    mark after an Arabic or Hebrew word, a bidi pop, a zero-width joiner with nothing to join): they belong to no
+    entity. Inside a word (a Persian zero-width non-joiner, a soft hyphen) they stay."""
+    while end - 1 > start and unicodedata.category(text[end - 1]) == "Cf":
+        end -= 1
+    return end
 
 
 @lru_cache(maxsize=1 << 16)
