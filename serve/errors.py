@@ -29,7 +29,7 @@ def error_content(code: str, message: str, limit: str | None = None) -> dict[str
 
 def error_bytes(code: str, message: str, limit: str | None = None) -> bytes:
     """The JSON body of an error, encoded (ASCII-escaped, so any message encodes)."""
-    return json.dumps(error_content(code, message, limit), ensure_ascii=True).encode("ascii")
+    return json.dumps(error_content(code, message, limit), ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 def error_response(error: APIError) -> JSONResponse:
