@@ -82,7 +82,7 @@ class DistillConfig:
     dev_per_language: int = 100
     seed: int = 13
     threads: int = 2
-    reuse_teacher_cache: str | None = None  # teacher_cache folder of an earlier run (same teacher, superset of text)
+    reuse_teacher_cache: str | None = None  # teacher_cache folder of an earlier run (same teacher): its sentences' outputs are copied
 
     def __post_init__(self) -> None:
         if isinstance(self.geometry, StudentGeometry):

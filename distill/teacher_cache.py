@@ -71,29 +71,32 @@ def _teacher_stamp(teacher_dir: str) -> str:
 
 
 def copy_shared_sentences(source: TeacherCache, flat: np.ndarray, offsets: np.ndarray, logits_map: np.ndarray,
-                          hidden_map: np.ndarray | None) -> bool:
-    """Fill a new cache from an earlier one holding every one of its sentences (same student ids); False if
-    some sentence is missing or the shapes differ, leaving the teacher to compute everything."""
+                          hidden_map: np.ndarray | None) -> np.ndarray:
+    """Fill a new cache with the outputs of the sentences an earlier one holds (same student ids); return the
+    indices of the sentences it lacks, for the teacher to compute (all of them when the shapes differ)."""
+    everything = np.arange(len(offsets) - 1, dtype=np.int64)
     if (hidden_map is not None and (source.hidden is None or source.hidden.shape[1:] != hidden_map.shape[1:])) \
             or source.logits.shape[1] != logits_map.shape[1]:
-        return False
+        return everything
     rows: dict[bytes, int] = {}
     for j in range(len(source)):
         a, z = source.span(j)
         rows.setdefault(source.ids[a:z].tobytes(), j)
-    picks = []
+    picks: list[tuple[int, int]] = []
+    missing: list[int] = []
     for i in range(len(offsets) - 1):
         j = rows.get(flat[offsets[i]:offsets[i + 1]].astype(source.ids.dtype).tobytes())
         if j is None:
-            return False
-        picks.append(j)
-    for i, j in enumerate(tqdm(picks, desc="teacher outputs (reused)")):
+            missing.append(i)
+        else:
+            picks.append((i, j))
+    for i, j in tqdm(picks, desc="teacher outputs (reused)"):
         a, z = int(offsets[i]), int(offsets[i + 1])
         sa, sz = source.span(j)
         logits_map[a:z] = source.logits[sa:sz]
         if hidden_map is not None:
             hidden_map[a:z] = source.hidden[sa:sz]
-    return True
+    return np.asarray(missing, dtype=np.int64)
 
 
 def build_teacher_cache(folder: str | Path, teacher: torch.nn.Module, teacher_dir: str,
@@ -106,8 +109,9 @@ def build_teacher_cache(folder: str | Path, teacher: torch.nn.Module, teacher_di
     ``state_indices``: which of the teacher's ``hidden_states`` (0 = embeddings) to keep, bottom to top;
     None keeps the top ``n_states``.
 
-    ``reuse_from``: the cache of an earlier run with the same teacher and vocabulary whose sentences include
-    all of these (an ablation on a subset, say); its outputs are copied instead of running the teacher."""
+    ``reuse_from``: the cache of an earlier run with the same teacher and vocabulary (an ablation on a subset, a
+    transfer set with more text for some languages): the outputs of the sentences it holds are copied, and the
+    teacher runs on the others only."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lengths = np.array([len(x) for x in student_ids], dtype=np.int64)
@@ -142,7 +146,7 @@ def build_teacher_cache(folder: str | Path, teacher: torch.nn.Module, teacher_di
     logits_map = np.memmap(folder / "logits.f16", dtype=np.float16, mode=mode, shape=(tokens, labels))
     hidden_map = (np.memmap(folder / "hidden.f16", dtype=np.float16, mode=mode, shape=(tokens, n_states, width))
                   if store_hidden else None)
-    if fresh and reuse_from is not None:
+    if reuse_from is not None and not meta["complete"] and "todo" not in meta:
         source = open_teacher_cache(reuse_from)
         source_meta = json.loads((Path(reuse_from) / "meta.json").read_text())
         stamp = source_meta.get("teacher")
@@ -150,18 +154,19 @@ def build_teacher_cache(folder: str | Path, teacher: torch.nn.Module, teacher_di
             raise ValueError(f"teacher cache {reuse_from} was built with another teacher ({stamp}); "
                              f"this run distils from {meta['teacher']}")
         same_states = hidden_map is None or source_meta.get("state_indices", state_indices) == state_indices
-        if same_states and copy_shared_sentences(source, flat, offsets, logits_map, hidden_map):
-            logger.info("teacher outputs copied from %s", reuse_from)
-            logits_map.flush()
-            if hidden_map is not None:
-                hidden_map.flush()
-            meta["complete"] = True
-            meta_path.write_text(json.dumps(meta))
-        else:
-            logger.warning("%s lacks some sentences of this transfer set or holds other hidden states: "
-                           "running the teacher", reuse_from)
+        todo = (copy_shared_sentences(source, flat, offsets, logits_map, hidden_map) if same_states
+                else np.arange(len(student_ids), dtype=np.int64))
+        logits_map.flush()
+        if hidden_map is not None:
+            hidden_map.flush()
+        np.save(folder / "todo.npy", todo)  # written after the copy: a run stopped before it copies again
+        meta.update(todo="todo.npy", batches_done=0, complete=len(todo) == 0)
+        meta_path.write_text(json.dumps(meta))
+        logger.info("teacher outputs of %d of %d sentences copied from %s; the teacher runs on %d",
+                    len(student_ids) - len(todo), len(student_ids), reuse_from, len(todo))
     if not meta["complete"]:
-        order = np.argsort(lengths, kind="stable")
+        todo = np.load(folder / meta["todo"]) if meta.get("todo") else np.arange(len(student_ids), dtype=np.int64)
+        order = todo[np.argsort(lengths[todo], kind="stable")]
         batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
         teacher.eval()
         progress = tqdm(range(meta["batches_done"], len(batches)), desc="teacher outputs", initial=meta["batches_done"],

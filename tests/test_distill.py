@@ -383,9 +383,24 @@ def test_teacher_cache_reuses_an_earlier_cache_for_a_subset(tmp_path, cache_inpu
         np.testing.assert_array_equal(reused.hidden[a:z], full.hidden[fa:fz])
     extra = SimpleNamespace(**{**vars(inp), "ids": inp.ids[:3] + [np.array([7, 8, 9, 10, 11, 12, 13], np.int32)],
                                "langs": inp.langs[:4]})
-    computed = _build(tmp_path / "extra", extra, reuse_from=tmp_path / "full")  # a new sentence: the teacher runs
+    rows_run = []
+
+    class CountingTeacher(torch.nn.Module):  # the teacher runs on the new sentence only
+        config = inp.teacher.config
+
+        def forward(self, **kwargs):
+            rows_run.append(len(kwargs["input_ids"]))
+            return inp.teacher(**kwargs)
+
+    extra.teacher = CountingTeacher()
+    computed = _build(tmp_path / "extra", extra, reuse_from=tmp_path / "full")
+    assert rows_run == [1]
     a, z = computed.span(3)
     assert z - a == 7 and np.abs(np.asarray(computed.logits[a:z], np.float32)).sum() > 0
+    for i in range(3):  # the shared sentences are copied
+        (a, z), (fa, fz) = computed.span(i), full.span(i)
+        np.testing.assert_array_equal(computed.hidden[a:z], full.hidden[fa:fz])
+    assert _build(tmp_path / "extra", extra, reuse_from=tmp_path / "full") and rows_run == [1]  # complete: no rerun
 
 
 def test_teacher_cache_resumes_after_interruption(tmp_path, cache_inputs, monkeypatch):
@@ -417,6 +432,31 @@ def test_teacher_cache_resumes_after_interruption(tmp_path, cache_inputs, monkey
     calls.clear()
     _build(tmp_path / "resumed", inp)  # complete: nothing to recompute
     assert calls == []
+
+
+def test_teacher_cache_partly_reused_resumes_on_the_sentences_left(tmp_path, cache_inputs, monkeypatch):
+    inp = cache_inputs
+    half = SimpleNamespace(**{**vars(inp), "ids": inp.ids[:10], "langs": inp.langs[:10]})
+    _build(tmp_path / "half", half)
+    whole = _build(tmp_path / "whole", inp)
+    original = inp.teacher.forward
+    calls = []
+
+    def failing(*args, **kwargs):
+        if len(calls) == 1:
+            raise KeyboardInterrupt("simulated interruption")
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(inp.teacher, "forward", failing)
+    with pytest.raises(KeyboardInterrupt):  # 10 sentences copied, 11 for the teacher: 3 batches, stopped after 1
+        _build(tmp_path / "grown", inp, reuse_from=tmp_path / "half")
+    calls.clear()
+    monkeypatch.setattr(inp.teacher, "forward", lambda *a, **k: (calls.append(1), original(*a, **k))[1])
+    grown = _build(tmp_path / "grown", inp, reuse_from=tmp_path / "half")
+    assert len(calls) == 2
+    np.testing.assert_allclose(np.asarray(grown.logits, np.float32), np.asarray(whole.logits, np.float32), atol=3e-3)
+    np.testing.assert_allclose(np.asarray(grown.hidden, np.float32), np.asarray(whole.hidden, np.float32), atol=3e-3)
 
 
 def test_teacher_cache_without_hidden_states(tmp_path, cache_inputs):

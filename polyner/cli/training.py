@@ -86,7 +86,8 @@ def distill(
         gold_languages: Optional[bool] = typer.Option(None, "--gold-languages/--only-languages",
                                                       help="Also every language with gold training data."),
         reuse_cache: Optional[Path] = typer.Option(None, help="work/teacher_cache of an earlier run with the same "
-                                                    "teacher and vocabulary: copy its outputs, skip the teacher."),
+                                                    "teacher and vocabulary: copy the outputs of the sentences it "
+                                                    "holds; the teacher runs on the others only."),
         seed: Optional[int] = typer.Option(None), threads: Optional[int] = typer.Option(None),
         evaluate_test: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Closing table on gold test "
                                            "(also written to OUT/results.md)."),
