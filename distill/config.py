@@ -82,6 +82,7 @@ class DistillConfig:
     dev_per_language: int = 100
     seed: int = 13
     threads: int = 2
+    bf16: bool = False  # bfloat16 autocast for the student's forward pass (fast on AMX / AVX-512 BF16 CPUs)
     reuse_teacher_cache: str | None = None  # teacher_cache folder of an earlier run (same teacher): its sentences' outputs are copied
 
     def __post_init__(self) -> None:

@@ -407,7 +407,8 @@ class Distiller:
                 save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(best_path))
 
         settings = LoopSettings(max_steps=budget.steps, eval_every=budget.eval_every, patience=budget.patience,
-                                description=f"stage {stage.name}", log_prefix=stage.name, logger=__name__)
+                                bf16=self.config.bf16, description=f"stage {stage.name}", log_prefix=stage.name,
+                                logger=__name__)
         train_loop(settings, model, optimizer, scheduler, Step(batch, LOSSES[stage.loss], terms), evaluate,
                    on_best=keep_best, parallel=parallel, on_save=lambda _: self.write_state(state),
                    checkpoint=CheckpointPlan(self.work / "checkpoint", self.run_identity(), scope={"stage": index}))

@@ -800,6 +800,27 @@ def distilled(workspace):
     return SimpleNamespace(out=out, script=script, log=json.loads((out / "training_log.json").read_text()))
 
 
+def test_a_bf16_run_trains_under_autocast(workspace, tmp_path, monkeypatch):
+    """--bf16 reaches every stage's loop, and the student it writes is float32 and loads."""
+    import polyner
+    from polyner.training import engine
+
+    seen = []
+    original = engine.train_loop
+
+    def spy(settings, *args, **kwargs):
+        seen.append(settings.bf16)
+        return original(settings, *args, **kwargs)
+
+    monkeypatch.setattr("polyner.distill.trainer.train_loop", spy)
+    out = run_scripted(run_config(workspace, tmp_path / "bf16", bf16=True, use_representation_stage=False),
+                       ScriptedDev())
+    assert seen and all(seen)
+    weights = load_file(str(out / "model.safetensors"))
+    assert all(t.dtype == torch.float32 for t in weights.values() if t.is_floating_point())
+    assert polyner.load(out)(["Angela Merkel visited Paris."]) is not None
+
+
 def test_run_writes_a_loadable_student(distilled):
     import polyner
 

@@ -89,6 +89,8 @@ def distill(
                                                     "teacher and vocabulary: copy the outputs of the sentences it "
                                                     "holds; the teacher runs on the others only."),
         seed: Optional[int] = typer.Option(None), threads: Optional[int] = typer.Option(None),
+        bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help="bfloat16 autocast (fast on AMX / AVX-512 "
+                                            "BF16 CPUs; default: the recipe's, else fp32)."),
         evaluate_test: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Closing table on gold test "
                                            "(also written to OUT/results.md)."),
         verbose: bool = verbose_option(True)) -> None:
@@ -103,7 +105,7 @@ def distill(
     setup_logging(verbose)
     overrides: dict = {"teacher": teacher, "out": str(out) if out else None, "preset": preset,
                        "gold": str(gold) if gold else None, "silver": str(silver) if silver else None,
-                       "seed": seed, "threads": threads,
+                       "seed": seed, "threads": threads, "bf16": bf16,
                        "languages": parse_languages(languages) if languages else None,
                        "unlabeled": list(unlabeled) or None, "exclude_sources": list(exclude_source) or None,
                        "reuse_teacher_cache": str(reuse_cache) if reuse_cache else None,
