@@ -83,7 +83,7 @@ class DistillConfig:
     seed: int = 13
     threads: int = 2
     bf16: bool = False  # bfloat16 autocast for the student's forward pass (fast on AMX / AVX-512 BF16 CPUs)
-    reuse_teacher_cache: str | None = None  # teacher_cache folder of an earlier run (same teacher): its sentences' outputs are copied
+    reuse_teacher_cache: str | None = None  # teacher_cache of an earlier run (same teacher): outputs of the sentences it holds are copied
 
     def __post_init__(self) -> None:
         if isinstance(self.geometry, StudentGeometry):
@@ -100,7 +100,12 @@ class DistillConfig:
         if self.gold_unfreeze is not None and (isinstance(self.gold_unfreeze, bool)
                                                or not isinstance(self.gold_unfreeze, int) or self.gold_unfreeze < 0):
             raise ValueError(f"gold_unfreeze must be a whole number >= 0 or None, not {self.gold_unfreeze!r}")
+        if self.language_text_scale is None:
+            object.__setattr__(self, "language_text_scale", {})
         for lang, factor in self.language_text_scale.items():
+            if isinstance(lang, bool):
+                raise ValueError(f"language_text_scale: the key {lang!r} is a YAML boolean; quote language codes "
+                                 "such as 'no' (Norwegian)")
             if not isinstance(lang, str) or isinstance(factor, bool) or not isinstance(factor, (int, float)) \
                     or not factor > 0:
                 raise ValueError(f"language_text_scale maps a language code to a factor > 0, not {lang!r}: {factor!r}")
@@ -132,7 +137,8 @@ class DistillConfig:
         """Load from YAML (.yaml/.yml) or JSON; keyword overrides win over the file.
 
         A recipe may start from another one with ``base: other.yaml`` (a path relative to the recipe): its own
-        settings win, and a nested setting (``geometry``, a stage budget) is merged key by key with the base's.
+        settings win; ``geometry`` and the stage budgets are merged key by key with the base's (an empty mapping
+        replaces them), and a ``preset`` drops the base's ``geometry``.
         """
         data = _read_recipe(Path(path), known={f.name for f in fields(cls)}, chain=())
         data.update({k: v for k, v in overrides.items() if v is not None})
@@ -140,6 +146,9 @@ class DistillConfig:
 
 
 RECIPE_BASE_KEY = "base"
+# settings a recipe merges key by key with its base's (the encoder, a stage budget); any other setting, and an empty
+# mapping, replaces the base's
+MERGED_SETTINGS = ("geometry", "representation", "logits", "gold_labels")
 
 
 def _read_recipe(path: Path, known: set[str], chain: tuple[Path, ...]) -> dict:
@@ -163,8 +172,10 @@ def _read_recipe(path: Path, known: set[str], chain: tuple[Path, ...]) -> dict:
     if base is None:
         return data
     merged = _read_recipe(path.parent / str(base), known, (*chain, resolved))
+    if "preset" in data and "geometry" not in data:
+        merged.pop("geometry", None)  # a preset names the whole encoder: the base's custom one goes
     for key, value in data.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if key in MERGED_SETTINGS and value and isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}
         else:
             merged[key] = value

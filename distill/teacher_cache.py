@@ -70,22 +70,38 @@ def _teacher_stamp(teacher_dir: str) -> str:
     return f"{weights.resolve()}:{weights.stat().st_mtime_ns}" if weights.exists() else str(teacher_dir)
 
 
-def copy_shared_sentences(source: TeacherCache, flat: np.ndarray, offsets: np.ndarray, logits_map: np.ndarray,
-                          hidden_map: np.ndarray | None) -> np.ndarray:
-    """Fill a new cache with the outputs of the sentences an earlier one holds (same student ids); return the
-    indices of the sentences it lacks, for the teacher to compute (all of them when the shapes differ)."""
+KEEP_IDS_FILE = "keep_ids.npy"  # the teacher id of each student id: what the cached sentences mean
+
+
+def cache_vocabulary(folder: str | Path) -> np.ndarray | None:
+    """The teacher ids behind the student ids of the cache in ``folder`` (saved with it, or, for a cache written
+    before it was, the ``vocab`` folder next to it in a distillation work folder); None when unknown."""
+    folder = Path(folder)
+    for path in (folder / KEEP_IDS_FILE, folder.parent / "vocab" / KEEP_IDS_FILE):
+        if path.exists():
+            return np.load(path)
+    return None
+
+
+def copy_shared_sentences(source: TeacherCache, source_keep: np.ndarray, flat: np.ndarray, offsets: np.ndarray,
+                          keep_ids: np.ndarray, logits_map: np.ndarray, hidden_map: np.ndarray | None) -> np.ndarray:
+    """Fill a new cache with the outputs of the sentences an earlier one holds, matched on the teacher's pieces (so
+    two vocabularies can share); return the indices of the sentences it lacks, for the teacher to compute (all of
+    them when the shapes differ)."""
     everything = np.arange(len(offsets) - 1, dtype=np.int64)
     if (hidden_map is not None and (source.hidden is None or source.hidden.shape[1:] != hidden_map.shape[1:])) \
             or source.logits.shape[1] != logits_map.shape[1]:
         return everything
+    source_teacher_ids = source_keep.astype(np.int64)[source.ids]
+    teacher_ids = keep_ids.astype(np.int64)[flat]
     rows: dict[bytes, int] = {}
     for j in range(len(source)):
         a, z = source.span(j)
-        rows.setdefault(source.ids[a:z].tobytes(), j)
+        rows.setdefault(source_teacher_ids[a:z].tobytes(), j)
     picks: list[tuple[int, int]] = []
     missing: list[int] = []
     for i in range(len(offsets) - 1):
-        j = rows.get(flat[offsets[i]:offsets[i + 1]].astype(source.ids.dtype).tobytes())
+        j = rows.get(teacher_ids[offsets[i]:offsets[i + 1]].tobytes())
         if j is None:
             missing.append(i)
         else:
@@ -140,30 +156,41 @@ def build_teacher_cache(folder: str | Path, teacher: torch.nn.Module, teacher_di
                 "state_indices": state_indices,
                 "width": width, "labels": labels, "batches_done": 0, "complete": False,
                 "store_hidden": store_hidden, "teacher": _teacher_stamp(teacher_dir)}
+        np.save(folder / KEEP_IDS_FILE, np.asarray(keep_ids))
         meta_path.write_text(json.dumps(meta))
     mode = "w+" if fresh else "r+"
     tokens = max(len(flat), 1)
     logits_map = np.memmap(folder / "logits.f16", dtype=np.float16, mode=mode, shape=(tokens, labels))
     hidden_map = (np.memmap(folder / "hidden.f16", dtype=np.float16, mode=mode, shape=(tokens, n_states, width))
                   if store_hidden else None)
-    if reuse_from is not None and not meta["complete"] and "todo" not in meta:
+    if reuse_from is not None and not meta["complete"] and "todo" in meta:
+        logger.info("teacher outputs were copied from an earlier cache already: the teacher resumes on the rest")
+    elif reuse_from is not None and not meta["complete"]:
         source = open_teacher_cache(reuse_from)
         source_meta = json.loads((Path(reuse_from) / "meta.json").read_text())
         stamp = source_meta.get("teacher")
         if stamp is not None and stamp != meta["teacher"]:
             raise ValueError(f"teacher cache {reuse_from} was built with another teacher ({stamp}); "
                              f"this run distils from {meta['teacher']}")
+        source_keep = cache_vocabulary(reuse_from)
         same_states = hidden_map is None or source_meta.get("state_indices", state_indices) == state_indices
-        todo = (copy_shared_sentences(source, flat, offsets, logits_map, hidden_map) if same_states
-                else np.arange(len(student_ids), dtype=np.int64))
+        if source_keep is None or not same_states:
+            logger.warning("%s %s: running the teacher on every sentence", reuse_from,
+                           "holds other hidden states" if source_keep is not None else
+                           "does not say which vocabulary its ids are in")
+            todo = np.arange(len(student_ids), dtype=np.int64)
+        else:
+            todo = copy_shared_sentences(source, source_keep, flat, offsets, np.asarray(keep_ids), logits_map,
+                                         hidden_map)
         logits_map.flush()
         if hidden_map is not None:
             hidden_map.flush()
         np.save(folder / "todo.npy", todo)  # written after the copy: a run stopped before it copies again
         meta.update(todo="todo.npy", batches_done=0, complete=len(todo) == 0)
         meta_path.write_text(json.dumps(meta))
-        logger.info("teacher outputs of %d of %d sentences copied from %s; the teacher runs on %d",
-                    len(student_ids) - len(todo), len(student_ids), reuse_from, len(todo))
+        (logger.warning if len(todo) == len(student_ids) else logger.info)(
+            "teacher outputs of %d of %d sentences copied from %s; the teacher runs on %d",
+            len(student_ids) - len(todo), len(student_ids), reuse_from, len(todo))
     if not meta["complete"]:
         todo = np.load(folder / meta["todo"]) if meta.get("todo") else np.arange(len(student_ids), dtype=np.int64)
         order = todo[np.argsort(lengths[todo], kind="stable")]

@@ -109,6 +109,10 @@ def build_transfer_set(languages: Sequence[str], unlabeled: Sequence[str | Path]
     gold training data, so that they too get augmented text; None skips that. Silver training
     sentences (``silver``) add their text, up to ``silver_text_per_language`` per language.
     """
+    unknown = sorted(set(text_scale or {}) - set(languages))
+    if unknown:
+        raise ValueError(f"language_text_scale names language(s) {', '.join(unknown)} that this run does not "
+                         f"distil ({', '.join(languages)})")
     rng = random.Random(seed)
     files = unlabeled_files(unlabeled, languages)
     gold_train: dict[str, list[Sentence]] = defaultdict(list)

@@ -434,6 +434,35 @@ def test_teacher_cache_resumes_after_interruption(tmp_path, cache_inputs, monkey
     assert calls == []
 
 
+def test_teacher_cache_reuse_matches_sentences_on_the_teachers_pieces(tmp_path, cache_inputs):
+    """Two runs with other vocabularies: the same student ids are other text (not copied), other student ids of the
+    same teacher pieces are the same text (copied)."""
+    inp = cache_inputs
+    full = _build(tmp_path / "full", inp)
+    assert np.array_equal(np.load(tmp_path / "full" / "keep_ids.npy"), inp.keep)
+    shifted = np.concatenate([inp.keep[:5], np.roll(inp.keep[5:], 1)])  # student id i is now teacher piece keep[i-1]
+    same_ids = SimpleNamespace(**{**vars(inp), "keep": shifted})
+    rows_run = []
+
+    class CountingTeacher(torch.nn.Module):
+        config = inp.teacher.config
+
+        def forward(self, **kwargs):
+            rows_run.append(len(kwargs["input_ids"]))
+            return inp.teacher(**kwargs)
+
+    same_ids.teacher = CountingTeacher()
+    _build(tmp_path / "other-text", same_ids, reuse_from=tmp_path / "full")
+    assert sum(rows_run) == len(inp.ids)  # nothing copied: those ids are other pieces now
+    position = {int(t): i for i, t in enumerate(shifted)}
+    same_text = SimpleNamespace(**{**vars(same_ids), "ids": [np.array([position[int(inp.keep[k])] for k in ids], np.int32)
+                                                             for ids in inp.ids]})
+    rows_run.clear()
+    copied = _build(tmp_path / "same-text", same_text, reuse_from=tmp_path / "full")
+    assert rows_run == []
+    np.testing.assert_array_equal(np.asarray(copied.logits), np.asarray(full.logits))
+
+
 def test_teacher_cache_partly_reused_resumes_on_the_sentences_left(tmp_path, cache_inputs, monkeypatch):
     inp = cache_inputs
     half = SimpleNamespace(**{**vars(inp), "ids": inp.ids[:10], "langs": inp.langs[:10]})
@@ -504,13 +533,18 @@ def test_language_text_scale_multiplies_one_languages_text(unlabeled_dir, gold_t
         return {lang: sum(s.lang == lang for s in transfer) for lang in ("en", "de")}
 
     plain = counts(None)
-    assert plain == counts({}) == counts({"fr": 3.0})
+    assert plain == counts({})
+    with pytest.raises(ValueError, match="language_text_scale names language\\(s\\) fr"):
+        counts({"fr": 3.0})
     doubled = counts({"en": 2})
     assert doubled == {"en": 2 * plain["en"], "de": plain["de"]}  # one more unlabeled line and one more gold sentence
     with pytest.raises(ValueError, match="language_text_scale"):
         DistillConfig(teacher="t", out="o", language_text_scale={"en": 0})
     with pytest.raises(ValueError, match="language_text_scale"):
         DistillConfig(teacher="t", out="o", language_text_scale={"en": "2"})
+    with pytest.raises(ValueError, match="quote language codes"):
+        DistillConfig(teacher="t", out="o", language_text_scale={False: 2})  # YAML's `no: 2`
+    assert DistillConfig(teacher="t", out="o", language_text_scale=None).language_text_scale == {}
 
 
 def test_unlabeled_files_accepts_files_folders_and_pairs(tmp_path, unlabeled_dir):
@@ -684,6 +718,18 @@ def test_a_recipe_starts_from_its_base(tmp_path):
     assert (child.logits.steps, child.logits.lr) == (9, 0.001)
     assert child.student == StudentGeometry(layers=2, hidden=64, heads=2, ffn=128, rank=16)
     assert DistillConfig.from_file(tmp_path / "child.yaml", teacher="t", out="o", seed=1).seed == 1
+
+
+def test_a_recipe_replaces_what_is_not_an_encoder_or_budget(tmp_path):
+    (tmp_path / "parent.yaml").write_text("language_text_scale: {ar: 2, he: 2}\nlogits: {steps: 20, lr: 0.001}\n"
+                                          "geometry: {layers: 2, hidden: 64, heads: 2, ffn: 128, rank: 32}\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\nlanguage_text_scale: {ar: 3}\nlogits: {}\n")
+    child = DistillConfig.from_file(tmp_path / "child.yaml", teacher="t", out="o")
+    assert child.language_text_scale == {"ar": 3}
+    assert child.logits == DistillConfig(teacher="t", out="o").logits  # an empty budget: the recipe defaults
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\nlanguage_text_scale:\npreset: xs\n")
+    child = DistillConfig.from_file(tmp_path / "child.yaml", teacher="t", out="o")
+    assert child.language_text_scale == {} and child.student == PRESETS["xs"]
 
 
 def test_recipe_base_errors_name_the_file(tmp_path):

@@ -156,6 +156,8 @@ def test_an_entity_covers_a_long_word_whole_in_bounded_windows(tokenizer, word):
     ("\u202eAngela Merkel\u202c in Berlin", ["Angela", "Merkel", "in", "Berlin"]),  # bidi embedding and pop
     ("می\u200cخواهم تهران", ["می\u200cخواهم", "تهران"]),  # a Persian zero-width non-joiner stays inside its word
     ("Angela\u00adMerkel", ["Angela\u00adMerkel"]),  # so does a soft hyphen
+    ("東京\u200f は", ["東", "京", "は"]),  # the end of a Han run (one character a word without a splitter)
+    ("Co.\u200f Ltd", ["Co", ".", "Ltd"]),  # punctuation
 ])
 def test_invisible_format_characters_end_no_word(text, words):
     assert [text[s:e] for s, e in segment_words(text)] == words

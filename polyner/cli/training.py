@@ -86,8 +86,8 @@ def distill(
         gold_languages: Optional[bool] = typer.Option(None, "--gold-languages/--only-languages",
                                                       help="Also every language with gold training data."),
         reuse_cache: Optional[Path] = typer.Option(None, help="work/teacher_cache of an earlier run with the same "
-                                                    "teacher and vocabulary: copy the outputs of the sentences it "
-                                                    "holds; the teacher runs on the others only."),
+                                                    "teacher: copy the outputs of the sentences it holds (matched on "
+                                                    "the teacher's pieces); the teacher runs on the others only."),
         seed: Optional[int] = typer.Option(None), threads: Optional[int] = typer.Option(None),
         bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help="bfloat16 autocast (fast on AMX / AVX-512 "
                                             "BF16 CPUs; default: the recipe's, else fp32)."),

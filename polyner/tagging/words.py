@@ -70,7 +70,7 @@ def segment_words(text: str, split_run: SplitRun | None = None) -> list[Span]:
             continue
         if kind == "punct":
             j = _after_marks(text, i + 1)
-            spans.append((i, j))
+            spans.append((i, _trim_format_chars(text, i, j)))
             i = j
             continue
         j = i + 1
@@ -85,7 +85,10 @@ def segment_words(text: str, split_run: SplitRun | None = None) -> list[Span]:
         if kind == "word":
             spans.append((i, _trim_format_chars(text, i, j)))
         else:
-            spans.extend((i + a, i + b) for a, b in _cut_run(text[i:j], kind, split_run))
+            run = [(i + a, i + b) for a, b in _cut_run(text[i:j], kind, split_run)]
+            if run:  # the run's last word loses the format characters it ends with (inside a run they stay)
+                run[-1] = (run[-1][0], _trim_format_chars(text, *run[-1]))
+            spans.extend(run)
         i = j
     return spans
 
