@@ -332,6 +332,32 @@ def cache_inputs(tokenizer):
     return SimpleNamespace(teacher=teacher, keep=keep, ids=ids, langs=["en", "de", "ru"] * 7, pad=1)
 
 
+class CountingTeacher(torch.nn.Module):
+    """A teacher that records how many sentences each of its batches holds."""
+
+    def __init__(self, teacher, rows: list):
+        super().__init__()
+        self.config, self.inner, self.rows = teacher.config, teacher, rows
+
+    def forward(self, **kwargs):
+        self.rows.append(len(kwargs["input_ids"]))
+        return self.inner(**kwargs)
+
+
+def interrupt_teacher_after(monkeypatch, teacher, batches: int):
+    """Make ``teacher`` raise KeyboardInterrupt after ``batches`` batches; return its forward and the call list."""
+    original, calls = teacher.forward, []
+
+    def failing(*args, **kwargs):
+        if len(calls) == batches:
+            raise KeyboardInterrupt("simulated interruption")
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(teacher, "forward", failing)
+    return original, calls
+
+
 def _build(folder, inp, **kw):
     return build_teacher_cache(folder, inp.teacher, "tiny-teacher", inp.ids, inp.keep, inp.langs, 2, inp.pad,
                                batch_size=4, chunk_batches=1, **kw)
@@ -384,15 +410,7 @@ def test_teacher_cache_reuses_an_earlier_cache_for_a_subset(tmp_path, cache_inpu
     extra = SimpleNamespace(**{**vars(inp), "ids": inp.ids[:3] + [np.array([7, 8, 9, 10, 11, 12, 13], np.int32)],
                                "langs": inp.langs[:4]})
     rows_run = []
-
-    class CountingTeacher(torch.nn.Module):  # the teacher runs on the new sentence only
-        config = inp.teacher.config
-
-        def forward(self, **kwargs):
-            rows_run.append(len(kwargs["input_ids"]))
-            return inp.teacher(**kwargs)
-
-    extra.teacher = CountingTeacher()
+    extra.teacher = CountingTeacher(inp.teacher, rows_run)  # the teacher runs on the new sentence only
     computed = _build(tmp_path / "extra", extra, reuse_from=tmp_path / "full")
     assert rows_run == [1]
     a, z = computed.span(3)
@@ -406,16 +424,7 @@ def test_teacher_cache_reuses_an_earlier_cache_for_a_subset(tmp_path, cache_inpu
 def test_teacher_cache_resumes_after_interruption(tmp_path, cache_inputs, monkeypatch):
     inp = cache_inputs
     whole = _build(tmp_path / "whole", inp)
-    original = inp.teacher.forward
-    calls = []
-
-    def failing(*args, **kwargs):
-        if len(calls) == 2:
-            raise KeyboardInterrupt("simulated interruption")
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(inp.teacher, "forward", failing)
+    original, calls = interrupt_teacher_after(monkeypatch, inp.teacher, 2)
     with pytest.raises(KeyboardInterrupt):
         _build(tmp_path / "resumed", inp)
     meta = json.loads((tmp_path / "resumed" / "meta.json").read_text())
@@ -443,15 +452,7 @@ def test_teacher_cache_reuse_matches_sentences_on_the_teachers_pieces(tmp_path, 
     shifted = np.concatenate([inp.keep[:5], np.roll(inp.keep[5:], 1)])  # student id i is now teacher piece keep[i-1]
     same_ids = SimpleNamespace(**{**vars(inp), "keep": shifted})
     rows_run = []
-
-    class CountingTeacher(torch.nn.Module):
-        config = inp.teacher.config
-
-        def forward(self, **kwargs):
-            rows_run.append(len(kwargs["input_ids"]))
-            return inp.teacher(**kwargs)
-
-    same_ids.teacher = CountingTeacher()
+    same_ids.teacher = CountingTeacher(inp.teacher, rows_run)
     _build(tmp_path / "other-text", same_ids, reuse_from=tmp_path / "full")
     assert sum(rows_run) == len(inp.ids)  # nothing copied: those ids are other pieces now
     position = {int(t): i for i, t in enumerate(shifted)}
@@ -468,16 +469,7 @@ def test_teacher_cache_partly_reused_resumes_on_the_sentences_left(tmp_path, cac
     half = SimpleNamespace(**{**vars(inp), "ids": inp.ids[:10], "langs": inp.langs[:10]})
     _build(tmp_path / "half", half)
     whole = _build(tmp_path / "whole", inp)
-    original = inp.teacher.forward
-    calls = []
-
-    def failing(*args, **kwargs):
-        if len(calls) == 1:
-            raise KeyboardInterrupt("simulated interruption")
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(inp.teacher, "forward", failing)
+    original, calls = interrupt_teacher_after(monkeypatch, inp.teacher, 1)
     with pytest.raises(KeyboardInterrupt):  # 10 sentences copied, 11 for the teacher: 3 batches, stopped after 1
         _build(tmp_path / "grown", inp, reuse_from=tmp_path / "half")
     calls.clear()
