@@ -83,7 +83,8 @@ class DistillConfig:
     seed: int = 13
     threads: int = 2
     bf16: bool = False  # bfloat16 autocast for the student's forward pass (fast on AMX / AVX-512 BF16 CPUs)
-    reuse_teacher_cache: str | None = None  # teacher_cache of an earlier run (same teacher): outputs of the sentences it holds are copied
+    # teacher_cache of an earlier run (same teacher): the outputs of the sentences it holds are copied
+    reuse_teacher_cache: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.geometry, StudentGeometry):

@@ -125,9 +125,9 @@ def build_teacher_cache(folder: str | Path, teacher: torch.nn.Module, teacher_di
     ``state_indices``: which of the teacher's ``hidden_states`` (0 = embeddings) to keep, bottom to top;
     None keeps the top ``n_states``.
 
-    ``reuse_from``: the cache of an earlier run with the same teacher and vocabulary (an ablation on a subset, a
-    transfer set with more text for some languages): the outputs of the sentences it holds are copied, and the
-    teacher runs on the others only."""
+    ``reuse_from``: the cache of an earlier run with the same teacher (an ablation on a subset, a transfer set with
+    more text for some languages, another vocabulary): the outputs of the sentences it holds, matched on the teacher's
+    pieces, are copied, and the teacher runs on the others only."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lengths = np.array([len(x) for x in student_ids], dtype=np.int64)

@@ -45,10 +45,10 @@ class ModelSpec:
         from polyner.models.backend import choose_backend
 
         check_threads(threads)
-        unknown = sorted(set(tagger_options) - {f.name for f in fields(TaggerConfig)})
+        known = [f.name for f in fields(TaggerConfig)]
+        unknown = sorted(set(tagger_options) - set(known))
         if unknown:
-            raise TypeError(f"unknown tagger option(s) {unknown}: expected threads or "
-                            f"{', '.join(f.name for f in fields(TaggerConfig))}")
+            raise TypeError(f"unknown tagger option(s) {unknown}: expected threads or {', '.join(known)}")
         settings = TaggerConfig(**tagger_options)
         path = locate_model(model)
         chosen = choose_backend(path, backend)

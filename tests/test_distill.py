@@ -456,8 +456,8 @@ def test_teacher_cache_reuse_matches_sentences_on_the_teachers_pieces(tmp_path, 
     _build(tmp_path / "other-text", same_ids, reuse_from=tmp_path / "full")
     assert sum(rows_run) == len(inp.ids)  # nothing copied: those ids are other pieces now
     position = {int(t): i for i, t in enumerate(shifted)}
-    same_text = SimpleNamespace(**{**vars(same_ids), "ids": [np.array([position[int(inp.keep[k])] for k in ids], np.int32)
-                                                             for ids in inp.ids]})
+    recoded = [np.array([position[int(inp.keep[k])] for k in ids], np.int32) for ids in inp.ids]
+    same_text = SimpleNamespace(**{**vars(same_ids), "ids": recoded})
     rows_run.clear()
     copied = _build(tmp_path / "same-text", same_text, reuse_from=tmp_path / "full")
     assert rows_run == []

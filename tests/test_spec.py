@@ -108,7 +108,7 @@ def test_qa_and_classify_do_not_drop_an_onnx_backend(tiny_model_dir):
 
 
 def test_load_takes_threads_and_names_unknown_options(tiny_model_dir):
-    """``threads=`` is the keyword users try first (it used to collide with the spec's own and raise a bare TypeError)."""
+    """``threads=`` is the keyword users try first (it used to collide with the spec's own: a bare TypeError)."""
     assert polyner.load(tiny_model_dir, threads=1)(["Angela Merkel visited Paris."])
     with pytest.raises(TypeError, match=r"unknown tagger option\(s\) \['max_lenght'\]: expected threads or max_length"):
         polyner.load(tiny_model_dir, max_lenght=64)

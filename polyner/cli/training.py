@@ -126,7 +126,8 @@ def distill(
                         ("gold_labels", gold_steps)):
         if steps is not None:
             budget: StageBudget = getattr(settings, name)
-            settings = replace(settings, **{name: replace(budget, steps=steps, eval_every=min(budget.eval_every, steps))})
+            shorter = replace(budget, steps=steps, eval_every=min(budget.eval_every, steps))
+            settings = replace(settings, **{name: shorter})
     folder = run_distill(settings)  # MissingLanguageError is a ValueError: a user error
     typer.echo(f"student saved to {folder}")
     if evaluate_test and settings.gold and os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 only
