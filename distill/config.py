@@ -78,6 +78,9 @@ class DistillConfig:
     logits: StageBudget = field(default_factory=lambda: StageBudget(steps=600, eval_every=200, lr=3e-4))
     gold_labels: StageBudget = field(default_factory=lambda: StageBudget(steps=400, eval_every=200, lr=1e-4))
     gold_unfreeze: int | None = None  # groups the gold-label stages unfreeze, top layer first (None: all of them)
+    # the gold-label stages also match the teacher's logits on a transfer batch each step, at this weight against
+    # the cross-entropy (0: cross-entropy only), so that what the logit stages taught is kept where labels are few
+    gold_logit_weight: float = 0.0
     heldout_fraction: float = 0.02  # transfer sentences kept aside for stage-1 validation
     dev_per_language: int = 100
     seed: int = 13
@@ -101,6 +104,9 @@ class DistillConfig:
         if self.gold_unfreeze is not None and (isinstance(self.gold_unfreeze, bool)
                                                or not isinstance(self.gold_unfreeze, int) or self.gold_unfreeze < 0):
             raise ValueError(f"gold_unfreeze must be a whole number >= 0 or None, not {self.gold_unfreeze!r}")
+        if isinstance(self.gold_logit_weight, bool) or not isinstance(self.gold_logit_weight, (int, float)) \
+                or not self.gold_logit_weight >= 0:
+            raise ValueError(f"gold_logit_weight must be a number >= 0, not {self.gold_logit_weight!r}")
         if self.language_text_scale is None:
             object.__setattr__(self, "language_text_scale", {})
         for lang, factor in self.language_text_scale.items():

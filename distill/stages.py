@@ -4,11 +4,12 @@ Stage 1 matches every student hidden state (embeddings and each layer) to the te
 hidden states through learned per-layer projections (MSE). Stage 2 matches the teacher's logits
 with the encoder frozen; stage 3 goes on with logits while unfreezing one layer per sub-stage,
 top first; stage 4 trains on gold labels with cross-entropy, unfreezing again (all groups, or the top
-``gold_unfreeze`` of them).
+``gold_unfreeze`` of them), optionally anchored to the teacher's logits on transfer text (``gold_logit_weight``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -109,3 +110,21 @@ def gold_loss(model: DistillationModel, batch: dict[str, torch.Tensor]) -> torch
 
 
 LOSSES = {"representation": representation_loss, "logits": logit_loss, "gold": gold_loss}
+ANCHOR = "anchor_"  # the keys of an anchored gold batch that hold its transfer batch
+
+
+def anchored_gold_loss(weight: float) -> Callable[[DistillationModel, dict[str, torch.Tensor]], torch.Tensor]:
+    """Stage 4 with an anchor: cross-entropy on the gold batch plus ``weight`` times the logit loss on the transfer
+    batch whose keys carry the :data:`ANCHOR` prefix."""
+    def loss(model: DistillationModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        anchor = {key[len(ANCHOR):]: value for key, value in batch.items() if key.startswith(ANCHOR)}
+        return gold_loss(model, batch) + weight * logit_loss(model, anchor)
+    return loss
+
+
+def stage_loss(stage: Stage, config: DistillConfig) -> Callable[[DistillationModel, dict[str, torch.Tensor]],
+                                                                torch.Tensor]:
+    """The loss a stage trains on: its kind's, anchored for gold stages when ``config.gold_logit_weight`` is set."""
+    if stage.loss == "gold" and config.gold_logit_weight > 0:
+        return anchored_gold_loss(config.gold_logit_weight)
+    return LOSSES[stage.loss]

@@ -21,7 +21,7 @@ from polyner.data.iob2 import discover_gold, read_gold
 from polyner.data.training_sets import (encode_training_files, group_weights, selection_files, selection_sentences,
                                         training_files)
 from polyner.distill.config import DistillConfig
-from polyner.distill.stages import LOSSES, DistillationModel, Stage, plan_stages
+from polyner.distill.stages import ANCHOR, LOSSES, DistillationModel, Stage, plan_stages, stage_loss
 from polyner.distill.student_init import (copy_teacher_classifier, copy_teacher_layers, init_embeddings,
                                           rank_ffn_neurons, student_config, teacher_layer_picks)
 from polyner.distill.teacher_cache import build_teacher_cache
@@ -269,6 +269,7 @@ class Distiller:
         return run_identity({"teacher": config.teacher, "languages": list(config.languages), "preset": config.preset,
                              "geometry": config.geometry, "batch_size": config.batch_size,
                              "max_length": config.max_length, "seed": config.seed,
+                             "gold_logit_weight": config.gold_logit_weight,  # what the gold stages learn from
                              **{key: getattr(config, key) for key in data}},
                             paths=("teacher", "unlabeled", "gold", "silver"))
 
@@ -379,11 +380,17 @@ class Distiller:
                         if gold is not None else None)
         representation = stage.loss == "representation"
 
-        def batch(step: int) -> dict[str, torch.Tensor]:  # each rank trains on its slice of the global batch
-            if stage.loss == "gold":
-                return collate(gold, parallel.shard(gold_sampler.batch(step + 1000 * index, config.batch_size)), pad)
+        def transfer_batch(step: int) -> dict[str, torch.Tensor]:
             picks = [int(train_idx[i]) for i in parallel.shard(sampler.batch(step + 1000 * index, config.batch_size))]
             return cache.batch(picks, pad, with_hidden=representation)
+
+        def batch(step: int) -> dict[str, torch.Tensor]:  # each rank trains on its slice of the global batch
+            if stage.loss != "gold":
+                return transfer_batch(step)
+            labelled = collate(gold, parallel.shard(gold_sampler.batch(step + 1000 * index, config.batch_size)), pad)
+            if config.gold_logit_weight > 0:  # the anchor: a transfer batch with the teacher's logits
+                labelled.update((ANCHOR + key, value) for key, value in transfer_batch(step).items())
+            return labelled
 
         def terms(batch: dict[str, torch.Tensor]) -> torch.Tensor:
             return (batch["labels"] != IGNORE_INDEX).sum() if stage.loss == "gold" else batch["attention_mask"].sum()
@@ -409,7 +416,7 @@ class Distiller:
         settings = LoopSettings(max_steps=budget.steps, eval_every=budget.eval_every, patience=budget.patience,
                                 bf16=self.config.bf16, description=f"stage {stage.name}", log_prefix=stage.name,
                                 logger=__name__)
-        train_loop(settings, model, optimizer, scheduler, Step(batch, LOSSES[stage.loss], terms), evaluate,
+        train_loop(settings, model, optimizer, scheduler, Step(batch, stage_loss(stage, config), terms), evaluate,
                    on_best=keep_best, parallel=parallel, on_save=lambda _: self.write_state(state),
                    checkpoint=CheckpointPlan(self.work / "checkpoint", self.run_identity(), scope={"stage": index}))
         parallel.barrier()

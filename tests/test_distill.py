@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from conftest import CJK_TEXTS, SAMPLE_TEXTS, build_tiny_model, write_gold_tree
 from polyner.distill.config import PRESETS, DistillConfig, StageBudget
 from polyner.distill.stages import (
-    LOSSES, DistillationModel, masked_mse, parameter_groups, plan_stages, representation_loss)
+    ANCHOR, LOSSES, DistillationModel, anchored_gold_loss, gold_loss, logit_loss, masked_mse, parameter_groups,
+    plan_stages, representation_loss, stage_loss)
 from polyner.distill.student_init import (
     copy_teacher_classifier, copy_teacher_layers, rank_ffn_neurons, student_config, teacher_layer_picks)
 from polyner.distill.teacher_cache import build_teacher_cache, open_teacher_cache
@@ -317,6 +318,29 @@ def test_representation_loss_gradient_reaches_only_trainable_groups():
         else:
             assert param.grad is None, name
     assert any(p.grad.abs().sum() > 0 for n, p in model.named_parameters() if group_of[n] == "layer1")
+
+
+def test_anchored_gold_loss_adds_the_weighted_logit_loss_of_the_transfer_batch():
+    model = DistillationModel(tiny_student(layers=2, hidden=16), teacher_width=16).eval()  # no dropout: comparable
+    ids, mask = random_batch()
+    labels = torch.randint(0, len(ID2LABEL), ids.shape, generator=torch.Generator().manual_seed(4))
+    gold = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    anchor_ids, anchor_mask = random_batch(seed=5)
+    teacher_logits = torch.randn(*anchor_ids.shape, len(ID2LABEL), generator=torch.Generator().manual_seed(6))
+    transfer = {"input_ids": anchor_ids, "attention_mask": anchor_mask, "teacher_logits": teacher_logits}
+    batch = {**gold, **{ANCHOR + key: value for key, value in transfer.items()}}
+    expected = gold_loss(model, gold) + 0.25 * logit_loss(model, transfer)
+    assert torch.allclose(anchored_gold_loss(0.25)(model, batch), expected)
+    assert torch.allclose(anchored_gold_loss(0.0)(model, batch), gold_loss(model, gold))
+    # a gold stage takes the anchored loss only when the weight is set; the other stages keep theirs
+    stages = {s.loss: s for s in plan_stages(_config())}
+    assert stage_loss(stages["gold"], _config()) is gold_loss
+    assert stage_loss(stages["logits"], _config(gold_logit_weight=1.0)) is logit_loss
+    anchored = stage_loss(stages["gold"], _config(gold_logit_weight=0.25))
+    assert torch.allclose(anchored(model, batch), expected)
+    for bad in (-1, True, "1"):
+        with pytest.raises(ValueError, match="gold_logit_weight must be a number >= 0"):
+            _config(gold_logit_weight=bad)
 
 
 # --- teacher cache ------------------------------------------------------------------------------
@@ -859,6 +883,26 @@ def test_a_bf16_run_trains_under_autocast(workspace, tmp_path, monkeypatch):
     assert polyner.load(out)(["Angela Merkel visited Paris."]) is not None
 
 
+def test_anchored_gold_stages_train_on_gold_and_transfer_batches(workspace, tmp_path, monkeypatch):
+    """gold_logit_weight: each gold-stage batch carries a transfer batch with the teacher's logits, and the run ends
+    with a student as usual."""
+    from polyner.training import engine
+
+    keys = {}
+    original = engine.train_loop
+
+    def spy(settings, model, optimizer, scheduler, step, *args, **kwargs):
+        keys[settings.log_prefix] = set(step.batch(0))
+        return original(settings, model, optimizer, scheduler, step, *args, **kwargs)
+
+    monkeypatch.setattr("polyner.distill.trainer.train_loop", spy)
+    out = run_scripted(run_config(workspace, tmp_path / "anchored", gold_logit_weight=0.5,
+                                  use_representation_stage=False), ScriptedDev())
+    assert keys["4-gold"] >= {"input_ids", "labels", ANCHOR + "input_ids", ANCHOR + "teacher_logits"}
+    assert not any(key.startswith(ANCHOR) for key in keys["2-logits"])
+    assert (out / "model.safetensors").exists()
+
+
 def test_run_writes_a_loadable_student(distilled):
     import polyner
 
@@ -983,6 +1027,7 @@ def test_interrupted_run_resumes_where_it_stopped(distilled, workspace, monkeypa
     ({"max_vocab": 500}, "max_vocab: None in the checkpoint, 500 now"),  # the vocabulary would be another
     ({"gold_text_per_language": 7}, "gold_text_per_language: 500 in the checkpoint, 7 now"),  # another transfer set
     ({"language_text_scale": {"de": 2}}, "language_text_scale"),  # unset in runs made before it: their identity holds
+    ({"gold_logit_weight": 0.5}, "gold_logit_weight: 0.0 in the checkpoint, 0.5 now"),
 ])
 def test_a_run_of_another_config_is_refused_before_anything_is_written(distilled, workspace, change, difference):
     from polyner.training.engine import ForeignCheckpointError
