@@ -273,11 +273,12 @@ class Distiller:
                              **{key: getattr(config, key) for key in data}},
                             paths=("teacher", "unlabeled", "gold", "silver"))
 
-    def dev_f1(self, model: DistillationModel, tokenizer, dev) -> float:
+    def dev_f1(self, model: DistillationModel, tokenizer, dev) -> tuple[float, dict[str, float]]:
+        """The student's macro F1 on the selection dev, and its F1 per language (as ``train-teacher`` records)."""
         student = self.parallel.for_inference(model.student)
         scores = evaluate_by_language(Tagger(student, tokenizer, name="student").tag_words, dev)
         model.train()
-        return macro(scores).f1
+        return macro(scores).f1, {lang: round(score.f1, 2) for lang, score in scores.items()}
 
     @torch.no_grad()
     def heldout_loss(self, model: DistillationModel, cache, heldout: list[int], stage: Stage, pad: int) -> float:
@@ -400,9 +401,11 @@ class Distiller:
                 mse = self.heldout_loss(model, cache, heldout, stage, pad)
                 score, metric = -mse, {"heldout_mse": mse}
             else:
-                score = self.dev_f1(model, tokenizer, dev)
+                score, by_language = self.dev_f1(model, tokenizer, dev)
                 metric = {"dev_f1": score}
             entry = {"stage": stage.name, "step": progress.step, "train_loss": progress.loss, **metric}
+            if not representation:
+                entry["dev_f1_by_language"] = by_language
             state["history"].append(entry)  # the run's history (rank 0 writes it)
             return Evaluation(score, entry, ", ".join(f"{k} {v:.4f}" for k, v in metric.items()))
 

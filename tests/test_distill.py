@@ -841,12 +841,13 @@ class ScriptedDev:
         if self.calls == self.fail_at:
             self.fail_at = None
             raise KeyboardInterrupt("simulated interruption")
-        self.real.append(self.original(distiller, model, tokenizer, dev))
+        real, by_language = self.original(distiller, model, tokenizer, dev)
+        self.real.append(real)
         if self.calls == PEAK:
             self.best_weights = {k: v.detach().clone() for k, v in model.student.state_dict().items()}
         score = 50.0 - 4.0 * abs(self.calls - PEAK)
         self.calls += 1
-        return score
+        return score, by_language
 
 
 def run_scripted(config: DistillConfig, script: ScriptedDev) -> Path:
@@ -931,6 +932,10 @@ def test_run_writes_a_loadable_student(distilled):
     origins = {json.loads(line)["origin"] for line in (out / "work" / "transfer.jsonl").read_text().splitlines()}
     assert origins == {"unlabeled", "gold", "augmented"}
     assert all(0.0 <= f1 <= 100.0 for f1 in distilled.script.real)  # seqeval F1 in percent
+    # every dev evaluation records each language's F1 (where the student gains or loses, stage by stage)
+    for entry in (e for e in distilled.log["history"] if "dev_f1" in e):
+        assert set(entry["dev_f1_by_language"]) == {"en", "de", "ru"}  # the languages with gold dev
+        assert all(0.0 <= f1 <= 100.0 for f1 in entry["dev_f1_by_language"].values())
 
 
 def test_history_lists_the_stages_in_order(distilled, workspace):
