@@ -6,6 +6,7 @@ kept next to its results (``DistillConfig.from_file``).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -105,8 +106,8 @@ class DistillConfig:
                                                or not isinstance(self.gold_unfreeze, int) or self.gold_unfreeze < 0):
             raise ValueError(f"gold_unfreeze must be a whole number >= 0 or None, not {self.gold_unfreeze!r}")
         if isinstance(self.gold_logit_weight, bool) or not isinstance(self.gold_logit_weight, (int, float)) \
-                or not self.gold_logit_weight >= 0:
-            raise ValueError(f"gold_logit_weight must be a number >= 0, not {self.gold_logit_weight!r}")
+                or not 0 <= self.gold_logit_weight < math.inf:
+            raise ValueError(f"gold_logit_weight must be a finite number >= 0, not {self.gold_logit_weight!r}")
         if self.language_text_scale is None:
             object.__setattr__(self, "language_text_scale", {})
         for lang, factor in self.language_text_scale.items():

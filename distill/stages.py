@@ -9,12 +9,13 @@ top first; stage 4 trains on gold labels with cross-entropy, unfreezing again (a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from polyner.distill.config import DistillConfig, StageBudget
+from polyner.labels import IGNORE_INDEX
 from polyner.models.student_layers import group_parameters
 
 
@@ -111,20 +112,39 @@ def gold_loss(model: DistillationModel, batch: dict[str, torch.Tensor]) -> torch
 
 LOSSES = {"representation": representation_loss, "logits": logit_loss, "gold": gold_loss}
 ANCHOR = "anchor_"  # the keys of an anchored gold batch that hold its transfer batch
+Loss = Callable[[DistillationModel, dict[str, torch.Tensor]], torch.Tensor]
+Scale = Callable[[torch.Tensor, Any], torch.Tensor]  # (a slice's mean loss, its number of terms) -> data-parallel share
 
 
-def anchored_gold_loss(weight: float) -> Callable[[DistillationModel, dict[str, torch.Tensor]], torch.Tensor]:
-    """Stage 4 with an anchor: cross-entropy on the gold batch plus ``weight`` times the logit loss on the transfer
-    batch whose keys carry the :data:`ANCHOR` prefix."""
-    def loss(model: DistillationModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        anchor = {key[len(ANCHOR):]: value for key, value in batch.items() if key.startswith(ANCHOR)}
-        return gold_loss(model, batch) + weight * logit_loss(model, anchor)
+def _unscaled(loss: torch.Tensor, terms: Any) -> torch.Tensor:
     return loss
 
 
-def stage_loss(stage: Stage, config: DistillConfig) -> Callable[[DistillationModel, dict[str, torch.Tensor]],
-                                                                torch.Tensor]:
+def anchored_gold_loss(weight: float, scale: Scale = _unscaled) -> Loss:
+    """Stage 4 with an anchor: cross-entropy on the gold batch plus ``weight`` times the logit loss on the transfer
+    batch whose keys carry the :data:`ANCHOR` prefix. Each part is a mean over its own terms (labelled tokens,
+    transfer positions), so ``scale`` (``DistributedContext.scale_loss``) weighs each by its own count across
+    data-parallel ranks; the training loop's scale then gets one term (see :func:`loss_terms`)."""
+    def loss(model: DistillationModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        anchor = {key[len(ANCHOR):]: value for key, value in batch.items() if key.startswith(ANCHOR)}
+        return (scale(gold_loss(model, batch), (batch["labels"] != IGNORE_INDEX).sum())
+                + weight * scale(logit_loss(model, anchor), anchor["attention_mask"].sum()))
+    return loss
+
+
+def anchored(stage: Stage, config: DistillConfig) -> bool:
+    """Whether ``stage`` trains on the anchored gold loss (a gold stage, ``config.gold_logit_weight`` set)."""
+    return stage.loss == "gold" and config.gold_logit_weight > 0
+
+
+def stage_loss(stage: Stage, config: DistillConfig, scale: Scale = _unscaled) -> Loss:
     """The loss a stage trains on: its kind's, anchored for gold stages when ``config.gold_logit_weight`` is set."""
-    if stage.loss == "gold" and config.gold_logit_weight > 0:
-        return anchored_gold_loss(config.gold_logit_weight)
-    return LOSSES[stage.loss]
+    return anchored_gold_loss(config.gold_logit_weight, scale) if anchored(stage, config) else LOSSES[stage.loss]
+
+
+def loss_terms(stage: Stage, config: DistillConfig, batch: dict[str, torch.Tensor]) -> torch.Tensor | int:
+    """The number of terms the stage's loss is a mean over (labelled tokens, unmasked positions), for the training
+    loop's data-parallel scale; 1 for the anchored loss, which scales its parts itself."""
+    if anchored(stage, config):
+        return 1
+    return (batch["labels"] != IGNORE_INDEX).sum() if stage.loss == "gold" else batch["attention_mask"].sum()

@@ -21,13 +21,12 @@ from polyner.data.iob2 import discover_gold, read_gold
 from polyner.data.training_sets import (encode_training_files, group_weights, selection_files, selection_sentences,
                                         training_files)
 from polyner.distill.config import DistillConfig
-from polyner.distill.stages import ANCHOR, LOSSES, DistillationModel, Stage, plan_stages, stage_loss
+from polyner.distill.stages import ANCHOR, LOSSES, DistillationModel, Stage, loss_terms, plan_stages, stage_loss
 from polyner.distill.student_init import (copy_teacher_classifier, copy_teacher_layers, init_embeddings,
                                           rank_ffn_neurons, student_config, teacher_layer_picks)
 from polyner.distill.teacher_cache import build_teacher_cache
 from polyner.distill.transfer import TransferSentence, build_transfer_set, read_lines, to_words, unlabeled_files
 from polyner.evaluate import evaluate_by_language, macro
-from polyner.labels import IGNORE_INDEX
 from polyner.loading import locate_model
 from polyner.models.io import load_token_classifier
 from polyner.models.student import PolynerStudentForTokenClassification, count_parameters
@@ -273,6 +272,12 @@ class Distiller:
                              **{key: getattr(config, key) for key in data}},
                             paths=("teacher", "unlabeled", "gold", "silver"))
 
+    def checkpoint_plan(self, scope: dict | None = None) -> CheckpointPlan:
+        """Where the stages checkpoint, with the run's identity; settings added to it later are compared, in
+        checkpoints written before them, at the value those runs had."""
+        return CheckpointPlan(self.work / "checkpoint", self.run_identity(), scope=scope or {},
+                              defaults={"language_text_scale": {}, "gold_logit_weight": 0.0})
+
     def dev_f1(self, model: DistillationModel, tokenizer, dev) -> tuple[float, dict[str, float]]:
         """The student's macro F1 on the selection dev, and its F1 per language (as ``train-teacher`` records)."""
         student = self.parallel.for_inference(model.student)
@@ -294,7 +299,7 @@ class Distiller:
     def run(self) -> Path:
         """Do (or resume) the whole run; return the directory of the selected student."""
         config, parallel = self.config, self.parallel
-        read_state(CheckpointPlan(self.work / "checkpoint", self.run_identity()))  # refuse another run's, early
+        read_state(self.checkpoint_plan())  # refuse another run's, early
         if parallel.is_main:
             (self.out / "distill_config.json").write_text(json.dumps(config.to_dict(), indent=2))
         with parallel.main_first():  # rank 0 builds transfer set, vocabulary and teacher cache; the others load them
@@ -393,8 +398,6 @@ class Distiller:
                 labelled.update((ANCHOR + key, value) for key, value in transfer_batch(step).items())
             return labelled
 
-        def terms(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            return (batch["labels"] != IGNORE_INDEX).sum() if stage.loss == "gold" else batch["attention_mask"].sum()
 
         def evaluate(progress: Progress) -> Evaluation:
             if representation:
@@ -419,9 +422,10 @@ class Distiller:
         settings = LoopSettings(max_steps=budget.steps, eval_every=budget.eval_every, patience=budget.patience,
                                 bf16=self.config.bf16, description=f"stage {stage.name}", log_prefix=stage.name,
                                 logger=__name__)
-        train_loop(settings, model, optimizer, scheduler, Step(batch, stage_loss(stage, config), terms), evaluate,
+        step = Step(batch, stage_loss(stage, config, parallel.scale_loss), lambda b: loss_terms(stage, config, b))
+        train_loop(settings, model, optimizer, scheduler, step, evaluate,
                    on_best=keep_best, parallel=parallel, on_save=lambda _: self.write_state(state),
-                   checkpoint=CheckpointPlan(self.work / "checkpoint", self.run_identity(), scope={"stage": index}))
+                   checkpoint=self.checkpoint_plan(scope={"stage": index}))
         parallel.barrier()
         model.load_state_dict(load_file(str(stage_best_path)))
         if representation and parallel.is_main:

@@ -338,8 +338,8 @@ def test_anchored_gold_loss_adds_the_weighted_logit_loss_of_the_transfer_batch()
     assert stage_loss(stages["logits"], _config(gold_logit_weight=1.0)) is logit_loss
     anchored = stage_loss(stages["gold"], _config(gold_logit_weight=0.25))
     assert torch.allclose(anchored(model, batch), expected)
-    for bad in (-1, True, "1"):
-        with pytest.raises(ValueError, match="gold_logit_weight must be a number >= 0"):
+    for bad in (-1, True, "1", float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="gold_logit_weight must be a finite number >= 0"):
             _config(gold_logit_weight=bad)
 
 
@@ -889,11 +889,18 @@ def test_anchored_gold_stages_train_on_gold_and_transfer_batches(workspace, tmp_
     with a student as usual."""
     from polyner.training import engine
 
-    keys = {}
+    keys, anchor_moves_loss = {}, {}
     original = engine.train_loop
 
     def spy(settings, model, optimizer, scheduler, step, *args, **kwargs):
-        keys[settings.log_prefix] = set(step.batch(0))
+        batch = step.batch(0)
+        keys[settings.log_prefix] = set(batch)
+        if "labels" in batch:  # the loss the stage trains on is not the gold cross-entropy alone
+            model.eval()
+            with torch.no_grad():
+                anchor_moves_loss[settings.log_prefix] = not torch.allclose(step.loss(model, batch),
+                                                                            gold_loss(model, batch))
+            model.train()
         return original(settings, model, optimizer, scheduler, step, *args, **kwargs)
 
     monkeypatch.setattr("polyner.distill.trainer.train_loop", spy)
@@ -901,6 +908,7 @@ def test_anchored_gold_stages_train_on_gold_and_transfer_batches(workspace, tmp_
                                   use_representation_stage=False), ScriptedDev())
     assert keys["4-gold"] >= {"input_ids", "labels", ANCHOR + "input_ids", ANCHOR + "teacher_logits"}
     assert not any(key.startswith(ANCHOR) for key in keys["2-logits"])
+    assert anchor_moves_loss and all(anchor_moves_loss.values())
     assert (out / "model.safetensors").exists()
 
 
@@ -1041,6 +1049,26 @@ def test_a_run_of_another_config_is_refused_before_anything_is_written(distilled
     with pytest.raises(ForeignCheckpointError, match=difference):
         distill(run_config(workspace, distilled.out, **change))
     assert {p: p.read_bytes() for p in distilled.out.rglob("*") if p.is_file()} == before
+
+
+def test_a_checkpoint_from_before_a_setting_is_compared_at_its_old_value(distilled, workspace, tmp_path):
+    """A run checkpointed before ``gold_logit_weight`` joined the run identity had none: it resumes with 0 and is
+    refused with another weight, naming it."""
+    import shutil
+
+    from polyner.training.engine import ForeignCheckpointError
+
+    out = tmp_path / "older"
+    shutil.copytree(distilled.out, out)
+    state_path = out / "work" / "checkpoint" / "state.json"
+    state = json.loads(state_path.read_text())
+    del state["fingerprint"]["gold_logit_weight"]
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(ForeignCheckpointError, match="gold_logit_weight: 0.0 in the checkpoint, 0.5 now"):
+        distill(run_config(workspace, out, gold_logit_weight=0.5))
+    before = (out / "model.safetensors").read_bytes()
+    run_scripted(run_config(workspace, out), ScriptedDev())  # the same run: finished, nothing trains again
+    assert (out / "model.safetensors").read_bytes() == before
 
 
 def test_cli_distill_names_languages_without_text(tmp_path, tiny_model_dir):

@@ -68,7 +68,10 @@ def teacher_config(teacher: Path, gold: Path, out: Path, max_steps: int) -> Teac
                                  lr=1e-3, head_lr=1e-2)
 
 
-def distill_config(root: Path, teacher: Path, gold: Path, out: Path) -> DistillConfig:
+ANCHORED = {"gold_logit_weight": 0.5, "use_representation_stage": False}  # the anchored run skips stage 1: faster
+
+
+def distill_config(root: Path, teacher: Path, gold: Path, out: Path, **settings) -> DistillConfig:
     unlabeled = root / "unlabeled"
     unlabeled.mkdir(exist_ok=True)
     for lang, texts in (("en", SAMPLE_TEXTS[:6]), ("de", SAMPLE_TEXTS[2:4]), ("ru", SAMPLE_TEXTS[3:5])):
@@ -77,7 +80,7 @@ def distill_config(root: Path, teacher: Path, gold: Path, out: Path) -> DistillC
                          gold=str(gold), geometry={"layers": 1, "hidden": 32, "heads": 2, "ffn": 64, "rank": 16},
                          min_piece_count=1, max_vocab=None, batch_size=5, threads=1, augmented_per_language=0,
                          representation=StageBudget(steps=3, eval_every=3), logits=StageBudget(steps=2, eval_every=2),
-                         gold_labels=StageBudget(steps=2, eval_every=2))
+                         gold_labels=StageBudget(steps=2, eval_every=2), **settings)
 
 
 def finetune_config(root: Path, model: Path, out: Path) -> FinetuneConfig:
@@ -123,6 +126,8 @@ def test_two_processes_train_like_one(tmp_path, teacher_dir, gold_tree, monkeypa
     jobs = [{"kind": "teacher", "config": asdict(teacher_config(teacher_dir, gold_tree, two / "teacher", 3))},
             {"kind": "teacher", "config": asdict(teacher_config(teacher_dir, gold_tree, two / "teacher-from-one", 5))},
             {"kind": "distill", "config": distill_config(tmp_path, teacher_dir, gold_tree, two / "student").to_dict()},
+            {"kind": "distill", "config": distill_config(tmp_path, teacher_dir, gold_tree, two / "anchored",
+                                                         **ANCHORED).to_dict()},
             {"kind": "finetune", "config": asdict(finetune_config(tmp_path, teacher_dir, two / "sst2"))}]
     torchrun(jobs, tmp_path)
 
@@ -148,19 +153,22 @@ def test_two_processes_train_like_one(tmp_path, teacher_dir, gold_tree, monkeypa
         assert json.loads((resumed / "checkpoint" / "state.json").read_text())["step"] == 5
         assert_close(load_file(str(resumed / "checkpoint" / "weights.safetensors")), reference, changed_from=final_one)
 
-    # 3. distillation: every stage data-parallel, the same student and the same selection (dropout off in both)
+    # 3. distillation: every stage data-parallel, the same student and the same selection (dropout off in both);
+    # also with gold stages anchored to the teacher's logits (two losses, each over its own terms)
     import polyner.distill.trainer as trainer
 
     monkeypatch.setattr(trainer, "student_config", without_dropout(trainer.student_config))
-    distill(distill_config(tmp_path, teacher_dir, gold_tree, one / "student"))
-    for name in ("model.safetensors", "work/current.safetensors"):
-        assert_close(load_file(str(two / "student" / name)), load_file(str(one / "student" / name)))
-    log_one = json.loads((one / "student" / "training_log.json").read_text())
-    log_two = json.loads((two / "student" / "training_log.json").read_text())
-    assert [(h["stage"], h["step"]) for h in log_two["history"]] == [(h["stage"], h["step"]) for h in log_one["history"]]
-    for a, b in zip(log_one["history"], log_two["history"]):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
-    assert log_two["best_dev_f1"] == pytest.approx(log_one["best_dev_f1"])
+    for name, settings in (("student", {}), ("anchored", ANCHORED)):
+        distill(distill_config(tmp_path, teacher_dir, gold_tree, one / name, **settings))
+        for weights in ("model.safetensors", "work/current.safetensors"):
+            assert_close(load_file(str(two / name / weights)), load_file(str(one / name / weights)))
+        log_one = json.loads((one / name / "training_log.json").read_text())
+        log_two = json.loads((two / name / "training_log.json").read_text())
+        assert [(h["stage"], h["step"]) for h in log_two["history"]] == [(h["stage"], h["step"])
+                                                                         for h in log_one["history"]]
+        for a, b in zip(log_one["history"], log_two["history"]):
+            assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
+        assert log_two["best_dev_f1"] == pytest.approx(log_one["best_dev_f1"])
 
     # 4. GLUE fine-tuning through the same loop: the same weights, losses and dev scores
     finetune_glue(finetune_config(tmp_path, teacher_dir, one / "sst2"))

@@ -95,6 +95,8 @@ class CheckpointPlan:
     fingerprint: Mapping[str, Any] | None = None  # the run's identity: a checkpoint of another is refused
     scope: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"stage": 3}: another scope's is a leftover
     score_key: str | None = None  # the history entries' score: recovers the best score of an older checkpoint
+    # the value a setting had before it joined the fingerprint: a checkpoint written without it is compared on it
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict | None:
         """The fingerprint as state.json holds it (tuples as lists...), or None."""
@@ -161,6 +163,8 @@ def read_state(plan: CheckpointPlan) -> dict | None:
         return None
     state = json.loads((folder / "state.json").read_text())
     saved = state.get("fingerprint")
+    if saved is not None:
+        saved = {**json.loads(json.dumps(dict(plan.defaults))), **saved}
     current = plan.identity()
     differences = _differences(saved, current) if current is not None and saved is not None else []
     if differences:
