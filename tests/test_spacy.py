@@ -446,9 +446,7 @@ REAL_SENTENCES = {  # spaCy language -> (text, entities the shipped student must
 
 
 KNOWN_GAPS: dict[str, str] = {  # strict xfails: they start failing (XPASS) the day the default finds the entities
-    # (zh had left this list with IOB2-constrained decoding: 北京 was no longer cut into 北 (LOC) and 京会 (ORG))
-    "zh": "Han runs are cut where the pieces end and the piece 在北京 joins 在 to 北京: 北京 cannot come out alone "
-          "(the default finds 联合国秘 (ORG, one piece too far) and 古特雷斯 (PER))",
+    # (zh left this list with default-v9, whose vocabulary has no piece 在北京 gluing 在 to 北京)
 }
 
 
