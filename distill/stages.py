@@ -120,6 +120,11 @@ def _unscaled(loss: torch.Tensor, terms: Any) -> torch.Tensor:
     return loss
 
 
+def _labelled_tokens(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The terms of the gold cross-entropy: the batch's labelled tokens."""
+    return (batch["labels"] != IGNORE_INDEX).sum()
+
+
 def anchored_gold_loss(weight: float, scale: Scale = _unscaled) -> Loss:
     """Stage 4 with an anchor: cross-entropy on the gold batch plus ``weight`` times the logit loss on the transfer
     batch whose keys carry the :data:`ANCHOR` prefix. Each part is a mean over its own terms (labelled tokens,
@@ -127,7 +132,7 @@ def anchored_gold_loss(weight: float, scale: Scale = _unscaled) -> Loss:
     data-parallel ranks; the training loop's scale then gets one term (see :func:`loss_terms`)."""
     def loss(model: DistillationModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         anchor = {key[len(ANCHOR):]: value for key, value in batch.items() if key.startswith(ANCHOR)}
-        return (scale(gold_loss(model, batch), (batch["labels"] != IGNORE_INDEX).sum())
+        return (scale(gold_loss(model, batch), _labelled_tokens(batch))
                 + weight * scale(logit_loss(model, anchor), anchor["attention_mask"].sum()))
     return loss
 
@@ -147,4 +152,4 @@ def loss_terms(stage: Stage, config: DistillConfig, batch: dict[str, torch.Tenso
     loop's data-parallel scale; 1 for the anchored loss, which scales its parts itself."""
     if anchored(stage, config):
         return 1
-    return (batch["labels"] != IGNORE_INDEX).sum() if stage.loss == "gold" else batch["attention_mask"].sum()
+    return _labelled_tokens(batch) if stage.loss == "gold" else batch["attention_mask"].sum()

@@ -21,7 +21,8 @@ from polyner.data.iob2 import discover_gold, read_gold
 from polyner.data.training_sets import (encode_training_files, group_weights, selection_files, selection_sentences,
                                         training_files)
 from polyner.distill.config import DistillConfig
-from polyner.distill.stages import ANCHOR, LOSSES, DistillationModel, Stage, loss_terms, plan_stages, stage_loss
+from polyner.distill.stages import (ANCHOR, LOSSES, DistillationModel, Stage, anchored, loss_terms, plan_stages,
+                                   stage_loss)
 from polyner.distill.student_init import (copy_teacher_classifier, copy_teacher_layers, init_embeddings,
                                           rank_ffn_neurons, student_config, teacher_layer_picks)
 from polyner.distill.teacher_cache import build_teacher_cache
@@ -394,10 +395,9 @@ class Distiller:
             if stage.loss != "gold":
                 return transfer_batch(step)
             labelled = collate(gold, parallel.shard(gold_sampler.batch(step + 1000 * index, config.batch_size)), pad)
-            if config.gold_logit_weight > 0:  # the anchor: a transfer batch with the teacher's logits
+            if anchored(stage, config):  # the anchor: a transfer batch with the teacher's logits
                 labelled.update((ANCHOR + key, value) for key, value in transfer_batch(step).items())
             return labelled
-
 
         def evaluate(progress: Progress) -> Evaluation:
             if representation:

@@ -100,7 +100,12 @@ class CheckpointPlan:
 
     def identity(self) -> dict | None:
         """The fingerprint as state.json holds it (tuples as lists...), or None."""
-        return None if self.fingerprint is None else json.loads(json.dumps(dict(self.fingerprint)))
+        return None if self.fingerprint is None else _as_saved(self.fingerprint)
+
+
+def _as_saved(settings: Mapping[str, Any]) -> dict:
+    """``settings`` as state.json holds them (tuples as lists, keys as strings)."""
+    return json.loads(json.dumps(dict(settings)))
 
 
 def run_identity(settings: Mapping[str, Any], paths: tuple[str, ...] = ()) -> dict:
@@ -164,7 +169,7 @@ def read_state(plan: CheckpointPlan) -> dict | None:
     state = json.loads((folder / "state.json").read_text())
     saved = state.get("fingerprint")
     if saved is not None:
-        saved = {**json.loads(json.dumps(dict(plan.defaults))), **saved}
+        saved = {**_as_saved(plan.defaults), **saved}
     current = plan.identity()
     differences = _differences(saved, current) if current is not None and saved is not None else []
     if differences:
