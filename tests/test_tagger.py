@@ -158,6 +158,8 @@ def test_an_entity_covers_a_long_word_whole_in_bounded_windows(tokenizer, word):
     ("Angela\u00adMerkel", ["Angela\u00adMerkel"]),  # so does a soft hyphen
     ("東京\u200f は", ["東", "京", "は"]),  # the end of a Han run (one character a word without a splitter)
     ("Co.\u200f Ltd", ["Co", ".", "Ltd"]),  # punctuation
+    ("Zero\u200bwidth", ["Zero", "width"]),  # a zero-width space is a word break, as the tokenizer reads it
+    ("東京\u200b大学", ["東", "京", "大", "学"]),
 ])
 def test_invisible_format_characters_end_no_word(text, words):
     assert [text[s:e] for s, e in segment_words(text)] == words
@@ -200,6 +202,16 @@ def test_runs_without_spaces_are_cut_where_the_pieces_end(cjk_tokenizer):
     assert cjk_tokenizer.tokenize("北京大学学习")[:2] == ["\u2581", "北京"]
     words = [w for w in ("北京大学学习"[s:e] for s, e in segment_words("北京大学学习", tokenizer_run_splitter(cjk_tokenizer)))]
     assert words == ["北京", "大学", "学", "习"]
+
+
+def test_a_zero_width_space_ends_a_run_without_spaces(cjk_tokenizer, tokenizer):
+    # the tokenizer reads U+200B as a space: the run's words must not swallow it with the words on both sides
+    text = "北京大学\u200b学习"
+    words = [text[s:e] for s, e in segment_words(text, tokenizer_run_splitter(cjk_tokenizer))]
+    assert words == ["北京", "大学", "学", "习"]
+    thai = "ภาษาไทย\u200bง่าย"
+    words = [thai[s:e] for s, e in segment_words(thai, tokenizer_run_splitter(tokenizer))]
+    assert "".join(words) == thai.replace("\u200b", "") and not [w for w in words if "\u200b" in w]
 
 
 def test_a_cut_never_separates_a_combining_mark(tokenizer):

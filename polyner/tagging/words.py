@@ -33,8 +33,13 @@ def _in(ranges: Sequence[Span], code: int) -> bool:
 
 @lru_cache(maxsize=1 << 16)
 def char_kind(ch: str) -> str:
-    """Classify a character: space, cjk, nospace, word, join (format chars) or punct (cached: texts reuse few)."""
+    """Classify a character: space, cjk, nospace, word, join (format chars) or punct (cached: texts reuse few).
+
+    The zero-width space is a space: it marks a word break (Thai and Khmer text written with it, Han text copied
+    from the web) and the tokenizer reads it as one; the other format characters join."""
     code = ord(ch)
+    if code == 0x200B:
+        return "space"
     if _in(_CJK_RANGES, code):
         return "cjk"
     if _in(_NO_SPACE_RANGES, code):
