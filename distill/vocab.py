@@ -139,9 +139,10 @@ def is_single_char(piece: str) -> bool:
 
 #: Han and kana particles that XLM-R's vocabulary glues onto the next or the previous word (``在北京``, ``的中国``,
 #: ``日本の``): such a piece puts a word edge, and so an entity edge, inside a piece (most of the entity edges of the
-#: zh and ja gold files that fall inside a piece of the student's vocabulary do so at one of these).
+#: zh and ja gold files that fall inside a piece of the student's vocabulary do so at one of these). The preposition
+#: 在 also ends pieces: ``公司在`` (丰田汽车公司在东京) would end an organisation inside a piece.
 PARTICLES_BEFORE = frozenset("的在和与及是从对")
-PARTICLES_AFTER = frozenset("的の了はがをにでへも")
+PARTICLES_AFTER = frozenset("的在の了はがをにでへも")
 
 
 def joins_particle(piece: str) -> bool:

@@ -433,6 +433,7 @@ def test_pieces_that_glue_a_particle_to_a_word_can_be_left_out(tmp_path):
     from polyner.distill.vocab import joins_particle
 
     assert joins_particle("在北京") and joins_particle("\u2581的中国") and joins_particle("日本の")
+    assert joins_particle("公司在")  # 丰田汽车公司在东京: the organisation would end inside the piece
     assert not any(joins_particle(p) for p in ("北京", "在", "\u2581在", "Paris", "在Paris"))
     text = "他曾在北京大学学习"
     vocab = [(t, 0.0) for t in ("<s>", "<pad>", "</s>", "<unk>")] + [("\u2581", -2.0), ("在北京", -2.5)]
