@@ -12,7 +12,7 @@ characters and particle rule); score them side by side with ``polyner evaluate``
     polyner evaluate runs/teacher-v5 runs/vocab-probe/teacher-85k ... --split dev
 
 ``--transfer``: a run's work folder whose transfer set to reuse (its recipe must match); without it the transfer set is
-built (the teacher tags the augmented sentences). Piece counts are kept in OUT/counts.json for the next sizes.
+built (the teacher tags the augmented sentences). Piece counts are kept in OUT/counts.json for the next sizes of the same recipe.
 """
 from __future__ import annotations
 
@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 
 
-def piece_counts(recipe: str, teacher: str, gold: str | None, silver: str | None, unlabeled: list[str],
-                 transfer: str | None, out: Path):
-    """(distiller, per-language teacher piece counts) as ``polyner distill`` counts them for ``recipe``."""
+def piece_ranking(recipe: str, teacher: str, gold: str | None, silver: str | None, unlabeled: list[str],
+                  transfer: str | None, out: Path):
+    """(distiller, teacher piece counts, ranking) as ``polyner distill`` counts and ranks them for ``recipe``; kept
+    in OUT/counts.json for the next sizes."""
     from polyner.distill.config import DistillConfig
     from polyner.distill.trainer import Distiller
 
@@ -41,14 +42,15 @@ def piece_counts(recipe: str, teacher: str, gold: str | None, silver: str | None
                                      unlabeled=unlabeled)
     distiller = Distiller(config)
     cache = out / "counts.json"
-    if cache.exists():
-        by_language = {lang: collections.Counter({int(i): c for i, c in counts.items()})
-                       for lang, counts in json.loads(cache.read_text()).items()}
-    else:
-        by_language = distiller.vocabulary_counts(distiller.transfer_set())
-        cache.write_text(json.dumps({lang: {str(i): c for i, c in counts.items()}
-                                     for lang, counts in by_language.items()}))
-    return distiller, by_language
+    saved = json.loads(cache.read_text()) if cache.exists() else {}
+    if saved.get("recipe") == recipe:
+        counts = collections.Counter({int(i): c for i, c in saved["counts"].items()})
+        ranking = None if saved["ranking"] is None else {int(i): r for i, r in saved["ranking"].items()}
+    else:  # counted afresh for another recipe
+        counts, ranking = distiller.piece_ranking(distiller.transfer_set())
+        cache.write_text(json.dumps({"recipe": recipe, "counts": {str(i): c for i, c in counts.items()},
+                                     "ranking": None if ranking is None else {str(i): r for i, r in ranking.items()}}))
+    return distiller, counts, ranking
 
 
 def write_trimmed_teacher(teacher: str, tokenizer, keep: np.ndarray, out: Path) -> None:
@@ -78,27 +80,15 @@ def main() -> None:
     parser.add_argument("--unlabeled", nargs="*", default=[])
     parser.add_argument("--transfer", help="work folder of a run whose transfer set to reuse")
     parser.add_argument("--sizes", required=True, help="comma-separated vocabulary sizes")
-    parser.add_argument("--alpha", type=float, help="language balance (default: the recipe's)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
-    from polyner.distill.vocab import language_balanced_ranking, select_vocabulary
-
     out = Path(args.out)
-    distiller, by_language = piece_counts(args.recipe, args.teacher, args.gold, args.silver, args.unlabeled,
-                                          args.transfer, out)
-    config = distiller.config
-    alpha = config.vocab_balance_alpha if args.alpha is None else args.alpha
-    counts: collections.Counter = collections.Counter()
-    for language_counts in by_language.values():
-        counts.update(language_counts)
-    ranking = language_balanced_ranking(by_language, alpha) if alpha is not None else None
+    distiller, counts, ranking = piece_ranking(args.recipe, args.teacher, args.gold, args.silver, args.unlabeled,
+                                               args.transfer, out)
     for size in (int(s) for s in args.sizes.split(",")):
-        keep = np.asarray(select_vocabulary(distiller.teacher_tokenizer, counts, min_count=config.min_piece_count,
-                                            max_size=size, keep_single_chars=config.keep_all_single_chars,
-                                            ranking=ranking, drop_particle_pieces=config.drop_particle_pieces),
-                          dtype=np.int64)
-        folder = out / (f"teacher-{size // 1000}k" + ("" if args.alpha is None else f"-a{alpha}"))
+        keep = distiller.choose_pieces(counts, ranking, max_size=size)
+        folder = out / f"teacher-{size // 1000}k"
         write_trimmed_teacher(args.teacher, distiller.teacher_tokenizer, keep, folder)
         print(f"{size}: {len(keep)} pieces -> {folder}")
 

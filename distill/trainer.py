@@ -165,7 +165,7 @@ class Distiller:
 
     def vocabulary(self, transfer: list[TransferSentence]):
         """Trim the teacher tokenizer to the pieces of the transfer, gold train and dev text."""
-        from polyner.distill.vocab import language_balanced_ranking, select_vocabulary, trim_tokenizer
+        from polyner.distill.vocab import trim_tokenizer
 
         folder = self.work / "vocab"
         if (folder / "keep_ids.npy").exists():
@@ -175,28 +175,40 @@ class Distiller:
             student_tokenizer = load_tokenizer(folder)
             check_tokenizers(self.teacher_tokenizer, student_tokenizer, keep)
             return student_tokenizer, keep
-        ranking = None
-        if self.config.vocab_balance_alpha is None:
-            words = [s.words for s in transfer]
-            for split in ("train", "dev"):
-                words += [s.words for s in read_gold(self.gold_files(split))]
-            counts = self.piece_counts(words)
-        else:
-            by_language = self.vocabulary_counts(transfer)
-            counts = collections.Counter()
-            for language_counts in by_language.values():
-                counts.update(language_counts)
-            ranking = language_balanced_ranking(by_language, self.config.vocab_balance_alpha)
-        keep = np.asarray(select_vocabulary(self.teacher_tokenizer, counts, min_count=self.config.min_piece_count,
-                                            max_size=self.config.max_vocab,
-                                            keep_single_chars=self.config.keep_all_single_chars, ranking=ranking,
-                                            drop_particle_pieces=self.config.drop_particle_pieces),
-                          dtype=np.int64)
+        keep = self.choose_pieces(*self.piece_ranking(transfer))
         student_tokenizer, _ = trim_tokenizer(self.teacher_tokenizer, keep.tolist(), folder)
         np.save(folder / "keep_ids.npy", keep)
         check_tokenizers(self.teacher_tokenizer, student_tokenizer, keep)
         logger.info("vocabulary trimmed to %d of %d pieces", len(keep), len(self.teacher_tokenizer))
         return student_tokenizer, keep
+
+    def piece_ranking(self, transfer: list[TransferSentence]) -> tuple[collections.Counter, dict[int, float] | None]:
+        """(teacher piece counts, ranking or None for plain counts) the vocabulary is chosen from (see
+        ``vocab_balance_alpha``)."""
+        from polyner.distill.vocab import language_balanced_ranking
+
+        if self.config.vocab_balance_alpha is None:
+            words = [s.words for s in transfer]
+            for split in ("train", "dev"):
+                words += [s.words for s in read_gold(self.gold_files(split))]
+            return self.piece_counts(words), None
+        by_language = self.vocabulary_counts(transfer)
+        counts: collections.Counter = collections.Counter()
+        for language_counts in by_language.values():
+            counts.update(language_counts)
+        return counts, language_balanced_ranking(by_language, self.config.vocab_balance_alpha)
+
+    def choose_pieces(self, counts: collections.Counter, ranking: dict[int, float] | None,
+                      max_size: int | None = None) -> np.ndarray:
+        """Teacher ids the student keeps (ascending): the recipe's rules, at most ``max_size`` (default
+        ``max_vocab``) pieces."""
+        from polyner.distill.vocab import select_vocabulary
+
+        return np.asarray(select_vocabulary(self.teacher_tokenizer, counts, min_count=self.config.min_piece_count,
+                                            max_size=max_size or self.config.max_vocab,
+                                            keep_single_chars=self.config.keep_all_single_chars, ranking=ranking,
+                                            drop_particle_pieces=self.config.drop_particle_pieces),
+                          dtype=np.int64)
 
     # --- model ------------------------------------------------------------------------------
     def teacher_state_indices(self) -> list[int]:

@@ -484,3 +484,28 @@ def test_words_of_unspaced_scripts_keep_the_bare_piece_the_tagger_cuts_runs_with
         trimmed, _ = trim_tokenizer(tokenizer, select_vocabulary(tokenizer, chosen),
                                     tmp_path / str(len(chosen)))
         assert [text[a:b] for a, b in segment_words(text, tokenizer_run_splitter(trimmed))] == words
+
+
+def test_a_teacher_read_through_a_trimmed_vocabulary_gives_its_own_outputs(tmp_path, teacher_dir, tokenizer):
+    """benchmarks/teacher_vocab.py: where the trimmed vocabulary cuts a sentence as the teacher's does, the trimmed
+    copy of the teacher gives the teacher's own logits (the embedding rows follow the kept ids)."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from benchmarks.teacher_vocab import write_trimmed_teacher
+
+    text = "Angela Merkel visited Paris"
+    teacher_ids = tokenizer(text)["input_ids"]
+    keep = np.unique(np.concatenate([tokenizer.all_special_ids, teacher_ids, np.arange(100, 200)]))
+    write_trimmed_teacher(str(teacher_dir), tokenizer, keep, tmp_path / "trimmed")
+    trimmed_tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "trimmed"))
+    trimmed_ids = trimmed_tokenizer(text)["input_ids"]
+    assert [int(keep[i]) for i in trimmed_ids] == teacher_ids
+    teacher = AutoModelForTokenClassification.from_pretrained(str(teacher_dir)).eval()
+    trimmed = AutoModelForTokenClassification.from_pretrained(str(tmp_path / "trimmed")).eval()
+    assert trimmed.config.vocab_size == len(keep)
+    with torch.no_grad():
+        expected = teacher(torch.tensor([teacher_ids])).logits
+        found = trimmed(torch.tensor([trimmed_ids])).logits
+    torch.testing.assert_close(found, expected)
