@@ -344,15 +344,17 @@ def test_backend_onnx_int8_is_exported_once_and_tags_as_polyner_tag(tmp_path, ti
     summary, out = run(tmp_path, tiny_model_dir, source, backend="onnx-int8", engine="process", workers=2)
     assert summary.records == 8 and summary.errors == 0 and prepared == ["onnx-int8"]
     records = read_output(out)
-    direct = polyner.load(tiny_model_dir, backend="onnx-int8")(texts)
+    # dynamic int8 quantizes activations over the whole batch, so compare with the same batches the run made: one
+    # tagger call per shard of 6 records, one thread per worker
+    tagger = polyner.load(tiny_model_dir, backend="onnx-int8", threads=1)
+    direct = tagger(texts[:6]) + tagger(texts[6:])
 
     def spans(results):
         return [[(e["text"], e["label"], e["start"], e["end"]) for e in entities] for entities in results]
 
     assert spans(r["entities"] for r in records) == spans(direct)
-    # dynamic int8 quantizes activations per batch, and the two runs batch differently: scores agree closely
     assert [e["score"] for r in records for e in r["entities"]] == pytest.approx(
-        [e["score"] for entities in direct for e in entities], abs=0.01)
+        [e["score"] for entities in direct for e in entities], abs=1e-5)
     assert json.loads((out / "manifest.json").read_text())["settings"]["backend"] == "onnx-int8"
     with pytest.raises(ValueError, match="backend"):
         run(tmp_path, tiny_model_dir, source, name="bad", backend="tensorflow")

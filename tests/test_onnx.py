@@ -295,7 +295,10 @@ class TestBackend:
                                                "detect_language": False})
         doc = nlp(TEXTS[0])
         assert isinstance(pipe.tagger.model, OnnxTokenClassifier)
-        assert [(e.start_char, e.end_char, e.label_) for e in doc.ents] == keys[0]
+        # one doc is one batch of one text, and dynamic int8 quantizes over the batch: compare with that batch
+        alone = polyner.load(student_dir, backend="onnx-int8")(TEXTS[0])
+        assert [(e.start_char, e.end_char, e.label_) for e in doc.ents] == [(e["start"], e["end"], e["label"])
+                                                                            for e in alone]
 
     def test_surfaces_refuse_an_unknown_backend(self, student_dir):
         spacy = pytest.importorskip("spacy")

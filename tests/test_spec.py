@@ -165,7 +165,8 @@ def test_tag_corpus_onnx_int8_gives_the_entities_of_tag_onnx_int8(tmp_path, stud
 
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(TEXTS)), encoding="utf-8")
-    common = ["--model", str(student_dir), "--backend", "onnx-int8", "--max-length", "24"]
+    # one thread for both: dynamic int8 is compared on the same batches and the same kernels
+    common = ["--model", str(student_dir), "--backend", "onnx-int8", "--max-length", "24", "--threads", "1"]
     tagged = CliRunner().invoke(app, ["tag", *common, *TEXTS])
     assert tagged.exit_code == 0, tagged.output
     by_tag = [json.loads(line)["entities"] for line in tagged.stdout.splitlines()]
