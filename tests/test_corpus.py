@@ -341,13 +341,15 @@ def test_backend_onnx_int8_is_exported_once_and_tags_as_polyner_tag(tmp_path, ti
         return real_prepare(path, backend)
 
     monkeypatch.setattr(backend_module, "prepare_backend", counting)
-    summary, out = run(tmp_path, tiny_model_dir, source, backend="onnx-int8", engine="process", workers=2)
+    shard = 6
+    summary, out = run(tmp_path, tiny_model_dir, source, backend="onnx-int8", engine="process", workers=2,
+                       shard_size=shard)
     assert summary.records == 8 and summary.errors == 0 and prepared == ["onnx-int8"]
     records = read_output(out)
     # dynamic int8 quantizes activations over the whole batch, so compare with the same batches the run made: one
-    # tagger call per shard of 6 records, one thread per worker
+    # tagger call per shard, one thread per worker
     tagger = polyner.load(tiny_model_dir, backend="onnx-int8", threads=1)
-    direct = tagger(texts[:6]) + tagger(texts[6:])
+    direct = [found for i in range(0, len(texts), shard) for found in tagger(texts[i:i + shard])]
 
     def spans(results):
         return [[(e["text"], e["label"], e["start"], e["end"]) for e in entities] for entities in results]

@@ -279,7 +279,8 @@ class TestBackend:
         from polyner.serve.app import create_app
         from polyner.serve.settings import ServeSettings
 
-        expected = polyner.load(student_dir, backend="onnx-int8")(TEXTS[:3])
+        tagger = polyner.load(student_dir, backend="onnx-int8")
+        expected = tagger(TEXTS[:3])
         keys = [[(e["start"], e["end"], e["label"]) for e in entities] for entities in expected]
         result = CliRunner().invoke(app, ["tag", "--model", str(student_dir), "--backend", "onnx-int8", *TEXTS[:3]])
         assert result.exit_code == 0, result.output
@@ -296,7 +297,7 @@ class TestBackend:
         doc = nlp(TEXTS[0])
         assert isinstance(pipe.tagger.model, OnnxTokenClassifier)
         # one doc is one batch of one text, and dynamic int8 quantizes over the batch: compare with that batch
-        alone = polyner.load(student_dir, backend="onnx-int8")(TEXTS[0])
+        alone = tagger(TEXTS[0])
         assert [(e.start_char, e.end_char, e.label_) for e in doc.ents] == [(e["start"], e["end"], e["label"])
                                                                             for e in alone]
 
