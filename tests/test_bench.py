@@ -172,3 +172,21 @@ def test_torch_contender_on_an_onnx_only_directory(bench_run, tmp_path):
     result = measure(ContenderSpec(STUDENT_TORCH, str(packed), backend="torch", repeats=1), texts, isolated=False)
     assert result.error is None and result.backend == "torch"
     assert result.model_bytes > 0 and result.parameters > 0
+
+
+def test_per_batch_int8_is_measured_beside_but_never_called_the_fastest_student():
+    """--per-batch-int8 adds onnxruntime's own int8 kind as a contender; the speed checks stay on the shipped kinds."""
+    from polyner.bench.report import fastest_student
+    from polyner.bench.runner import STUDENT_INT8_PER_BATCH, student_exports
+    from polyner.bench.worker import Measurement
+
+    plain = BenchConfig(teacher="t", gold="g")
+    asked = BenchConfig(teacher="t", gold="g", per_batch_int8=True)
+    assert [e[0] for e in student_exports(plain)] == [STUDENT_ONNX, STUDENT_INT8]
+    assert [e[:3] for e in student_exports(asked)][-1] == (STUDENT_INT8_PER_BATCH, "int8", "per-batch")
+    assert {e[2] for e in student_exports(asked)[:2]} == {"per-token"}
+    exports = {name: {"path": f"/x/{folder}"} for name, _, _, folder in student_exports(asked)}
+    assert [s.name for s in contenders(asked, exports)][-1] == STUDENT_INT8_PER_BATCH
+    shipped = Measurement(STUDENT_INT8, "onnx", batch32_sps=300.0)
+    per_batch = Measurement(STUDENT_INT8_PER_BATCH, "onnx", batch32_sps=400.0)
+    assert fastest_student([shipped, per_batch]) is shipped

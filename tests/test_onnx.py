@@ -96,7 +96,7 @@ class TestExport:
         assert info["quantization"] == "int8" and 0.0 <= info["argmax_agreement"] <= 1.0
         assert (int8_dir / ONNX_FILE).stat().st_size < (onnx_dir / ONNX_FILE).stat().st_size
         graph = onnx.load(str(int8_dir / ONNX_FILE)).graph
-        assert any(node.op_type in ("MatMulInteger", "DynamicQuantizeLinear") for node in graph.node)
+        assert any(node.op_type == "MatMulIntegerToFloat" for node in graph.node)
         tagger = polyner.load(int8_dir)
         assert isinstance(tagger.model, OnnxTokenClassifier)
         for text, entities in zip(TEXTS, tagger(TEXTS)):
@@ -132,6 +132,67 @@ class TestExport:
             export_onnx(ExportConfig(model=str(no_map), out=str(tmp_path / "y")))
         with pytest.raises(ModelDirectoryError, match="not found"):
             export_onnx(ExportConfig(model=str(tmp_path / "missing"), out=str(tmp_path / "z")))
+
+
+class TestInt8ActivationScales:
+    """int8 activations quantized per token: a sentence's logits do not depend on what else is in its batch."""
+
+    @pytest.fixture(scope="class")
+    def per_batch_dir(self, tmp_path_factory, student_dir):
+        out = tmp_path_factory.mktemp("student-int8-per-batch")
+        export_onnx(ExportConfig(model=str(student_dir), out=str(out), quantize="int8", activation_scales="per-batch"))
+        return out
+
+    @staticmethod
+    def _alone_and_in_a_batch(folder) -> tuple[np.ndarray, np.ndarray]:
+        """Row 0's logits alone (7 pieces) and padded in a batch of 4 with longer, different rows."""
+        model = polyner.load(folder, threads=1).model
+        ids, mask = random_batch(model.config.vocab_size, 4, 15, torch.Generator().manual_seed(3), 1)
+        ids[0, 7:], mask[0, 7:] = 1, 0
+        alone = model(input_ids=ids[:1, :7], attention_mask=mask[:1, :7]).logits[0].numpy()
+        batched = model(input_ids=ids, attention_mask=mask).logits[0, :7].numpy()
+        return alone, batched
+
+    def test_per_token_logits_are_the_same_alone_and_in_a_batch(self, int8_dir):
+        info = json.loads((int8_dir / EXPORT_INFO_FILE).read_text())
+        assert info["activation_scales"] == "per-token"
+        alone, batched = self._alone_and_in_a_batch(int8_dir)
+        assert np.abs(alone - batched).max() < 1e-4
+
+    def test_per_batch_scales_depend_on_the_batch(self, per_batch_dir):
+        graph = onnx.load(str(per_batch_dir / ONNX_FILE)).graph
+        assert any(node.op_type == "DynamicQuantizeLinear" for node in graph.node)
+        alone, batched = self._alone_and_in_a_batch(per_batch_dir)
+        assert np.abs(alone - batched).max() > 1e-3  # what the per-token graph removes
+
+    def test_entities_of_a_text_do_not_depend_on_the_others(self, int8_dir):
+        tagger = polyner.load(int8_dir, threads=1)
+        together = tagger(TEXTS)
+        for text, entities in zip(TEXTS, together):
+            (alone,) = tagger([text])
+            assert [(e["start"], e["end"], e["label"]) for e in alone] == \
+                [(e["start"], e["end"], e["label"]) for e in entities]
+            assert [e["score"] for e in alone] == pytest.approx([e["score"] for e in entities], abs=1e-4)
+
+    def test_an_unexpected_graph_is_refused_and_left_unchanged(self):
+        from onnx import TensorProto, helper
+
+        from polyner.models.onnx_quantize import per_token_activations
+
+        nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"], name="dq"),
+                 helper.make_node("Add", ["s", "s"], ["y"], name="odd")]
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])])
+        model = helper.make_model(graph)
+        with pytest.raises(ValueError, match="not used as quantize_dynamic writes it"):
+            per_token_activations(model)
+        assert [n.op_type for n in model.graph.node] == ["DynamicQuantizeLinear", "Add"]
+        assert not model.graph.initializer
+
+    def test_unknown_scales_are_refused(self, student_dir, tmp_path):
+        with pytest.raises(ValueError, match="per-token"):
+            export_onnx(ExportConfig(model=str(student_dir), out=str(tmp_path / "x"), quantize="int8",
+                                     activation_scales="per-row"))
 
 
 class TestBackend:
@@ -322,6 +383,7 @@ class TestCommands:
         (["--format", "tflite"], "unknown --format"),
         (["--quantize", "int4"], "unknown --quantize"),
         (["--opset", "11"], "--opset"),
+        (["--quantize", "int8", "--activation-scales", "per-row"], "unknown --activation-scales"),
     ])
     def test_export_command_rejects(self, student_dir, tmp_path, args, message):
         result = CliRunner().invoke(app, ["export", str(student_dir), "--out", str(tmp_path / "o"), *args])

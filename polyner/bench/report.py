@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Sequence
 
 from polyner.agreement import Agreement, entity_agreement, tag_keys
-from polyner.bench.runner import (SCALE, STUDENT_INT8, STUDENT_ONNX, STUDENT_TORCH, TEACHER, BenchRun)
+from polyner.bench.runner import (SCALE, STUDENT_INT8, STUDENT_INT8_PER_BATCH, STUDENT_ONNX, STUDENT_TORCH, TEACHER,
+                                  BenchRun)
 from polyner.bench.worker import Measurement
 
 DOCS_HEADER = "# Benchmarks\n\nWritten by `polyner bench --write` (sections are replaced when it runs again).\n"
@@ -81,7 +82,7 @@ def agreements(results: Sequence[Measurement]) -> dict[str, Agreement]:
     found = by_name(results)
     reference = found.get(STUDENT_TORCH)
     out = {}
-    for name in (STUDENT_ONNX, STUDENT_INT8):
+    for name in (STUDENT_ONNX, STUDENT_INT8, STUDENT_INT8_PER_BATCH):
         other = found.get(name)
         if reference is not None and other is not None and reference.tags and other.tags:
             out[name] = entity_agreement([tag_keys(t) for t in reference.tags], [tag_keys(t) for t in other.tags])
@@ -89,8 +90,9 @@ def agreements(results: Sequence[Measurement]) -> dict[str, Agreement]:
 
 
 def fastest_student(results: Sequence[Measurement]) -> Measurement | None:
-    """The student backend with the highest batch-32 throughput."""
-    students = [r for r in by_name(results).values() if r.name.startswith("student") and r.batch32_sps]
+    """The student backend with the highest batch-32 throughput (of the kinds that ship: not per-batch int8)."""
+    students = [r for r in by_name(results).values()
+                if r.name.startswith("student") and r.name != STUDENT_INT8_PER_BATCH and r.batch32_sps]
     return max(students, key=lambda r: r.batch32_sps, default=None)
 
 
@@ -206,7 +208,8 @@ def render(run: BenchRun, command: str = "polyner bench") -> str:
 def quality_table(results: Sequence[Measurement]) -> list[str]:
     """F1 per language of the trained models, the int8 change, and the entity agreement lines."""
     found = by_name(results)
-    names = [n for n in (TEACHER, STUDENT_TORCH, STUDENT_ONNX, STUDENT_INT8) if n in found and found[n].f1_by_lang]
+    names = [n for n in (TEACHER, STUDENT_TORCH, STUDENT_ONNX, STUDENT_INT8, STUDENT_INT8_PER_BATCH)
+             if n in found and found[n].f1_by_lang]
     if not names:
         return ["No F1: no trained model was measured."]
     has_delta = STUDENT_TORCH in names and STUDENT_INT8 in names

@@ -25,6 +25,8 @@ from polyner.bench.worker import REPLY, XLMR_BASE_GEOMETRY, ContenderSpec, Measu
 logger = logging.getLogger(__name__)
 TEACHER, SCALE = "teacher", "xlm-roberta-base-sized"
 STUDENT_TORCH, STUDENT_ONNX, STUDENT_INT8 = "student torch fp32", "student ONNX fp32", "student ONNX int8"
+#: The int8 student with onnxruntime's own activation scales (one per call), beside the shipped per-token kind.
+STUDENT_INT8_PER_BATCH = "student ONNX int8 per-batch"
 
 
 @dataclass
@@ -42,6 +44,7 @@ class BenchConfig:
     batch_size: int = 32
     scale: bool = True  # include the xlm-roberta-base-sized encoder
     int8_embeddings: bool = True  # the int8 student also has int8 word embeddings
+    per_batch_int8: bool = False  # also the int8 student with per-batch activation scales (what per-token costs)
     scale_geometry: dict = field(default_factory=lambda: dict(XLMR_BASE_GEOMETRY))
     work: str | None = None  # where the ONNX exports go (default $POLYNER_HOME/bench)
     docs: str | None = None  # a markdown file for the report (its inference section); None: print only
@@ -94,18 +97,27 @@ def student_directory(config: BenchConfig) -> Path:
 
 
 def export_students(config: BenchConfig, work: Path) -> dict[str, dict]:
-    """Export the student to ONNX fp32 and int8 under ``work``; the export reports by contender name."""
+    """Export the student to ONNX fp32 and int8 (and int8 with per-batch scales when asked) under ``work``; the
+    export reports by contender name."""
     from polyner.models.backend import torch_directory
     from polyner.models.onnx_export import ExportConfig, export_onnx
 
     source = str(torch_directory(student_directory(config)))  # an ONNX-only student: its torch weights read back
     reports = {}
-    for name, quantize, folder in ((STUDENT_ONNX, None, "student-onnx-fp32"),
-                                   (STUDENT_INT8, "int8", "student-onnx-int8")):
+    for name, quantize, scales, folder in student_exports(config):
         result = export_onnx(ExportConfig(model=source, out=str(work / folder), quantize=quantize,
-                                          quantize_embeddings=config.int8_embeddings))
+                                          quantize_embeddings=config.int8_embeddings, activation_scales=scales))
         reports[name] = asdict(result)
     return reports
+
+
+def student_exports(config: BenchConfig) -> list[tuple[str, str | None, str, str]]:
+    """(contender, quantization, activation scales, folder) of each ONNX student the run measures."""
+    exports = [(STUDENT_ONNX, None, "per-token", "student-onnx-fp32"),
+               (STUDENT_INT8, "int8", "per-token", "student-onnx-int8")]
+    if config.per_batch_int8:
+        exports.append((STUDENT_INT8_PER_BATCH, "int8", "per-batch", "student-onnx-int8-per-batch"))
+    return exports
 
 
 def contenders(config: BenchConfig, exports: dict[str, dict]) -> list[ContenderSpec]:
@@ -116,7 +128,7 @@ def contenders(config: BenchConfig, exports: dict[str, dict]) -> list[ContenderS
         specs.append(ContenderSpec(SCALE, str(config.teacher), kind="scale", trained=False,
                                    geometry=dict(config.scale_geometry), **common))
     specs.append(ContenderSpec(STUDENT_TORCH, str(student_directory(config)), backend="torch", **common))
-    for name in (STUDENT_ONNX, STUDENT_INT8):
+    for name, *_ in student_exports(config):
         specs.append(ContenderSpec(name, exports[name]["path"], backend="onnx", **common))
     return specs
 

@@ -101,6 +101,8 @@ def bench(teacher: Path = typer.Option(..., help="The fine-tuned teacher directo
           scale: bool = typer.Option(True, "--scale/--no-scale", help="Include the xlm-roberta-base-sized encoder."),
           int8_embeddings: bool = typer.Option(True, "--int8-embeddings/--fp32-embeddings",
                                                help="Quantize the int8 student's word embeddings too."),
+          per_batch_int8: bool = typer.Option(False, "--per-batch-int8", help="Also measure the int8 student with "
+                                              "onnxruntime's per-batch activation scales (what per-token costs)."),
           work: Optional[Path] = typer.Option(None, help="Where the ONNX exports go (default: $POLYNER_HOME/bench)."),
           write: Optional[Path] = typer.Option(None, "--write", "--docs", help="Also write the report into this "
                                                "markdown file, as its inference section (e.g. docs/benchmarks.md)."),
@@ -124,7 +126,8 @@ def bench(teacher: Path = typer.Option(..., help="The fine-tuned teacher directo
         raise UserError("--threads, --repeats, --speed-sentences and --cost-words must be positive")
     config = BenchConfig(teacher=str(teacher), gold=str(gold), student=student, max_sentences=max_sentences,
                          speed_sentences=speed_sentences, cost_words=sizes, threads=threads, repeats=repeats,
-                         scale=scale, int8_embeddings=int8_embeddings, work=str(work) if work else None,
+                         scale=scale, int8_embeddings=int8_embeddings, per_batch_int8=per_batch_int8,
+                         work=str(work) if work else None,
                          docs=None if no_docs or write is None else str(write), turns=turns)
     try:
         run = run_bench(config)

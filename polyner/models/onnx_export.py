@@ -8,9 +8,10 @@ model: ``--quantize int8`` makes ``model.onnx`` the int8 model, so fp32 and int8
 The graph takes ``input_ids`` and ``attention_mask`` (int64, batch x sequence, both axes dynamic) and
 gives ``logits`` (float32, batch x sequence x labels). After export the model is checked with
 ``onnx.checker`` and its logits are compared with torch's on random inputs of other shapes.
-Quantization is onnxruntime's dynamic quantization: int8 weights (one scale per output channel by
-default), activations quantized on the fly; the word embeddings are int8 too unless
-``quantize_embeddings=False`` (a larger file, slightly closer to fp32).
+Quantization (:mod:`polyner.models.onnx_quantize`): int8 weights (one scale per output channel by default),
+activations quantized on the fly with one scale per token (a sentence's result does not depend on its batch) or,
+as onnxruntime does it, per call; the word embeddings are int8 too unless ``quantize_embeddings=False`` (a larger
+file, slightly closer to fp32).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import torch
 
 from polyner.models.io import COPIED_FILES, TOKENIZER_FILES
 from polyner.models.onnx_backend import EXPORT_INFO_FILE, INPUT_NAMES, ONNX_FILE, OUTPUT_NAME, require_onnxruntime
+from polyner.models.onnx_quantize import ACTIVATION_SCALES, quantize_int8
 from polyner.models.onnx_weights import WEIGHTS_KEY
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class ExportConfig:
     quantize: str | None = None  # None (fp32) or "int8"
     per_channel: bool = True  # int8: one scale per output channel of each weight matrix (better F1 than per tensor)
     quantize_embeddings: bool = True  # int8: also the word embeddings (Gather); False keeps them fp32 (larger file)
+    activation_scales: str = "per-token"  # int8: "per-token" (batch-independent) or "per-batch" (onnxruntime's)
     opset: int = 17
     atol: float = 1e-3  # largest accepted |logit difference| between the fp32 graph and torch
     seed: int = 0
@@ -58,6 +61,7 @@ class ExportResult:
     opset: int
     per_channel: bool | None  # int8 settings (None for fp32)
     quantize_embeddings: bool | None
+    activation_scales: str | None
     size_bytes: int
     fp32_max_abs_diff: float  # fp32 graph vs torch, over the unpadded positions
     argmax_agreement: float  # share of unpadded positions where the written model's best label equals torch's
@@ -106,6 +110,9 @@ def export_onnx(config: ExportConfig, progress: Callable[[str], None] | None = N
 
     if config.quantize is not None and config.quantize not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {config.quantize!r}: expected one of {QUANTIZATIONS} or none")
+    if config.activation_scales not in ACTIVATION_SCALES:
+        raise ValueError(f"unknown activation scales {config.activation_scales!r}: expected one of "
+                         f"{ACTIVATION_SCALES}")
     onnx = require_onnx()
     require_onnxruntime()
     step = progress or (lambda stage: None)
@@ -131,7 +138,8 @@ def export_onnx(config: ExportConfig, progress: Callable[[str], None] | None = N
         target = out / ONNX_FILE
         step("quantizing" if config.quantize == "int8" else "writing")
         if config.quantize == "int8":
-            _quantize_int8(fp32, Path(work) / "model.int8.onnx", config.per_channel, config.quantize_embeddings)
+            quantize_int8(fp32, Path(work) / "model.int8.onnx", config.per_channel, config.quantize_embeddings,
+                          config.activation_scales)
             shutil.move(str(Path(work) / "model.int8.onnx"), target)
         else:
             shutil.move(str(fp32), target)
@@ -154,6 +162,7 @@ def export_onnx(config: ExportConfig, progress: Callable[[str], None] | None = N
     result = ExportResult(path=str(out), quantization=config.quantize, opset=config.opset,
                           per_channel=config.per_channel if int8 else None,
                           quantize_embeddings=config.quantize_embeddings if int8 else None,
+                          activation_scales=config.activation_scales if int8 else None,
                           size_bytes=target.stat().st_size, fp32_max_abs_diff=diff, argmax_agreement=agreement,
                           source=str(source))
     info = {"backend": "onnx", "file": ONNX_FILE, "inputs": list(INPUT_NAMES), "outputs": [OUTPUT_NAME],
@@ -207,27 +216,13 @@ def _compare(model: torch.nn.Module, path: Path, batches) -> tuple[float, float]
     return diff, same / max(total, 1)
 
 
-def _quantize_int8(source: Path, target: Path, per_channel: bool, embeddings: bool) -> None:
-    """Dynamic int8 quantization (weights int8, activations quantized per batch) with onnxruntime."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.ERROR))  # the quantizer logs every tensor it skips on the root logger
-    try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=per_channel,
-                         op_types_to_quantize=["MatMul", "Gather"] if embeddings else ["MatMul"])
-    finally:
-        root.setLevel(level)
-
-
 def cached_export(source: str | Path, quantize: str | None = None) -> Path:
     """The directory of an ONNX export of the torch weights in ``source`` (fp32, or ``quantize="int8"``), exported
     on first use into ``$POLYNER_HOME/onnx`` (see :mod:`polyner.models.onnx_cache`)."""
     from polyner.models.onnx_cache import build_once, fingerprint
 
     source = Path(source).resolve()
-    kind = quantize or "fp32"
+    kind = f"{quantize}-per-token" if quantize else "fp32"  # the activation scales of ExportConfig's default
 
     def export(partial: Path, step: Callable[[str], None]) -> None:
         export_onnx(ExportConfig(model=str(source), out=str(partial), quantize=quantize), progress=step)
