@@ -209,6 +209,10 @@ def test_a_zero_width_space_ends_a_run_without_spaces(cjk_tokenizer, tokenizer):
     text = "北京大学\u200b学习"
     words = [text[s:e] for s, e in segment_words(text, tokenizer_run_splitter(cjk_tokenizer))]
     assert words == ["北京", "大学", "学", "习"]
+    for joiner in ("\u200d", "\u200e", "\ufeff"):  # Han has no joiners: a format character belongs to no word
+        text = f"北京大学{joiner}学习"
+        words = [text[s:e] for s, e in segment_words(text, tokenizer_run_splitter(cjk_tokenizer))]
+        assert words == ["北京", "大学", "学", "习"], joiner
     thai = "ภาษาไทย\u200bง่าย"
     words = [thai[s:e] for s, e in segment_words(thai, tokenizer_run_splitter(tokenizer))]
     assert "".join(words) == thai.replace("\u200b", "") and not [w for w in words if "\u200b" in w]

@@ -69,7 +69,7 @@ def segment_words(text: str, split_run: SplitRun | None = None) -> list[Span]:
             i += 1
             continue
         if kind == "join":
-            if spans and spans[-1][1] == i:  # zero-width joiner, variation selector: stay with the word
+            if spans and spans[-1][1] == i and char_kind(text[i - 1]) != "cjk":  # a ZWJ stays with the word
                 spans[-1] = (spans[-1][0], i + 1)
             i += 1
             continue
@@ -81,8 +81,9 @@ def segment_words(text: str, split_run: SplitRun | None = None) -> list[Span]:
         j = i + 1
         while j < n:
             k = char_kind(text[j])
-            if k == kind or k == "join" or _is_mark(text[j]):
-                j += 1  # combining marks and joiners stay with the character they modify
+            if k == kind or k == "join" and kind != "cjk" or _is_mark(text[j]):
+                j += 1  # combining marks and joiners stay with the character they modify (Han has no joiners:
+                # the tokenizer reads a zero-width joiner there as a space, so it ends the run)
             elif kind == "word" and text[j] in _JOINERS and j + 1 < n and char_kind(text[j + 1]) == "word":
                 j += 2
             else:
