@@ -97,6 +97,7 @@ def write_model_card(folder: str | Path, *, title: str, languages: Sequence[str]
         f"- {geometry}: {parameters:,} parameters; teacher `{teacher}`: {teacher_parameters:,} parameters "
         f"({teacher_parameters / max(parameters, 1):.1f}x larger)",
         f"- size on disk: {size_mb:.1f} MB",
+        *quantization_lines(folder),
         *([f"- reads text in windows of {window} pieces, the length it was trained on (`ner_max_length` in "
            "config.json; `polyner.load(max_length=N)` chooses another)"] if window else []),
         f"- languages ({len(languages)}): {' '.join(languages)}", "",
@@ -116,6 +117,20 @@ def write_model_card(folder: str | Path, *, title: str, languages: Sequence[str]
     path = folder / "README.md"
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return path
+
+
+def quantization_lines(folder: Path) -> list[str]:
+    """The card's line on how the directory's ONNX model is quantized (none for torch weights or fp32)."""
+    record = folder / "onnx_export.json"
+    info = json.loads(record.read_text(encoding="utf-8")) if record.exists() else {}
+    if info.get("quantization") != "int8":
+        return []
+    weights = "one scale per output channel" if info.get("per_channel", True) else "one scale per matrix"
+    scales = info.get("activation_scales") or "per-batch"
+    activations = ("activations quantized per token: a text gets the same entities alone and in a batch"
+                   if scales == "per-token" else "activations quantized with one scale per call: a text's entities "
+                   "can change with the other texts in its batch")
+    return [f"- ONNX int8: int8 weights ({weights}), {activations}"]
 
 
 def replace_card_section(card: str, heading: str, body: str) -> str:

@@ -88,10 +88,10 @@ def load(path_or_name: str | Path | None = None, task: str = "ner", backend: str
     inside the package, an ONNX model run by onnxruntime, offline and without torch.
     ``backend`` is "torch", "onnx", "onnx-int8" or None (ONNX Runtime when the directory holds model.onnx
     and no model.safetensors). "onnx" / "onnx-int8" on a directory of torch weights export it to ONNX fp32 /
-    dynamic int8 once, into ``$POLYNER_HOME/onnx``, and run that: the fastest way to tag on a CPU. "torch" on an
-    ONNX-only directory (the default) reads its torch weights back once (the ``train`` extra). ``threads``
-    sets the intra-op threads of ONNX Runtime or torch (None: the runtime's default, all cores); ``onnx_threads``
-    is its former name (deprecated).
+    int8 (per-token activation scales) once, into ``$POLYNER_HOME/onnx``, and run that: the fastest way to tag on a
+    CPU. "torch" on an ONNX-only directory (the default) reads its torch weights back once (the ``train`` extra).
+    ``threads`` sets the intra-op threads of ONNX Runtime or torch (None: the runtime's default, all cores);
+    ``onnx_threads`` is its former name (deprecated).
     Extra keyword options go to :class:`~polyner.tagging.tagger.TaggerConfig`; ``max_length`` (pieces per
     window) defaults to the model's own (``ner_max_length`` in its config.json), else 128.
     ``task="classify"`` / ``task="qa"`` load a model fine-tuned by ``polyner finetune glue`` / ``squad`` and

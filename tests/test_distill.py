@@ -1139,6 +1139,20 @@ def test_pack_and_card_take_the_model_by_name_as_every_model_option(distilled, t
     assert missing.exit_code == 2 and "no model 'no-such-model'" in missing.output
 
 
+def test_card_says_how_the_onnx_model_is_quantized(tmp_path):
+    from polyner.distill.model_card import quantization_lines
+
+    assert quantization_lines(tmp_path) == []  # torch weights: nothing to say
+    record = tmp_path / "onnx_export.json"
+    record.write_text(json.dumps({"quantization": None}))
+    assert quantization_lines(tmp_path) == []
+    record.write_text(json.dumps({"quantization": "int8", "per_channel": True}))  # written before per-token existed
+    assert "can change with the other texts in its batch" in quantization_lines(tmp_path)[0]
+    record.write_text(json.dumps({"quantization": "int8", "per_channel": False, "activation_scales": "per-token"}))
+    (line,) = quantization_lines(tmp_path)
+    assert "one scale per matrix" in line and "the same entities alone and in a batch" in line
+
+
 def test_card_metadata_licence_and_refreshed_f1(tmp_path):
     """The front matter's licence follows the data (NonCommercial sources: not a free licence) and `polyner card`
     keeps the model-index F1 in step with the quality table it writes."""
@@ -1201,6 +1215,7 @@ def test_pack_ships_onnx_int8_with_a_card_naming_window_and_licences(distilled, 
     body = card.split("---\n", 2)[2]
     assert body.lstrip().startswith("# tiny student") and f"windows of {window} pieces" in body
     assert "## Training data and licences" in body and "`input_ids` and `attention_mask`" in body
+    assert "activations quantized per token: a text gets the same entities alone and in a batch" in body
     tagger = polyner.load(out)
     assert isinstance(tagger.model, OnnxTokenClassifier) and tagger.config.max_length == window
     text = "Angela Merkel visited Paris."

@@ -21,7 +21,8 @@ def export(model: Optional[str] = typer.Option(None, "--model", "-m", help="Mode
            out: Path = typer.Option(..., help="Output directory (HF layout with model.onnx, or model.safetensors)."),
            format: str = typer.Option("onnx", "--format", help="onnx, or torch: the torch weights of an ONNX "
                                       "export read back (dequantized when int8), for fine-tuning or distilling."),
-           quantize: Optional[str] = typer.Option(None, help="int8: dynamic int8 quantization (default: fp32)."),
+           quantize: Optional[str] = typer.Option(None, help="int8: int8 weights, activations quantized on the fly "
+                                                  "(default: fp32)."),
            per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", help="int8 weight scales."),
            quantize_embeddings: bool = typer.Option(True, "--quantize-embeddings/--fp32-embeddings",
                                                     help="int8: quantize the word embeddings too."),
@@ -70,7 +71,8 @@ def export(model: Optional[str] = typer.Option(None, "--model", "-m", help="Mode
 def pack(model: Optional[str] = typer.Option(None, "--model", "-m",
                                              help="A trained student directory (polyner distill --out)."),
          out: Path = typer.Option(..., help="Where to write the shipped copy (e.g. polyner/default)."),
-         onnx: str = typer.Option("int8", help="The shipped ONNX model: int8 (dynamic int8, the default) or fp32."),
+         onnx: str = typer.Option("int8", help="The shipped ONNX model: int8 (the default; activations quantized "
+                                  "per token) or fp32."),
          title: str = typer.Option("polyner student", help="Title of the model card."),
          results: Optional[Path] = typer.Option(None, help="A markdown file with the quality table for the card."),
          speed: Optional[Path] = typer.Option(None, help="A markdown file with the speed table for the card (the "

@@ -1,7 +1,8 @@
 """Choose how a model directory is run: torch (model.safetensors) or ONNX Runtime (model.onnx).
 
-"onnx" and "onnx-int8" also run a directory that holds only torch weights: it is exported to ONNX
-(fp32, or dynamic int8) once, on first use, into ``$POLYNER_HOME/onnx`` (:func:`~polyner.models.onnx_export.cached_export`);
+"onnx" and "onnx-int8" also run a directory that holds only torch weights: it is exported to ONNX (fp32, or int8
+with per-token activation scales) once, on first use, into ``$POLYNER_HOME/onnx``
+(:func:`~polyner.models.onnx_export.cached_export`);
 "torch" runs a directory that holds only an ONNX model (the packed default) from its weights read back once
 into ``$POLYNER_HOME/torch`` (:func:`torch_directory`).
 """
