@@ -357,10 +357,8 @@ class TestBackend:
                                                "detect_language": False})
         doc = nlp(TEXTS[0])
         assert isinstance(pipe.tagger.model, OnnxTokenClassifier)
-        # one doc is one batch of one text, and dynamic int8 quantizes over the batch: compare with that batch
-        alone = tagger(TEXTS[0])
-        assert [(e.start_char, e.end_char, e.label_) for e in doc.ents] == [(e["start"], e["end"], e["label"])
-                                                                            for e in alone]
+        # one doc is a batch of one text: int8 activations are quantized per token, so it matches the batch of three
+        assert [(e.start_char, e.end_char, e.label_) for e in doc.ents] == keys[0]
 
     def test_surfaces_refuse_an_unknown_backend(self, student_dir):
         spacy = pytest.importorskip("spacy")
