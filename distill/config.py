@@ -22,6 +22,7 @@ PRESETS: dict[str, StudentGeometry] = {
 
 
 REPRESENTATION_TARGETS = ("top", "aligned")
+SILVER_LABELS = ("all", "no-gold")  # which silver files label the gold stages (see DistillConfig.silver_labels)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ class DistillConfig:
     # student keeps least of the teacher); languages left out: 1
     language_text_scale: dict[str, float] = field(default_factory=dict)
     silver_weight: float = 0.5  # stage-4 sampling pull of a silver file against a gold file of the same size
+    # stage-4 silver labels: "all" silver files, or "no-gold": only languages without gold training data (where the
+    # two annotate differently, the student follows the gold convention: WikiAnn ar's ORG 'منتخب البرازيل لكرة القدم'
+    # against AQMAR's 'منتخب البرازيل'); silver text in the transfer set is not affected
+    silver_labels: str = "all"
     # trimmed vocabulary: pieces counted per language over all the text at hand (transfer set, every unlabeled
     # line, gold train/dev, silver train), ranked by per-language frequency with language weights total ** alpha
     # (0: every language pulls the same, 1: plain counts); None: plain counts over the transfer and gold text only
@@ -117,6 +122,8 @@ class DistillConfig:
             if not isinstance(lang, str) or isinstance(factor, bool) or not isinstance(factor, (int, float)) \
                     or not factor > 0:
                 raise ValueError(f"language_text_scale maps a language code to a factor > 0, not {lang!r}: {factor!r}")
+        if self.silver_labels not in SILVER_LABELS:
+            raise ValueError(f"unknown silver_labels {self.silver_labels!r}: choose one of {', '.join(SILVER_LABELS)}")
         if self.representation_targets not in REPRESENTATION_TARGETS:
             raise ValueError(f"unknown representation_targets {self.representation_targets!r}: "
                              f"choose one of {', '.join(REPRESENTATION_TARGETS)}")

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from polyner.data.iob2 import discover_gold, read_gold
 from polyner.data.training_sets import (encode_training_files, group_weights, selection_files, selection_sentences,
-                                        training_files)
+                                        silver_only_without_gold, training_files)
 from polyner.distill.config import DistillConfig
 from polyner.distill.stages import (ANCHOR, LOSSES, DistillationModel, Stage, anchored, loss_terms, plan_stages,
                                    stage_loss)
@@ -282,6 +282,7 @@ class Distiller:
                              "geometry": config.geometry, "batch_size": config.batch_size,
                              "max_length": config.max_length, "seed": config.seed,
                              "gold_logit_weight": config.gold_logit_weight,  # what the gold stages learn from
+                             "silver_labels": config.silver_labels,
                              **{key: getattr(config, key) for key in data}},
                             paths=("teacher", "unlabeled", "gold", "silver"))
 
@@ -289,7 +290,7 @@ class Distiller:
         """Where the stages checkpoint, with the run's identity; settings added to it later are compared, in
         checkpoints written before them, at the value those runs had."""
         return CheckpointPlan(self.work / "checkpoint", self.run_identity(), scope=scope or {},
-                              defaults={"language_text_scale": {}, "gold_logit_weight": 0.0})
+                              defaults={"language_text_scale": {}, "gold_logit_weight": 0.0, "silver_labels": "all"})
 
     def dev_f1(self, model: DistillationModel, tokenizer, dev) -> tuple[float, dict[str, float]]:
         """The student's macro F1 on the selection dev, and its F1 per language (as ``train-teacher`` records)."""
@@ -335,6 +336,8 @@ class Distiller:
         transfer_sampler = MixedLanguageSampler([cache.langs[i] for i in train_idx], seed=config.seed)
         label_files = (training_files(config.gold, config.silver, config.languages, config.exclude_sources)
                        if config.gold else [])
+        if config.silver_labels == "no-gold":
+            label_files = silver_only_without_gold(label_files)
         with parallel.main_first():
             gold, gold_groups = (encode_training_files(student_tokenizer, label_files, config.max_length,
                                                        unspaced_runs=self.unspaced_runs)

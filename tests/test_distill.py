@@ -343,6 +343,12 @@ def test_anchored_gold_loss_adds_the_weighted_logit_loss_of_the_transfer_batch()
             _config(gold_logit_weight=bad)
 
 
+def test_silver_labels_setting_is_checked():
+    assert _config().silver_labels == "all" and _config(silver_labels="no-gold").silver_labels == "no-gold"
+    with pytest.raises(ValueError, match="unknown silver_labels 'none'"):
+        _config(silver_labels="none")
+
+
 # --- teacher cache ------------------------------------------------------------------------------
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from conftest import write_gold_tree
 from polyner.data.iob2 import GoldFile
-from polyner.data.training_sets import group_of, group_weights, selection_files, selection_sentences, training_files
+from polyner.data.training_sets import (group_of, group_weights, selection_files, selection_sentences,
+                                        silver_only_without_gold, training_files)
 from polyner.training.sampling import MixedLanguageSampler
 
 
@@ -49,6 +50,18 @@ def test_training_files_follow_the_rules(trees):
     assert _names(training_files(gold)) == {n for n in names if n[0] == "gold"}
     assert {f.lang for f in training_files(gold, silver, langs=["de"])} == {"de"}
     assert not any(f.source == "wikiann" for f in training_files(gold, silver, exclude_sources=["wikiann"]))
+
+
+def test_silver_labels_only_where_gold_has_none(trees, tmp_path):
+    gold, silver = trees
+    _write(silver / "wikiann" / "sw" / "train.iob2", [("Nairobi ni mji .", "B-LOC O O O")])
+    files = training_files(gold, silver)
+    kept = _names(silver_only_without_gold(files))
+    gold_languages = {f.lang for f in files if f.kind == "gold"}
+    assert {"de", "en"} <= gold_languages and "sw" not in gold_languages
+    assert ("silver", "wikiann", "sw", "train") in kept  # sw has only silver: its labels stay
+    assert not any(kind == "silver" and lang in gold_languages for kind, _, lang, _ in kept)
+    assert {n for n in kept if n[0] == "gold"} == {n for n in _names(files) if n[0] == "gold"}
 
 
 def test_selection_never_uses_silver_or_a_dev_that_trains(trees):

@@ -30,6 +30,13 @@ def training_files(gold: str | Path, silver: str | Path | None = None, langs: It
     return chosen
 
 
+def silver_only_without_gold(files: list[GoldFile]) -> list[GoldFile]:
+    """``files`` without the silver files of languages that have a gold file among them: there the labels follow
+    the gold source's conventions alone."""
+    gold_languages = {f.lang for f in files if f.kind != "silver"}
+    return [f for f in files if f.kind != "silver" or f.lang not in gold_languages]
+
+
 def selection_files(gold: str | Path, langs: Iterable[str] | None = None, exclude_sources: Iterable[str] = (),
                     training: Iterable[GoldFile] = ()) -> list[GoldFile]:
     """The gold dev files that choose a checkpoint: every gold dev file not used for training."""
