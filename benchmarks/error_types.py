@@ -44,7 +44,7 @@ def edge_words(words: list[str], gold: set[tuple[int, int, str]], found: set[tup
     for start, end, _ in gold:
         if any((s, e) == (start, end) for s, e, _ in found):
             continue
-        for s, e, _ in found:
+        for s, e, _ in sorted(found):  # the first overlapping one, the same on every run
             if not (s < end and start < e):
                 continue
             if s < start:
@@ -106,7 +106,8 @@ def main() -> None:
         shown = 0
         for sentence, g, a, b in zip(sentences, gold, found[first], found[second]):
             for start, end, label in sorted(g & a - b):
-                near = [(" ".join(sentence.words[s:e]), lab) for s, e, lab in sorted(b) if s < end + 2 and start - 2 < e]
+                near = [(" ".join(sentence.words[s:e]), lab) for s, e, lab in sorted(b)
+                        if s < end + 2 and start - 2 < e]
                 context = " ".join(sentence.words[max(0, start - 3):end + 3])
                 print(f"- {' '.join(sentence.words[start:end])} ({label}) in \"{context}\": {near or 'nothing'}")
                 shown += 1

@@ -121,8 +121,9 @@ def write_model_card(folder: str | Path, *, title: str, languages: Sequence[str]
 
 def quantization_lines(folder: Path) -> list[str]:
     """The card's line on how the directory's ONNX model is quantized (none for torch weights or fp32)."""
-    record = folder / "onnx_export.json"
-    info = json.loads(record.read_text(encoding="utf-8")) if record.exists() else {}
+    from polyner.models.onnx_backend import export_info
+
+    info = export_info(folder)
     if info.get("quantization") != "int8":
         return []
     weights = "one scale per output channel" if info.get("per_channel", True) else "one scale per matrix"

@@ -191,22 +191,3 @@ def test_per_batch_int8_is_measured_beside_but_never_called_the_fastest_student(
     per_batch = Measurement(STUDENT_INT8_PER_BATCH, "onnx", batch32_sps=400.0)
     assert fastest_student([shipped, per_batch]) is shipped
 
-
-def test_error_types_count_each_gold_entity_once():
-    """benchmarks/error_types.py: correct, wrong label, other edges, missed; found entities overlapping none: spurious."""
-    from benchmarks.error_types import classify
-
-    gold = {(0, 2, "PER"), (3, 4, "LOC"), (5, 7, "ORG"), (8, 9, "LOC")}
-    found = {(0, 2, "PER"), (3, 4, "ORG"), (5, 6, "ORG"), (10, 11, "PER"), (12, 14, "LOC")}
-    assert classify(gold, found) == {"correct": 1, "type": 1, "boundary": 1, "missed": 1, "spurious": 2}
-    assert sum(classify(set(), set()).values()) == 0
-
-
-def test_edge_words_name_what_a_boundary_error_adds_or_drops():
-    from benchmarks.error_types import edge_words
-
-    words = ["the", "team", "of", "Brazil", "football", "won"]
-    gold = {(1, 4, "ORG")}
-    assert edge_words(words, gold, {(1, 5, "ORG")}) == {"+ after: football": 1}
-    assert edge_words(words, gold, {(0, 3, "ORG")}) == {"+ before: the": 1, "- last: Brazil": 1}
-    assert edge_words(words, gold, {(1, 4, "PER")}) == {}  # same words: a type error, not a boundary one

@@ -1047,6 +1047,7 @@ def test_interrupted_run_resumes_where_it_stopped(distilled, workspace, monkeypa
     ({"gold_text_per_language": 7}, "gold_text_per_language: 500 in the checkpoint, 7 now"),  # another transfer set
     ({"language_text_scale": {"de": 2}}, "language_text_scale"),  # unset in runs made before it: their identity holds
     ({"gold_logit_weight": 0.5}, "gold_logit_weight: 0.0 in the checkpoint, 0.5 now"),
+    ({"silver_labels": "no-gold"}, "silver_labels: 'all' in the checkpoint, 'no-gold' now"),  # the gold stages' labels
 ])
 def test_a_run_of_another_config_is_refused_before_anything_is_written(distilled, workspace, change, difference):
     from polyner.training.engine import ForeignCheckpointError

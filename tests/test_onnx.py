@@ -97,6 +97,7 @@ class TestExport:
         assert (int8_dir / ONNX_FILE).stat().st_size < (onnx_dir / ONNX_FILE).stat().st_size
         graph = onnx.load(str(int8_dir / ONNX_FILE)).graph
         assert any(node.op_type == "MatMulIntegerToFloat" for node in graph.node)
+        assert not any(node.op_type == "DynamicQuantizeLinear" for node in graph.node)  # nothing left per call
         tagger = polyner.load(int8_dir)
         assert isinstance(tagger.model, OnnxTokenClassifier)
         for text, entities in zip(TEXTS, tagger(TEXTS)):
@@ -188,6 +189,64 @@ class TestInt8ActivationScales:
             per_token_activations(model)
         assert [n.op_type for n in model.graph.node] == ["DynamicQuantizeLinear", "Add"]
         assert not model.graph.initializer
+
+    @staticmethod
+    def _quantized_matmul(tmp_path, opset: int, clash: bool = False):
+        """A two-matrix graph (one input, two weights) through onnxruntime's dynamic quantization at ``opset``."""
+        from onnx import TensorProto, helper, numpy_helper
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        rng = np.random.default_rng(0)
+        weights = [numpy_helper.from_array(rng.normal(size=(8, 5)).astype(np.float32), f"w{i}") for i in (1, 2)]
+        nodes = [helper.make_node("MatMul", ["x", "w1"], ["y1"], name="m1"),
+                 helper.make_node("MatMul", ["x", "w2"], ["y2"], name="m2"),
+                 helper.make_node("Add", ["y1", "y2"], ["y"], name="sum")]
+        if clash:  # a tensor already named as the rewrite would name its own
+            nodes.append(helper.make_node("Identity", ["y"], ["x_QuantizeLinear_max"], name="x_QuantizeLinear_max"))
+        out = "x_QuantizeLinear_max" if clash else "y"
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", 8])],
+                                  [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["b", "t", 5])], weights)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        model.ir_version = 8
+        onnx.save(model, str(tmp_path / "fp32.onnx"))
+        quantize_dynamic(str(tmp_path / "fp32.onnx"), str(tmp_path / "int8.onnx"), weight_type=QuantType.QInt8,
+                         per_channel=True)
+        return onnx.load(str(tmp_path / "int8.onnx")), out
+
+    @pytest.mark.parametrize("opset,clash", [(17, False), (18, False), (17, True)])
+    def test_rewrite_at_any_opset_keeps_rows_apart(self, tmp_path, opset, clash):
+        import onnxruntime as ort
+
+        from polyner.models.onnx_quantize import per_token_activations
+
+        model, out = self._quantized_matmul(tmp_path, opset, clash)
+        assert per_token_activations(model) == 1  # both products share one quantized input
+        onnx.checker.check_model(model)
+        assert not [n for n in model.graph.node if n.op_type in ("DynamicQuantizeLinear", "MatMulInteger")]
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        rows = np.random.default_rng(1).normal(size=(3, 4, 8)).astype(np.float32)
+        rows[1] *= 100.0  # an outlier row: with one scale per call it would coarsen the others
+        batch = session.run([out], {"x": rows})[0]
+        alone = session.run([out], {"x": rows[:1]})[0]
+        assert np.abs(batch[0] - alone[0]).max() < 1e-5
+        fp32 = onnx.load(str(tmp_path / "fp32.onnx"))
+        weights = {i.name: onnx.numpy_helper.to_array(i) for i in fp32.graph.initializer}
+        exact = rows[0] @ (weights["w1"] + weights["w2"])
+        assert np.abs(batch[0] - exact).max() < 0.05 * np.abs(exact).max()  # int8 close to fp32 despite the outlier
+
+    def test_a_quantized_input_read_elsewhere_is_refused(self, tmp_path):
+        from onnx import helper
+
+        from polyner.models.onnx_quantize import per_token_activations
+
+        model, _ = self._quantized_matmul(tmp_path, 17)
+        quantized = next(n for n in model.graph.node if n.op_type == "DynamicQuantizeLinear").output[0]
+        model.graph.node.append(helper.make_node("Cast", [quantized], ["peek"], name="peek", to=1))
+        count = len(model.graph.node)
+        with pytest.raises(ValueError, match="feeds something other than a rewritten MatMulInteger"):
+            per_token_activations(model)
+        assert len(model.graph.node) == count and not any(i.name.startswith("per_token") for i in
+                                                          model.graph.initializer)
 
     def test_unknown_scales_are_refused(self, student_dir, tmp_path):
         with pytest.raises(ValueError, match="per-token"):
@@ -382,6 +441,7 @@ class TestCommands:
         (["--quantize", "int4"], "unknown --quantize"),
         (["--opset", "11"], "--opset"),
         (["--quantize", "int8", "--activation-scales", "per-row"], "unknown --activation-scales"),
+        (["--activation-scales", "per-batch"], "applies to --quantize int8 only"),
     ])
     def test_export_command_rejects(self, student_dir, tmp_path, args, message):
         result = CliRunner().invoke(app, ["export", str(student_dir), "--out", str(tmp_path / "o"), *args])

@@ -213,6 +213,9 @@ def test_a_zero_width_space_ends_a_run_without_spaces(cjk_tokenizer, tokenizer):
         text = f"北京大学{joiner}学习"
         words = [text[s:e] for s, e in segment_words(text, tokenizer_run_splitter(cjk_tokenizer))]
         assert words == ["北京", "大学", "学", "习"], joiner
+    text = "北京\U000E0100\u200d学习"  # a variation selector stays with its character, the joiner with nothing
+    words = [text[s:e] for s, e in segment_words(text, tokenizer_run_splitter(cjk_tokenizer))]
+    assert "".join(words) == text.replace("\u200d", "") and not [w for w in words if "\u200d" in w]
     thai = "ภาษาไทย\u200bง่าย"
     words = [thai[s:e] for s, e in segment_words(thai, tokenizer_run_splitter(tokenizer))]
     assert "".join(words) == thai.replace("\u200b", "") and not [w for w in words if "\u200b" in w]

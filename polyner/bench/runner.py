@@ -121,7 +121,8 @@ def student_exports(config: BenchConfig) -> list[tuple[str, str | None, str, str
 
 
 def contenders(config: BenchConfig, exports: dict[str, dict]) -> list[ContenderSpec]:
-    """The models in table order: teacher, scale encoder, student torch fp32, ONNX fp32, ONNX int8."""
+    """The models in table order: teacher, scale encoder, student torch fp32, ONNX fp32, ONNX int8 (and ONNX int8
+    with per-batch scales when asked)."""
     common = {"threads": config.threads, "repeats": config.repeats, "batch_size": config.batch_size}
     specs = [ContenderSpec(TEACHER, str(config.teacher), backend="torch", **common)]
     if config.scale:

@@ -26,8 +26,9 @@ def export(model: Optional[str] = typer.Option(None, "--model", "-m", help="Mode
            per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", help="int8 weight scales."),
            quantize_embeddings: bool = typer.Option(True, "--quantize-embeddings/--fp32-embeddings",
                                                     help="int8: quantize the word embeddings too."),
-           activation_scales: str = typer.Option("per-token", help="int8 activations: per-token (a sentence's result "
-                                                 "does not depend on its batch) or per-batch (onnxruntime's, faster)."),
+           activation_scales: Optional[str] = typer.Option(None, help="int8 activations: per-token (the default: a "
+                                                           "sentence's result does not depend on its batch) or "
+                                                           "per-batch (onnxruntime's, faster)."),
            opset: int = typer.Option(17, help="ONNX opset (>= 14)."),
            verbose: bool = verbose_option(False),
            model_argument: Optional[str] = OLD_POSITIONAL) -> None:
@@ -48,19 +49,22 @@ def export(model: Optional[str] = typer.Option(None, "--model", "-m", help="Mode
         return
     from polyner.models.backend import torch_directory
     from polyner.models.onnx_export import ExportConfig, export_onnx
+    from polyner.models.onnx_quantize import ACTIVATION_SCALES
 
     if quantize not in (None, "int8"):
         raise UserError(f"unknown --quantize {quantize!r}: expected int8")
-    if activation_scales not in ("per-token", "per-batch"):
-        raise UserError(f"unknown --activation-scales {activation_scales!r}: expected per-token or per-batch")
+    if activation_scales is not None and quantize != "int8":
+        raise UserError("--activation-scales applies to --quantize int8 only")
+    if activation_scales not in (None, *ACTIVATION_SCALES):
+        raise UserError(f"unknown --activation-scales {activation_scales!r}: expected {' or '.join(ACTIVATION_SCALES)}")
     if opset < 14:
         raise UserError(f"--opset must be 14 or more, not {opset}")
     try:
         source = str(torch_directory(model))  # an ONNX-only model: its torch weights read back
         result = export_onnx(ExportConfig(model=source, out=str(out), quantize=quantize, opset=opset,
                                           per_channel=per_channel, quantize_embeddings=quantize_embeddings,
-                                          activation_scales=activation_scales))
-    except RuntimeError as exc:  # the exported graph disagrees with torch: reported, not a traceback
+                                          activation_scales=activation_scales or ACTIVATION_SCALES[0]))
+    except (RuntimeError, ValueError) as exc:  # the graph disagrees with torch, or the rewrite refused it
         raise UserError(str(exc)) from exc
     typer.echo(f"{result.path}/model.onnx ({result.quantization or 'fp32'}, {result.size_bytes / 1e6:.1f} MB; "
                f"fp32 graph vs torch: max |logit diff| {result.fp32_max_abs_diff:.1e}; "

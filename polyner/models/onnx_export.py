@@ -29,7 +29,7 @@ import torch
 
 from polyner.models.io import COPIED_FILES, TOKENIZER_FILES
 from polyner.models.onnx_backend import EXPORT_INFO_FILE, INPUT_NAMES, ONNX_FILE, OUTPUT_NAME, require_onnxruntime
-from polyner.models.onnx_quantize import ACTIVATION_SCALES, quantize_int8
+from polyner.models.onnx_quantize import check_activation_scales, quantize_int8
 from polyner.models.onnx_weights import WEIGHTS_KEY
 
 logger = logging.getLogger(__name__)
@@ -110,9 +110,7 @@ def export_onnx(config: ExportConfig, progress: Callable[[str], None] | None = N
 
     if config.quantize is not None and config.quantize not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {config.quantize!r}: expected one of {QUANTIZATIONS} or none")
-    if config.activation_scales not in ACTIVATION_SCALES:
-        raise ValueError(f"unknown activation scales {config.activation_scales!r}: expected one of "
-                         f"{ACTIVATION_SCALES}")
+    check_activation_scales(config.activation_scales)
     onnx = require_onnx()
     require_onnxruntime()
     step = progress or (lambda stage: None)
@@ -222,7 +220,7 @@ def cached_export(source: str | Path, quantize: str | None = None) -> Path:
     from polyner.models.onnx_cache import build_once, fingerprint
 
     source = Path(source).resolve()
-    kind = f"{quantize}-per-token" if quantize else "fp32"  # the activation scales of ExportConfig's default
+    kind = f"{quantize}-{ExportConfig.activation_scales}" if quantize else "fp32"  # the default's scales
 
     def export(partial: Path, step: Callable[[str], None]) -> None:
         export_onnx(ExportConfig(model=str(source), out=str(partial), quantize=quantize), progress=step)

@@ -19,18 +19,24 @@ import numpy as np
 logger = logging.getLogger(__name__)
 ACTIVATION_SCALES = ("per-token", "per-batch")
 MS_DOMAIN = "com.microsoft"
-#: Initializers the per-token rewrite adds (shared by every quantized input).
-_ZERO_POINT, _UNIT, _QMAX, _FLOOR, _LAST_AXIS = ("per_token_zero_point", "per_token_unit", "per_token_qmax",
-                                                 "per_token_floor", "per_token_last_axis")
+
+
+def check_activation_scales(activations: str) -> str:
+    """``activations`` when it names one of :data:`ACTIVATION_SCALES`; a ValueError otherwise."""
+    if activations not in ACTIVATION_SCALES:
+        raise ValueError(f"unknown activation scales {activations!r}: expected one of {', '.join(ACTIVATION_SCALES)}")
+    return activations
 
 
 def quantize_int8(source: Path, target: Path, per_channel: bool, embeddings: bool,
                   activations: str = "per-token") -> None:
-    """Write the int8 model of the fp32 graph ``source`` to ``target`` (see the module docstring)."""
+    """Write the int8 model of the fp32 graph ``source`` to ``target`` (see the module docstring).
+
+    Raises ValueError when the per-token rewrite does not recognise the quantized graph (``"per-batch"`` still
+    works then)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    if activations not in ACTIVATION_SCALES:
-        raise ValueError(f"unknown activation scales {activations!r}: expected one of {ACTIVATION_SCALES}")
+    check_activation_scales(activations)
     root = logging.getLogger()
     level = root.level
     root.setLevel(max(level, logging.ERROR))  # the quantizer logs every tensor it skips on the root logger
@@ -43,7 +49,11 @@ def quantize_int8(source: Path, target: Path, per_channel: bool, embeddings: boo
         import onnx
 
         model = onnx.load(str(target))
-        rewritten = per_token_activations(model)
+        try:
+            rewritten = per_token_activations(model)
+        except ValueError as exc:
+            raise ValueError(f"{exc}: cannot quantize activations per token here (activation scales "
+                             "\"per-batch\" can)") from exc
         onnx.save(model, str(target))
         logger.info("int8 activations: %d inputs quantized per token", rewritten)
 
@@ -67,49 +77,57 @@ def per_token_activations(model) -> int:
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
+    initializers = {init.name for init in graph.initializer}
+    fresh = _name_allocator(graph)
+    constant = {key: fresh(f"per_token_{key}") for key in ("zero_point", "unit", "qmax", "floor", "last_axis")}
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     replacements: dict[int, list] = {}  # id(old node) -> its new nodes ([] removes it)
-    quantizers: set[int] = set()
+    quantizers = 0
     for node in graph.node:
         if node.op_type != "DynamicQuantizeLinear":
             continue
-        source, (quantized, scale, _) = node.input[0], node.output
-        prefix = node.name or quantized
+        source, (quantized, scale, zero_point) = node.input[0], node.output
         for scales_mul in consumers.get(scale, []):  # Mul(scale, weight scale) -> Mul(Cast(MatMulInteger), .)
             product = _only(consumers.get(scales_mul.output[0], []), "Mul", scale)
-            casted = _other_input(product, scales_mul.output[0])
+            casted = _other_input(product, scales_mul.output[0], scale)
             cast = producer.get(casted)
             matmul = producer.get(cast.input[0]) if cast is not None and cast.op_type == "Cast" else None
             if scales_mul.op_type != "Mul" or matmul is None or matmul.op_type != "MatMulInteger" or \
+                    len(matmul.input) != 4 or matmul.input[0] != quantized or matmul.input[2] != zero_point or \
+                    matmul.input[1] not in initializers or \
                     len(consumers.get(casted, [])) != 1 or len(consumers.get(matmul.output[0], [])) != 1:
                 raise ValueError(f"the scale {scale!r} is not used as quantize_dynamic writes it")
-            weight_scale = _other_input(scales_mul, scale)
-            a, weight, _, weight_zero = (list(matmul.input) + [""] * 4)[:4]
-            unscaled = product.output[0] + "_per_token"
+            weight_scale = _other_input(scales_mul, scale, scale)
+            _, weight, _, weight_zero = matmul.input
+            unscaled = fresh(product.output[0] + "_per_token")
             replacements[id(scales_mul)] = replacements[id(cast)] = replacements[id(matmul)] = []
             replacements[id(product)] = [
-                helper.make_node("MatMulIntegerToFloat", [a, weight, _UNIT, weight_scale, _ZERO_POINT, weight_zero],
-                                 [unscaled], name=product.name + "_integer", domain=MS_DOMAIN),
-                helper.make_node("Mul", [unscaled, scale], [product.output[0]], name=product.name + "_rows")]
-        if any(id(consumer) not in replacements for consumer in consumers.get(quantized, [])):
-            raise ValueError(f"{quantized!r} feeds something other than a rewritten MatMulInteger")
-        quantizers.add(id(node))
+                helper.make_node("MatMulIntegerToFloat", [quantized, weight, constant["unit"], weight_scale,
+                                                          constant["zero_point"], weight_zero],
+                                 [unscaled], name=fresh(product.name + "_integer"), domain=MS_DOMAIN),
+                helper.make_node("Mul", [unscaled, scale], [product.output[0]], name=fresh(product.name + "_rows"))]
+        for output in (quantized, zero_point):
+            if any(id(consumer) not in replacements for consumer in consumers.get(output, [])):
+                raise ValueError(f"{output!r} feeds something other than a rewritten MatMulInteger")
+        quantizers += 1
+        prefix = node.name or quantized
+        names = {part: fresh(f"{prefix}_{part}") for part in ("max", "min", "neg_min", "range", "inverse", "scaled")}
         reduce_axes = {"axes": [-1]} if opset < 18 else {}
-        reduce_inputs = [] if opset < 18 else [_LAST_AXIS]
+        reduce_inputs = [] if opset < 18 else [constant["last_axis"]]
         replacements[id(node)] = [
-            helper.make_node("ReduceMax", [source, *reduce_inputs], [prefix + "_max"], name=prefix + "_max",
-                             keepdims=1, **reduce_axes),
-            helper.make_node("ReduceMin", [source, *reduce_inputs], [prefix + "_min"], name=prefix + "_min",
-                             keepdims=1, **reduce_axes),
-            helper.make_node("Neg", [prefix + "_min"], [prefix + "_neg_min"], name=prefix + "_neg_min"),
-            helper.make_node("Max", [prefix + "_max", prefix + "_neg_min", _FLOOR], [prefix + "_range"],
-                             name=prefix + "_range"),
-            helper.make_node("Div", [prefix + "_range", _QMAX], [scale], name=prefix + "_scale"),
-            helper.make_node("Div", [_QMAX, prefix + "_range"], [prefix + "_inverse"], name=prefix + "_inverse"),
-            helper.make_node("Mul", [source, prefix + "_inverse"], [prefix + "_scaled"], name=prefix + "_scaled"),
-            helper.make_node("QuantizeLinear", [prefix + "_scaled", _UNIT, _ZERO_POINT], [quantized],
-                             name=prefix + "_quantize")]
-    if not replacements:
+            helper.make_node("ReduceMax", [source, *reduce_inputs], [names["max"]], name=names["max"], keepdims=1,
+                             **reduce_axes),
+            helper.make_node("ReduceMin", [source, *reduce_inputs], [names["min"]], name=names["min"], keepdims=1,
+                             **reduce_axes),
+            helper.make_node("Neg", [names["min"]], [names["neg_min"]], name=names["neg_min"]),
+            helper.make_node("Max", [names["max"], names["neg_min"], constant["floor"]], [names["range"]],
+                             name=names["range"]),
+            helper.make_node("Div", [names["range"], constant["qmax"]], [scale], name=fresh(f"{prefix}_scale")),
+            helper.make_node("Div", [constant["qmax"], names["range"]], [names["inverse"]], name=names["inverse"]),
+            helper.make_node("Mul", [source, names["inverse"]], [names["scaled"]], name=names["scaled"]),
+            helper.make_node("QuantizeLinear", [names["scaled"], constant["unit"], constant["zero_point"]],
+                             [quantized], name=fresh(f"{prefix}_quantize"))]
+    if not quantizers:
         return 0
     nodes = []
     for node in graph.node:
@@ -117,15 +135,30 @@ def per_token_activations(model) -> int:
     del graph.node[:]
     graph.node.extend(nodes)
     graph.initializer.extend([
-        numpy_helper.from_array(np.array(128, dtype=np.uint8), _ZERO_POINT),  # symmetric: uint8 with zero at 128
-        numpy_helper.from_array(np.array(1.0, dtype=np.float32), _UNIT),
-        numpy_helper.from_array(np.array(127.0, dtype=np.float32), _QMAX),
-        numpy_helper.from_array(np.array(1e-12, dtype=np.float32), _FLOOR)])  # an all-zero vector stays zero
+        numpy_helper.from_array(np.array(128, dtype=np.uint8), constant["zero_point"]),  # symmetric: zero at 128
+        numpy_helper.from_array(np.array(1.0, dtype=np.float32), constant["unit"]),
+        numpy_helper.from_array(np.array(127.0, dtype=np.float32), constant["qmax"]),
+        numpy_helper.from_array(np.array(1e-12, dtype=np.float32), constant["floor"])])  # an all-zero row stays zero
     if opset >= 18:
-        graph.initializer.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), _LAST_AXIS))
+        graph.initializer.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), constant["last_axis"]))
     if not any(o.domain == MS_DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
-    return len(quantizers)
+    return quantizers
+
+
+def _name_allocator(graph):
+    """A function giving names no node, tensor or initializer of ``graph`` has (nor an earlier answer)."""
+    taken = {node.name for node in graph.node} | {name for node in graph.node for name in (*node.input, *node.output)}
+    taken |= {init.name for init in graph.initializer} | {v.name for v in (*graph.input, *graph.output)}
+
+    def fresh(name: str) -> str:
+        candidate, suffix = name, 1
+        while candidate in taken:
+            candidate, suffix = f"{name}_{suffix}", suffix + 1
+        taken.add(candidate)
+        return candidate
+
+    return fresh
 
 
 def _only(nodes: list, op_type: str, what: str):
@@ -134,7 +167,9 @@ def _only(nodes: list, op_type: str, what: str):
     return nodes[0]
 
 
-def _other_input(node, name: str) -> str:
+def _other_input(node, name: str, what: str) -> str:
     """The input of a two-input node that is not ``name``."""
+    if len(node.input) != 2:
+        raise ValueError(f"the scale {what!r} is not used as quantize_dynamic writes it")
     first, second = node.input
     return second if first == name else first

@@ -36,7 +36,8 @@ def char_kind(ch: str) -> str:
     """Classify a character: space, cjk, nospace, word, join (format chars) or punct (cached: texts reuse few).
 
     The zero-width space is a space: it marks a word break (Thai and Khmer text written with it, Han text copied
-    from the web) and the tokenizer reads it as one; the other format characters join."""
+    from the web) and the tokenizer reads it as one; the other format characters join, except after Han or kana
+    (see :func:`segment_words`)."""
     code = ord(ch)
     if code == 0x200B:
         return "space"
@@ -62,6 +63,7 @@ def segment_words(text: str, split_run: SplitRun | None = None) -> list[Span]:
     Lao, Khmer or Myanmar run is one word.
     """
     spans: list[Span] = []
+    last_kind = ""  # the kind of the run the last word came from
     i, n = 0, len(text)
     while i < n:
         kind = char_kind(text[i])
@@ -69,10 +71,11 @@ def segment_words(text: str, split_run: SplitRun | None = None) -> list[Span]:
             i += 1
             continue
         if kind == "join":
-            if spans and spans[-1][1] == i and char_kind(text[i - 1]) != "cjk":  # a ZWJ stays with the word
+            if spans and spans[-1][1] == i and last_kind != "cjk":  # a ZWJ stays with the word (Han has none)
                 spans[-1] = (spans[-1][0], i + 1)
             i += 1
             continue
+        last_kind = kind
         if kind == "punct":
             j = _after_marks(text, i + 1)
             spans.append((i, _trim_format_chars(text, i, j)))
@@ -81,7 +84,7 @@ def segment_words(text: str, split_run: SplitRun | None = None) -> list[Span]:
         j = i + 1
         while j < n:
             k = char_kind(text[j])
-            if k == kind or k == "join" and kind != "cjk" or _is_mark(text[j]):
+            if k == kind or (k == "join" and kind != "cjk") or _is_mark(text[j]):
                 j += 1  # combining marks and joiners stay with the character they modify (Han has no joiners:
                 # the tokenizer reads a zero-width joiner there as a space, so it ends the run)
             elif kind == "word" and text[j] in _JOINERS and j + 1 < n and char_kind(text[j + 1]) == "word":
