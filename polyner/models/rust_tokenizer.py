@@ -59,11 +59,10 @@ class RustTokenizer:
         self._tokenizer = tokenizer
         self.name_or_path = name_or_path
         self._source = source
-        self._vocab = tokenizer.get_vocab(with_added_tokens=True)
-        for name in SPECIAL_TOKENS:
+        for name in SPECIAL_TOKENS:  # ids looked up one by one: the whole vocabulary as a dict costs 0.1 s a load
             token = special_tokens.get(name)
             setattr(self, name, token)
-            setattr(self, f"{name}_id", self._vocab.get(token) if token is not None else None)
+            setattr(self, f"{name}_id", tokenizer.token_to_id(token) if token is not None else None)
 
     @classmethod
     def from_directory(cls, path: str | Path) -> "RustTokenizer":
@@ -99,15 +98,24 @@ class RustTokenizer:
     def __len__(self) -> int:
         return self._tokenizer.get_vocab_size(with_added_tokens=True)
 
+    @property
+    def backend_tokenizer(self):
+        """The ``tokenizers.Tokenizer`` itself (as on transformers' fast tokenizers)."""
+        return self._tokenizer
+
     def get_vocab(self) -> dict[str, int]:
         """Piece -> id, added tokens included."""
-        return dict(self._vocab)
+        return self._tokenizer.get_vocab(with_added_tokens=True)
 
     def convert_tokens_to_ids(self, tokens: str | Sequence[str]):
         """Ids of pieces (the unknown token's id for a piece outside the vocabulary)."""
         if isinstance(tokens, str):
-            return self._vocab.get(tokens, self.unk_token_id)
-        return [self._vocab.get(t, self.unk_token_id) for t in tokens]
+            return self._id(tokens)
+        return [self._id(t) for t in tokens]
+
+    def _id(self, token: str) -> int | None:
+        found = self._tokenizer.token_to_id(token)
+        return self.unk_token_id if found is None else found
 
     def tokenize(self, text: str) -> list[str]:
         """The pieces of ``text``, without special tokens."""

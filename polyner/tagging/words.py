@@ -228,8 +228,9 @@ def tokenizer_run_splitter(tokenizer) -> SplitRun:
     """A ``split_run`` that cuts a run of a script without spaces where the tokenizer's pieces end, but never
     before a combining mark or joiner (a piece ending inside a character cluster continues into the next word)."""
 
-    vocab = tokenizer.get_vocab()
-    bare_space = vocab.get("\u2581")  # the word-initial ▁ alone: its offsets cover the run's first character
+    backend = getattr(tokenizer, "backend_tokenizer", None)  # one lookup, not the whole vocabulary as a dict
+    # the word-initial ▁ alone: its offsets cover the run's first character
+    bare_space = backend.token_to_id("\u2581") if backend is not None else tokenizer.get_vocab().get("\u2581")
 
     def split(run: str) -> list[Span]:
         enc = tokenizer(run, add_special_tokens=False, return_offsets_mapping=True)
