@@ -20,19 +20,24 @@ from pathlib import Path
 KINDS = ("correct", "type", "boundary", "missed", "spurious")
 
 
+def overlaps(a: tuple[int, int, str], b: tuple[int, int, str]) -> bool:
+    """Whether two (first word, end word, label) entities share a word."""
+    return a[0] < b[1] and b[0] < a[1]
+
+
 def classify(gold: set[tuple[int, int, str]], found: set[tuple[int, int, str]]) -> collections.Counter:
     """Counts of :data:`KINDS` for one sentence, from (first word, end word, label) keys."""
     counts: collections.Counter = collections.Counter()
-    for start, end, label in gold:
-        if (start, end, label) in found:
+    for entity in gold:
+        if entity in found:
             counts["correct"] += 1
-        elif any((s, e) == (start, end) for s, e, _ in found):
+        elif any(other[:2] == entity[:2] for other in found):
             counts["type"] += 1
-        elif any(s < end and start < e for s, e, _ in found):
+        elif any(overlaps(entity, other) for other in found):
             counts["boundary"] += 1
         else:
             counts["missed"] += 1
-    counts["spurious"] += sum(1 for s, e, _ in found if not any(s < end and start < e for start, end, _ in gold))
+    counts["spurious"] += sum(1 for other in found if not any(overlaps(other, entity) for entity in gold))
     return counts
 
 
@@ -41,12 +46,11 @@ def edge_words(words: list[str], gold: set[tuple[int, int, str]], found: set[tup
     """For each gold entity with a boundary error, the words the overlapping found entity adds before or after it
     ("+ before: w", "+ after: w") or leaves out ("- first: w", "- last: w"); one word per edge, the nearest."""
     counts: collections.Counter = collections.Counter()
-    for start, end, _ in gold:
-        if any((s, e) == (start, end) for s, e, _ in found):
+    for entity in gold:
+        start, end, _ = entity
+        if any(other[:2] == (start, end) for other in found):
             continue
-        for s, e, _ in sorted(found):  # the first overlapping one, the same on every run
-            if not (s < end and start < e):
-                continue
+        for s, e, _ in (other for other in sorted(found) if overlaps(other, entity)):  # the first, on every run
             if s < start:
                 counts[f"+ before: {words[start - 1]}"] += 1
             elif s > start:
