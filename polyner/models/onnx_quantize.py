@@ -111,20 +111,16 @@ def per_token_activations(model) -> int:
                 raise ValueError(f"{output!r} feeds something other than a rewritten MatMulInteger")
         quantizers += 1
         prefix = node.name or quantized
-        names = {part: fresh(f"{prefix}_{part}") for part in ("max", "min", "neg_min", "range", "inverse", "scaled")}
+        names = {part: fresh(f"{prefix}_{part}") for part in ("abs", "max", "range", "scaled")}
         reduce_axes = {"axes": [-1]} if opset < 18 else {}
         reduce_inputs = [] if opset < 18 else [constant["last_axis"]]
-        replacements[id(node)] = [
-            helper.make_node("ReduceMax", [source, *reduce_inputs], [names["max"]], name=names["max"], keepdims=1,
-                             **reduce_axes),
-            helper.make_node("ReduceMin", [source, *reduce_inputs], [names["min"]], name=names["min"], keepdims=1,
-                             **reduce_axes),
-            helper.make_node("Neg", [names["min"]], [names["neg_min"]], name=names["neg_min"]),
-            helper.make_node("Max", [names["max"], names["neg_min"], constant["floor"]], [names["range"]],
-                             name=names["range"]),
+        replacements[id(node)] = [  # scale = max(|x|) / 127 per token; x / scale rounds to [-127, 127], zero at 128
+            helper.make_node("Abs", [source], [names["abs"]], name=names["abs"]),
+            helper.make_node("ReduceMax", [names["abs"], *reduce_inputs], [names["max"]], name=names["max"],
+                             keepdims=1, **reduce_axes),
+            helper.make_node("Max", [names["max"], constant["floor"]], [names["range"]], name=names["range"]),
             helper.make_node("Div", [names["range"], constant["qmax"]], [scale], name=fresh(f"{prefix}_scale")),
-            helper.make_node("Div", [constant["qmax"], names["range"]], [names["inverse"]], name=names["inverse"]),
-            helper.make_node("Mul", [source, names["inverse"]], [names["scaled"]], name=names["scaled"]),
+            helper.make_node("Div", [source, scale], [names["scaled"]], name=names["scaled"]),
             helper.make_node("QuantizeLinear", [names["scaled"], constant["unit"], constant["zero_point"]],
                              [quantized], name=fresh(f"{prefix}_quantize"))]
     if not quantizers:
