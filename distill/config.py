@@ -77,6 +77,9 @@ class DistillConfig:
     keep_all_single_chars: bool = True  # False: single-character pieces only when the text has them (room for more pieces)
     # leave out Han/kana pieces that glue a particle to a word (在北京, 日本の), so word and entity edges fall between pieces
     drop_particle_pieces: bool = False
+    # after training, add every Han/kana piece of the teacher the trimmed vocabulary lacks, its row mapped from the
+    # teacher's (distill/vocab_completion.py): a Chinese or Japanese word our text lacks stays one piece (华为, 普京)
+    complete_han_kana: bool = True
     max_vocab: int | None = 60000
     max_length: int = 64
     batch_size: int = 32

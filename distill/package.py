@@ -109,7 +109,8 @@ def card_for_student(source: str | Path, target: str | Path, title: str, results
     shape = (f"{g['layers']} layers x {g['hidden']} hidden, {g['heads']} heads, FFN {g['ffn']}, embedding rank {g['rank']}"
              if g else f"preset {config['preset']}")
     notes = ["## Training", "",
-             f"- transfer sentences: {log['transfer_sentences']:,}; vocabulary trimmed to {log['vocabulary']:,} pieces",
+             f"- transfer sentences: {log['transfer_sentences']:,}; vocabulary trimmed to {log['vocabulary']:,} pieces"
+             + vocabulary_completion_note(log.get("vocabulary_completion")),
              f"- student: {shape}, seed {config['seed']} (every setting: the run's `distill_config.json`); "
              f"best dev macro F1 {log['best_dev_f1']:.2f}; {log['minutes']:.0f} minutes of training",
              "- checkpoint chosen on gold dev data, never on test", "",
@@ -120,3 +121,12 @@ def card_for_student(source: str | Path, target: str | Path, title: str, results
                             teacher_parameters=log["teacher_parameters"], size_mb=directory_size_mb(target),
                             results_markdown=results_markdown, speed_markdown=speed_markdown, notes=notes,
                             window=json.loads((target / "config.json").read_text()).get("ner_max_length"))
+
+
+def vocabulary_completion_note(completion: dict | None) -> str:
+    """The model card's words for a vocabulary completed after training (distill/vocab_completion.py)."""
+    if not completion:
+        return ""
+    return (f", {completion['added']:,} of them the teacher's {completion['pieces']} pieces the training text lacked, "
+            f"added after training (rows mapped from the teacher's by a linear fit, R^2 {completion['fit_r2']:.3f})")
+

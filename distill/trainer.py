@@ -316,9 +316,30 @@ class Distiller:
         read_state(self.checkpoint_plan())  # refuse another run's, early
         if parallel.is_main:
             (self.out / "distill_config.json").write_text(json.dumps(config.to_dict(), indent=2))
-        with parallel.main_first():  # rank 0 builds transfer set, vocabulary and teacher cache; the others load them
+        with parallel.main_first():  # rank 0 builds transfer set and vocabulary; the others load them
             transfer = self.transfer_set()
             student_tokenizer, keep = self.vocabulary(transfer)
+        state_path = self.work / "state.json"
+        state = json.loads(state_path.read_text()) if state_path.exists() else {
+            "stage": 0, "best_f1": -1.0, "history": []}
+        best_path = self.work / "best.safetensors"
+        self._clock = (state.get("minutes", 0.0), time.time())  # training minutes over every session of the run
+        if state["stage"] < len(self.stages) or not best_path.exists():
+            model = self.train(transfer, student_tokenizer, keep, state, best_path)
+        else:  # a finished run only saves its student again (without the teacher outputs)
+            model = DistillationModel(self.build_student(keep), self.teacher.config.hidden_size)
+        if not parallel.is_main:
+            return self.out
+        model.load_state_dict(load_file(str(best_path)))
+        self.write_state(state)
+        self.save_student(model.student, student_tokenizer, keep, state, len(transfer))
+        return self.out
+
+    def train(self, transfer: list[TransferSentence], student_tokenizer, keep: np.ndarray, state: dict,
+              best_path: Path) -> DistillationModel:
+        """Cache the teacher's outputs and run (or resume) the stages; the model as the last stage left it."""
+        config, parallel = self.config, self.parallel
+        with parallel.main_first():  # rank 0 builds the teacher cache; the others load it
             pad = student_tokenizer.pad_token_id
             bos, eos = special_ids(student_tokenizer)
             ids = [np.asarray(model_input(per_word, bos, eos, config.max_length - 2)[0], dtype=np.int32)
@@ -351,13 +372,8 @@ class Distiller:
         ranking = self.ffn_ranking(cache, keep)
         model = DistillationModel(self.build_student(keep, ranking), self.teacher.config.hidden_size).to(parallel.device)
         model.train()
-        state_path = self.work / "state.json"
-        state = json.loads(state_path.read_text()) if state_path.exists() else {
-            "stage": 0, "best_f1": -1.0, "history": []}
-        best_path = self.work / "best.safetensors"
         if state["stage"] > 0:  # weights after the last finished stage; inside a stage run_stage resumes its checkpoint
             model.load_state_dict(load_file(str(self.work / "current.safetensors")))
-        self._clock = (state.get("minutes", 0.0), time.time())  # training minutes over every session of the run
         for index in range(state["stage"], len(self.stages)):
             stage = self.stages[index]
             if stage.loss == "gold" and gold is None:
@@ -373,20 +389,32 @@ class Distiller:
                           str(self.work / "current.safetensors"))
                 self.write_state(state)
             parallel.barrier()
-        if not parallel.is_main:
-            return self.out
-        model.load_state_dict(load_file(str(best_path)))
-        self.write_state(state)
-        student = model.student
+        return model
+
+    def save_student(self, student: PolynerStudentForTokenClassification, student_tokenizer, keep: np.ndarray,
+                     state: dict, transfer_sentences: int) -> None:
+        """Write the selected student in HF layout (its vocabulary completed with the teacher's Han/kana pieces
+        when the recipe says so), its teacher ids and its training log."""
+        from polyner.distill.vocab import trim_tokenizer
+        from polyner.distill.vocab_completion import complete_student
+
+        completion = (complete_student(student, self.teacher, self.teacher_tokenizer, keep,
+                                       self.config.drop_particle_pieces)
+                      if self.config.complete_han_kana else None)
         student.save_pretrained(self.out, safe_serialization=True)
-        student_tokenizer.save_pretrained(self.out)
+        if completion is None:
+            student_tokenizer.save_pretrained(self.out)
+        else:
+            keep = completion.keep_ids
+            student_tokenizer, _ = trim_tokenizer(self.teacher_tokenizer, keep.tolist(), self.out)
+            check_tokenizers(self.teacher_tokenizer, student_tokenizer, keep)
         np.save(self.out / "keep_ids.npy", keep)
         (self.out / "training_log.json").write_text(json.dumps(
-            {"history": state["history"], "best_dev_f1": state["best_f1"], "minutes": state["minutes"],
+            {"history": state["history"], "best_dev_f1": state["best_f1"], "minutes": state.get("minutes", 0.0),
              "student_parameters": count_parameters(student), "teacher_parameters": count_parameters(self.teacher),
-             "transfer_sentences": len(transfer), "vocabulary": int(len(keep))}, indent=2))
+             "transfer_sentences": transfer_sentences, "vocabulary": int(len(keep)),
+             **({"vocabulary_completion": completion.summary()} if completion else {})}, indent=2))
         logger.info("selected student (dev macro F1 %.2f) saved to %s", state["best_f1"], self.out)
-        return self.out
 
     def run_stage(self, index: int, stage: Stage, model: DistillationModel, cache, train_idx, heldout, sampler,
                   gold, dev, pad: int, tokenizer, state: dict, best_path: Path, gold_groups: list[str] = (),

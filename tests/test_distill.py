@@ -970,10 +970,46 @@ def test_dev_based_selection_keeps_the_best_checkpoint(distilled):
     assert len(f1s) == distilled.script.calls > PEAK
     assert log["best_dev_f1"] == max(f1s) == 50.0
     assert f1s.index(max(f1s)) == PEAK
-    saved = load_file(str(distilled.out / "model.safetensors"))
+    saved = trained_rows(distilled.out)
     assert saved.keys() == distilled.script.best_weights.keys()
     for name, value in distilled.script.best_weights.items():
         assert torch.equal(saved[name], value), name
+
+
+WORD_ROWS = "student.embeddings.word.weight"
+
+
+def trained_rows(out: Path) -> dict[str, torch.Tensor]:
+    """The saved student's weights with only the word rows of the trimmed vocabulary it trained with (the rows the
+    vocabulary completion added after training left out)."""
+    weights = load_file(str(out / "model.safetensors"))
+    completed, trimmed = np.load(out / "keep_ids.npy"), np.load(out / "work" / "vocab" / "keep_ids.npy")
+    weights[WORD_ROWS] = weights[WORD_ROWS][torch.from_numpy(np.searchsorted(completed, trimmed))]
+    return weights
+
+
+def test_the_vocabulary_is_completed_with_the_teachers_han_and_kana_pieces(distilled, workspace):
+    """After training, every Han/kana piece of the teacher's vocabulary the trimmed one lacked is added (rows mapped
+    from the teacher's), the log and the card say so, and Han text is tagged with the new pieces whole."""
+    import polyner
+    from polyner.distill.package import vocabulary_completion_note
+    from polyner.distill.vocab_completion import missing_han_kana_pieces
+    from polyner.models.io import load_tokenizer
+
+    teacher_tokenizer = load_tokenizer(workspace.teacher)
+    trimmed = np.load(distilled.out / "work" / "vocab" / "keep_ids.npy")
+    missing = missing_han_kana_pieces(teacher_tokenizer, trimmed, drop_particle_pieces=False)
+    assert missing  # the tiny teacher knows Han pieces the run's text (en, de, ru, uk) lacks
+    completed = np.load(distilled.out / "keep_ids.npy")
+    assert completed.tolist() == sorted([*trimmed.tolist(), *missing])
+    summary = distilled.log["vocabulary_completion"]
+    assert summary["added"] == len(missing) and 0.0 <= summary["fit_r2"] <= 1.0
+    assert f"{len(missing):,} of them the teacher's Han and kana pieces" in vocabulary_completion_note(summary)
+    student_tokenizer = load_tokenizer(distilled.out)
+    word = teacher_tokenizer.convert_ids_to_tokens(missing[0]).lstrip("\u2581")
+    assert teacher_tokenizer.convert_ids_to_tokens(missing[0]) in student_tokenizer.tokenize(word)
+    text = f"他在{word}。"
+    assert all(text[e["start"]:e["end"]] == e["text"] for e in polyner.load(distilled.out)(text))
 
 
 def test_same_seed_gives_identical_weights(distilled, workspace):
@@ -1035,10 +1071,18 @@ def test_interrupted_run_resumes_where_it_stopped(distilled, workspace, monkeypa
     resumed, whole = load_file(str(out / "model.safetensors")), load_file(str(distilled.out / "model.safetensors"))
     for name in whole:  # resuming is exact
         assert torch.equal(resumed[name], whole[name]), name
-    # 4. a finished run reruns nothing
+    # 4. a finished run reruns nothing and needs no teacher outputs: it saves its student again (here without the
+    #    vocabulary completion), its training minutes kept
     stages_run.clear()
-    run_scripted(config, ScriptedDev())
+    monkeypatch.setattr("polyner.distill.trainer.build_teacher_cache", lambda *a, **k: pytest.fail("cache rebuilt"))
+    run_scripted(replace(config, complete_han_kana=False), ScriptedDev())
     assert stages_run == []
+    again = json.loads((out / "training_log.json").read_text())
+    assert again["minutes"] == pytest.approx(log["minutes"], abs=0.05) and "vocabulary_completion" not in again
+    assert np.array_equal(np.load(out / "keep_ids.npy"), np.load(out / "work" / "vocab" / "keep_ids.npy"))
+    saved = load_file(str(out / "model.safetensors"))
+    for name, value in trained_rows(distilled.out).items():
+        assert torch.equal(saved[name], value), name
 
 
 @pytest.mark.parametrize("change, difference", [
