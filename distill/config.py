@@ -78,7 +78,8 @@ class DistillConfig:
     # leave out Han/kana pieces that glue a particle to a word (在北京, 日本の), so word and entity edges fall between pieces
     drop_particle_pieces: bool = False
     # after training, add every Han/kana piece of the teacher the trimmed vocabulary lacks, its row mapped from the
-    # teacher's (distill/vocab_completion.py): a Chinese or Japanese word our text lacks stays one piece (华为, 普京)
+    # teacher's (distill/vocab_completion.py): a Chinese or Japanese word our text lacks stays one piece (华为, 普京).
+    # max_vocab does not count them (~7,400 pieces for XLM-R's vocabulary); only with factorize_embeddings
     complete_han_kana: bool = True
     max_vocab: int | None = 60000
     max_length: int = 64

@@ -127,6 +127,5 @@ def vocabulary_completion_note(completion: dict | None) -> str:
     """The model card's words for a vocabulary completed after training (distill/vocab_completion.py)."""
     if not completion:
         return ""
-    return (f", {completion['added']:,} of them the teacher's {completion['pieces']} pieces the training text lacked, "
+    return (f", {completion['added']:,} of them the teacher's {completion['pieces']} pieces the trimmed vocabulary lacked, "
             f"added after training (rows mapped from the teacher's by a linear fit, R^2 {completion['fit_r2']:.3f})")
-

@@ -238,17 +238,21 @@ class Distiller:
                     teacher_ffn, len(sample), self.config.student.ffn)
         return rank_ffn_neurons(self.teacher, batches, picks)
 
+    def student_skeleton(self, keep: np.ndarray) -> PolynerStudentForTokenClassification:
+        """The run's student over the ``keep`` pieces, weights as initialised by the model class."""
+        config = student_config(self.config.student, len(keep), self.teacher.config, max_length=512)
+        config.ner_max_length = self.config.max_length  # the window the Tagger reads this student in
+        config.ner_unspaced_runs = self.unspaced_runs  # how it reads runs of Han, kana, Thai (as its teacher)
+        return PolynerStudentForTokenClassification(config)
+
     def build_student(self, keep: np.ndarray, ffn_ranking: dict[int, np.ndarray] | None = None
                       ) -> PolynerStudentForTokenClassification:
         """A student from the preset, with factorized embeddings and teacher layers where widths match."""
         from polyner.distill.vocab import factorize_embeddings
 
         preset = self.config.student
-        config = student_config(preset, len(keep), self.teacher.config, max_length=512)
-        config.ner_max_length = self.config.max_length  # the window the Tagger reads this student in
-        config.ner_unspaced_runs = self.unspaced_runs  # how it reads runs of Han, kana, Thai (as its teacher)
         torch.manual_seed(self.config.seed)
-        student = PolynerStudentForTokenClassification(config)
+        student = self.student_skeleton(keep)
         state = self.teacher.state_dict()
         prefix = self.teacher.base_model_prefix + "."
         if self.config.factorize_embeddings:
@@ -323,16 +327,21 @@ class Distiller:
         state = json.loads(state_path.read_text()) if state_path.exists() else {
             "stage": 0, "best_f1": -1.0, "history": []}
         best_path = self.work / "best.safetensors"
-        self._clock = (state.get("minutes", 0.0), time.time())  # training minutes over every session of the run
-        if state["stage"] < len(self.stages) or not best_path.exists():
-            model = self.train(transfer, student_tokenizer, keep, state, best_path)
-        else:  # a finished run only saves its student again (without the teacher outputs)
-            model = DistillationModel(self.build_student(keep), self.teacher.config.hidden_size)
-        if not parallel.is_main:
+        if state["stage"] < len(self.stages):
+            student = self.train(transfer, student_tokenizer, keep, state, best_path).student
+            if not parallel.is_main:
+                return self.out
+            self.write_state(state)
+        elif not parallel.is_main:
             return self.out
-        model.load_state_dict(load_file(str(best_path)))
-        self.write_state(state)
-        self.save_student(model.student, student_tokenizer, keep, state, len(transfer))
+        elif not best_path.exists():
+            raise FileNotFoundError(f"{best_path} is missing: the run's stages are done but its selected student is "
+                                    "gone; start the run again in a new --out folder")
+        else:  # a finished run only saves its student again (no teacher outputs, no training)
+            student = self.student_skeleton(keep)
+        student.load_state_dict({name[len("student."):]: value for name, value in load_file(str(best_path)).items()
+                                 if name.startswith("student.")})
+        self.save_student(student, student_tokenizer, keep, state, len(transfer))
         return self.out
 
     def train(self, transfer: list[TransferSentence], student_tokenizer, keep: np.ndarray, state: dict,
@@ -372,6 +381,7 @@ class Distiller:
         ranking = self.ffn_ranking(cache, keep)
         model = DistillationModel(self.build_student(keep, ranking), self.teacher.config.hidden_size).to(parallel.device)
         model.train()
+        self._clock = (state.get("minutes", 0.0), time.time())  # training minutes over every session of the run
         if state["stage"] > 0:  # weights after the last finished stage; inside a stage run_stage resumes its checkpoint
             model.load_state_dict(load_file(str(self.work / "current.safetensors")))
         for index in range(state["stage"], len(self.stages)):
@@ -400,7 +410,7 @@ class Distiller:
 
         completion = (complete_student(student, self.teacher, self.teacher_tokenizer, keep,
                                        self.config.drop_particle_pieces)
-                      if self.config.complete_han_kana else None)
+                      if self.config.complete_han_kana and self.config.factorize_embeddings else None)
         student.save_pretrained(self.out, safe_serialization=True)
         if completion is None:
             student_tokenizer.save_pretrained(self.out)

@@ -110,6 +110,11 @@ def _backend(tokenizer) -> Any:
     return backend
 
 
+def tokenizer_pieces(tokenizer) -> list[str]:
+    """Piece strings of ``tokenizer`` (anything :func:`_backend` takes) indexed by id, added tokens included."""
+    return _pieces(_backend(tokenizer))
+
+
 def _pieces(backend) -> list[str]:
     """Piece strings indexed by id, added tokens included."""
     vocab = backend.get_vocab(with_added_tokens=True)
@@ -145,13 +150,19 @@ PARTICLES_BEFORE = frozenset("的在和与及是从对")
 PARTICLES_AFTER = frozenset("的在の了はがをにでへも")
 
 
-def joins_particle(piece: str) -> bool:
-    """Whether ``piece`` is two or more Han/kana characters that begin with a particle of
-    :data:`PARTICLES_BEFORE` or end with one of :data:`PARTICLES_AFTER` (``▁`` aside)."""
+def is_han_or_kana(piece: str) -> bool:
+    """Whether ``piece`` (``▁`` aside) is one or more Han or kana characters."""
     from polyner.tagging.words import char_kind
 
     body = piece[1:] if piece.startswith(METASPACE) else piece
-    if len(body) < 2 or not all(char_kind(ch) == "cjk" for ch in body):
+    return bool(body) and all(char_kind(ch) == "cjk" for ch in body)
+
+
+def joins_particle(piece: str) -> bool:
+    """Whether ``piece`` is two or more Han/kana characters that begin with a particle of
+    :data:`PARTICLES_BEFORE` or end with one of :data:`PARTICLES_AFTER` (``▁`` aside)."""
+    body = piece[1:] if piece.startswith(METASPACE) else piece
+    if len(body) < 2 or not is_han_or_kana(body):
         return False
     return body[0] in PARTICLES_BEFORE or body[-1] in PARTICLES_AFTER
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from polyner.distill.vocab import METASPACE, _backend, _pieces, joins_particle
-from polyner.tagging.words import char_kind
+from polyner.distill.vocab import is_han_or_kana, joins_particle, tokenizer_pieces
 
 logger = logging.getLogger(__name__)
+MIN_FIT_R2 = 0.9  # below it the student's rows are not the teacher's mapped (e.g. random word embeddings): no completion
 
 
 @dataclass(frozen=True)
@@ -35,19 +35,12 @@ class VocabularyCompletion:
         return {"pieces": "Han and kana", "added": self.added, "fit_r2": round(self.fit_r2, 4)}
 
 
-def is_han_or_kana(piece: str) -> bool:
-    """Whether ``piece`` (``▁`` aside) is one or more Han or kana characters."""
-    body = piece[1:] if piece.startswith(METASPACE) else piece
-    return bool(body) and all(char_kind(ch) == "cjk" for ch in body)
-
-
 def missing_han_kana_pieces(teacher_tokenizer, keep_ids: np.ndarray, drop_particle_pieces: bool) -> list[int]:
     """Teacher ids of the Han/kana pieces not in ``keep_ids`` (those joining a particle to a word left out when
     ``drop_particle_pieces``)."""
     kept = set(np.asarray(keep_ids).tolist())
-    return [i for i, piece in enumerate(_pieces(_backend(teacher_tokenizer)))
-            if i not in kept and piece and is_han_or_kana(piece)
-            and not (drop_particle_pieces and joins_particle(piece))]
+    return [i for i, piece in enumerate(tokenizer_pieces(teacher_tokenizer))
+            if i not in kept and is_han_or_kana(piece) and not (drop_particle_pieces and joins_particle(piece))]
 
 
 def complete_rows(teacher_rows: np.ndarray, keep_ids: np.ndarray, student_rows: np.ndarray,
@@ -79,22 +72,34 @@ def complete_rows(teacher_rows: np.ndarray, keep_ids: np.ndarray, student_rows: 
 def complete_student(student, teacher, teacher_tokenizer, keep_ids: np.ndarray,
                      drop_particle_pieces: bool) -> VocabularyCompletion | None:
     """Give ``student`` (a trained PolynerStudentForTokenClassification over ``keep_ids``) the teacher's Han/kana
-    pieces it lacks, in place; None when it has them all. Its tokenizer is then the teacher's trimmed to
-    ``completion.keep_ids`` (``trim_tokenizer``)."""
+    pieces it lacks, in place; None when it has them all, or when its rows are not a linear map of the teacher's
+    (fit R^2 under :data:`MIN_FIT_R2`: then it stays as it is). Its tokenizer is then the teacher's trimmed to
+    ``completion.keep_ids`` (``trim_tokenizer``); its special ids follow their pieces."""
     new_ids = missing_han_kana_pieces(teacher_tokenizer, keep_ids, drop_particle_pieces)
     if not new_ids:
         return None
     embeddings = student.get_input_embeddings()
-    teacher_rows = teacher.get_input_embeddings().weight.detach().float().numpy()
-    completion = complete_rows(teacher_rows, keep_ids, embeddings.weight.detach().float().numpy(), new_ids)
-    padding = embeddings.padding_idx  # the same piece, wherever the new ids put it
-    if padding is not None:
-        padding = int(np.searchsorted(completion.keep_ids, np.asarray(keep_ids)[padding]))
-    grown = torch.nn.Embedding(len(completion.keep_ids), embeddings.embedding_dim, padding_idx=padding)
+    weight = embeddings.weight.detach()
+    teacher_rows = teacher.get_input_embeddings().weight.detach().float().cpu().numpy()
+    completion = complete_rows(teacher_rows, keep_ids, weight.float().cpu().numpy(), new_ids)
+    if completion.fit_r2 < MIN_FIT_R2:
+        logger.warning("vocabulary not completed: the student's word rows are not a linear map of the teacher's "
+                       "(fit R^2 %.3f < %.2f)", completion.fit_r2, MIN_FIT_R2)
+        return None
+
+    def moved(index: int | None) -> int | None:  # a student id in the completed vocabulary
+        return None if index is None else int(np.searchsorted(completion.keep_ids, np.asarray(keep_ids)[index]))
+
+    grown = torch.nn.Embedding(len(completion.keep_ids), embeddings.embedding_dim,
+                               padding_idx=moved(embeddings.padding_idx), device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         grown.weight.copy_(torch.from_numpy(completion.word_rows))
     student.set_input_embeddings(grown)
-    student.config.vocab_size = len(completion.keep_ids)
+    config = student.config
+    config.vocab_size = len(completion.keep_ids)
+    for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        if getattr(config, name, None) is not None:
+            setattr(config, name, moved(getattr(config, name)))
     logger.info("vocabulary completed with %d Han/kana pieces of the teacher (fit R^2 %.3f): %d pieces",
                 completion.added, completion.fit_r2, len(completion.keep_ids))
     return completion

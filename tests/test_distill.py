@@ -1004,12 +1004,17 @@ def test_the_vocabulary_is_completed_with_the_teachers_han_and_kana_pieces(disti
     assert completed.tolist() == sorted([*trimmed.tolist(), *missing])
     summary = distilled.log["vocabulary_completion"]
     assert summary["added"] == len(missing) and 0.0 <= summary["fit_r2"] <= 1.0
-    assert f"{len(missing):,} of them the teacher's Han and kana pieces" in vocabulary_completion_note(summary)
+    note = vocabulary_completion_note(summary)
+    assert f"{len(missing):,} of them the teacher's Han and kana pieces the trimmed vocabulary lacked" in note
     student_tokenizer = load_tokenizer(distilled.out)
-    word = teacher_tokenizer.convert_ids_to_tokens(missing[0]).lstrip("\u2581")
-    assert teacher_tokenizer.convert_ids_to_tokens(missing[0]) in student_tokenizer.tokenize(word)
-    text = f"他在{word}。"
-    assert all(text[e["start"]:e["end"]] == e["text"] for e in polyner.load(distilled.out)(text))
+    for teacher_id in missing:  # each new piece is read whole, as the teacher reads it
+        piece = teacher_tokenizer.convert_ids_to_tokens(teacher_id)
+        assert student_tokenizer.tokenize(piece.lstrip("\u2581")) == teacher_tokenizer.tokenize(piece.lstrip("\u2581"))
+    rows = load_file(str(distilled.out / "model.safetensors"))[WORD_ROWS]
+    config = json.loads((distilled.out / "config.json").read_text())
+    assert rows.shape[0] == config["vocab_size"] == len(student_tokenizer) == len(completed)
+    text = "他在" + teacher_tokenizer.convert_ids_to_tokens(missing[0]).lstrip("\u2581")
+    assert len(polyner.load(distilled.out)([text])) == 1  # every id the tokenizer gives has its row
 
 
 def test_same_seed_gives_identical_weights(distilled, workspace):
@@ -1078,11 +1083,21 @@ def test_interrupted_run_resumes_where_it_stopped(distilled, workspace, monkeypa
     run_scripted(replace(config, complete_han_kana=False), ScriptedDev())
     assert stages_run == []
     again = json.loads((out / "training_log.json").read_text())
-    assert again["minutes"] == pytest.approx(log["minutes"], abs=0.05) and "vocabulary_completion" not in again
+    assert again["minutes"] == log["minutes"] and "vocabulary_completion" not in again
     assert np.array_equal(np.load(out / "keep_ids.npy"), np.load(out / "work" / "vocab" / "keep_ids.npy"))
     saved = load_file(str(out / "model.safetensors"))
     for name, value in trained_rows(distilled.out).items():
         assert torch.equal(saved[name], value), name
+
+
+def test_a_finished_run_without_its_selected_student_says_so(distilled, workspace, tmp_path):
+    import shutil
+
+    out = tmp_path / "lost"
+    shutil.copytree(distilled.out, out)
+    (out / "work" / "best.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="stages are done but its selected student is gone"):
+        distill(run_config(workspace, out))
 
 
 @pytest.mark.parametrize("change, difference", [

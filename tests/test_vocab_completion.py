@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from polyner.distill.vocab_completion import (complete_rows, complete_student, is_han_or_kana,
-                                              missing_han_kana_pieces)
+from polyner.distill.vocab import is_han_or_kana
+from polyner.distill.vocab_completion import complete_rows, complete_student, missing_han_kana_pieces
 
 
 def test_new_rows_follow_the_linear_map_and_kept_rows_stay():
@@ -46,18 +46,25 @@ def test_han_and_kana_pieces_are_recognised():
     assert not is_han_or_kana("서울")  # Korean is written with spaces
 
 
-@pytest.fixture(scope="module")
-def teacher_tokenizer():
-    """A Unigram tokenizer whose vocabulary has Han words, a particle-glued piece, kana and Latin pieces."""
+def han_tokenizer(specials_last: bool = False):
+    """A Unigram tokenizer whose vocabulary has Han words, a particle-glued piece, kana and Latin pieces (the special
+    tokens first, as XLM-R's, or after the words)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    pieces = ["\u2581", "华为", "普京", "在北京", "北京", "トヨタ", "\u2581Paris", "华", "为", "普", "京", "在", "北"]
-    vocab = [(t, 0.0) for t in ("<s>", "<pad>", "</s>", "<unk>")] + [(p, -2.0) for p in pieces]
-    tok = Tokenizer(models.Unigram(vocab, unk_id=3))
+    pieces = [(p, -2.0) for p in ("\u2581", "华为", "普京", "在北京", "北京", "トヨタ", "\u2581Paris",
+                                  "华", "为", "普", "京", "在", "北")]
+    specials = [(t, 0.0) for t in ("<s>", "<pad>", "</s>", "<unk>")]
+    vocab = pieces + specials if specials_last else specials + pieces
+    tok = Tokenizer(models.Unigram(vocab, unk_id=[p for p, _ in vocab].index("<unk>")))
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
                                    pad_token="<pad>")
+
+
+@pytest.fixture(scope="module")
+def teacher_tokenizer():
+    return han_tokenizer()
 
 
 def test_missing_pieces_are_the_han_and_kana_ones_the_student_lacks(teacher_tokenizer):
@@ -69,31 +76,66 @@ def test_missing_pieces_are_the_han_and_kana_ones_the_student_lacks(teacher_toke
     assert ids["在北京"] in missing_han_kana_pieces(teacher_tokenizer, keep, drop_particle_pieces=False)
 
 
-def test_a_completed_student_reads_the_new_pieces_whole(teacher_tokenizer, tmp_path):
-    """The student grows its word rows (the padding row stays the padding piece's), the trimmed tokenizer of the
-    completed ids reads 华为 as one piece, and the saved student loads with it."""
-    from polyner.distill.vocab import trim_tokenizer
+def tiny_teacher_and_student(tokenizer, keep: np.ndarray, seed: int = 0):
+    """A teacher (word embeddings only) over ``tokenizer`` and a student whose word rows are a linear map of the
+    teacher's rows of ``keep`` (as a trained student's nearly are)."""
     from polyner.models.student import PolynerStudentConfig, PolynerStudentForTokenClassification
 
-    vocab = len(teacher_tokenizer)
+    torch.manual_seed(seed)
     teacher = torch.nn.Module()
-    teacher_rows = torch.nn.Embedding(vocab, 8)
+    teacher_rows = torch.nn.Embedding(len(tokenizer), 8)
     teacher.get_input_embeddings = lambda: teacher_rows
-    keep = np.array([i for i in range(vocab) if teacher_tokenizer.convert_ids_to_tokens(i) not in ("华为", "トヨタ")])
+    pad = int(np.searchsorted(keep, tokenizer.pad_token_id))
     config = PolynerStudentConfig(vocab_size=len(keep), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                  intermediate_size=32, embedding_rank=4, max_position_embeddings=32, pad_token_id=1)
+                                  intermediate_size=32, embedding_rank=4, max_position_embeddings=32,
+                                  pad_token_id=pad, bos_token_id=int(np.searchsorted(keep, tokenizer.bos_token_id)),
+                                  eos_token_id=int(np.searchsorted(keep, tokenizer.eos_token_id)))
     student = PolynerStudentForTokenClassification(config)
+    with torch.no_grad():
+        student.get_input_embeddings().weight.copy_(teacher_rows.weight[torch.from_numpy(keep)] @ torch.randn(8, 4))
+    return teacher, student
+
+
+@pytest.mark.parametrize("specials_last", [False, True])
+def test_a_completed_student_reads_the_new_pieces_whole(specials_last, tmp_path):
+    """The student grows its word rows (kept rows unchanged; the special ids follow their pieces, wherever the new
+    ids put them), the trimmed tokenizer of the completed ids reads 华为 as one piece, and the student saves and
+    loads with it."""
+    from polyner.distill.vocab import trim_tokenizer
+    from polyner.models.student import PolynerStudentForTokenClassification
+
+    tokenizer = han_tokenizer(specials_last)
+    keep = np.array([i for i in range(len(tokenizer)) if tokenizer.convert_ids_to_tokens(i) not in ("华为", "トヨタ")])
+    teacher, student = tiny_teacher_and_student(tokenizer, keep)
     before = student.get_input_embeddings().weight.detach().clone()
-    completion = complete_student(student, teacher, teacher_tokenizer, keep, drop_particle_pieces=True)
-    assert completion is not None and completion.added == 2 and student.config.vocab_size == vocab
+    completion = complete_student(student, teacher, tokenizer, keep, drop_particle_pieces=True)
+    assert completion is not None and completion.added == 2 and student.config.vocab_size == len(tokenizer)
+    assert completion.fit_r2 == pytest.approx(1.0)
     grown = student.get_input_embeddings()
-    assert grown.weight.shape[0] == len(completion.keep_ids) and grown.padding_idx == 1
     kept_rows = {int(i): row for i, row in zip(completion.keep_ids, grown.weight.detach())}
     for position, i in enumerate(keep):
         assert torch.equal(kept_rows[int(i)], before[position])
-    student_tokenizer, _ = trim_tokenizer(teacher_tokenizer, completion.keep_ids.tolist(), tmp_path)
+    student_tokenizer, _ = trim_tokenizer(tokenizer, completion.keep_ids.tolist(), tmp_path)
     assert student_tokenizer.tokenize("华为") == ["\u2581", "华为"]
+    assert (student.config.pad_token_id, student.config.bos_token_id, student.config.eos_token_id) == (
+        student_tokenizer.pad_token_id, student_tokenizer.bos_token_id, student_tokenizer.eos_token_id)
+    assert grown.padding_idx == student_tokenizer.pad_token_id
     student.save_pretrained(tmp_path)
     again = PolynerStudentForTokenClassification.from_pretrained(tmp_path)
     assert torch.equal(again.get_input_embeddings().weight, grown.weight)
-    assert complete_student(again, teacher, teacher_tokenizer, completion.keep_ids, True) is None
+    assert again.get_input_embeddings().padding_idx == student_tokenizer.pad_token_id
+    assert complete_student(again, teacher, tokenizer, completion.keep_ids, True) is None
+
+
+def test_rows_that_are_no_map_of_the_teachers_are_left_alone(teacher_tokenizer, caplog):
+    """A student whose word rows are not the teacher's mapped (random word embeddings) keeps its vocabulary."""
+    keep = np.array([i for i in range(len(teacher_tokenizer))
+                     if teacher_tokenizer.convert_ids_to_tokens(i) not in ("华为", "トヨタ")])
+    teacher, student = tiny_teacher_and_student(teacher_tokenizer, keep)
+    with torch.no_grad():
+        student.get_input_embeddings().weight.normal_()
+    before = student.get_input_embeddings().weight.detach().clone()
+    with caplog.at_level("WARNING"):
+        assert complete_student(student, teacher, teacher_tokenizer, keep, drop_particle_pieces=True) is None
+    assert "not completed" in caplog.text
+    assert torch.equal(student.get_input_embeddings().weight, before) and student.config.vocab_size == len(keep)
