@@ -84,8 +84,10 @@ class TestShippedDefault:
         ("索尼公司和丰田汽车公司在东京宣布合作。", ("索尼公司", "ORG")),
         ("索尼公司和丰田汽车公司在东京宣布合作。", ("丰田汽车公司", "ORG")),
         ("他曾在北京大学学习", ("北京大学", "ORG")),  # whole since the vocabulary lost its particle pieces (在北京)
-        # 华为技术有限公司 itself comes out 华 + 技术有限公司 (华为 is two pieces; torch fp32 cuts it the same way)
-        ("华为技术有限公司总部位于深圳。", ("深圳", "LOC"))])
+        ("华为技术有限公司总部位于深圳。", ("深圳", "LOC")),
+        # whole since the vocabulary has the teacher's Han pieces our text lacked (华为 was 华 + 为: 华 + 技术有限公司)
+        ("华为技术有限公司总部位于深圳。", ("华为技术有限公司", "ORG")),
+        ("习近平在莫斯科会见了普京。", ("普京", "PER"))])  # 普 + 京 was a place, as 北京
     def test_chinese_entities_are_whole_words(self, tagger, text, entity):
         """A run of Han characters is cut where the tokenizer's pieces end: no entity stops inside 东京 or 北京大学
         (they came out as 东京宣 and 北京大 when every character was a word read through a bare "▁" piece)."""
