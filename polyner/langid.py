@@ -32,14 +32,21 @@ def dominant_script(text: str) -> str | None:
     return scripts.most_common(1)[0][0]
 
 
+#: Fewer letters than this in a script many of our languages share (Latin, Cyrillic) is no language: langdetect is
+#: sure and wrong on short text ("Angela Merkel in Paris": id, "Petr Fiala jednal v Bruselu.": sl).
+MIN_LETTERS = 30
+
+
 def detect_language(text: str) -> str | None:
     """ISO 639-1 code of ``text`` (langdetect, seeded), the script's language where langdetect cannot tell,
-    or None for text without letters."""
+    or None for text without letters or too short to tell (under :data:`MIN_LETTERS` in Latin or Cyrillic)."""
     script = dominant_script(text)
     if script is None:
         return None
     if script in SCRIPT_LANGUAGE and script not in ("LATIN", "CYRILLIC", "ARABIC", "CJK", "DEVANAGARI"):
         return SCRIPT_LANGUAGE[script]
+    if script in ("LATIN", "CYRILLIC") and sum(ch.isalpha() for ch in text) < MIN_LETTERS:
+        return None
     try:
         from langdetect import DetectorFactory, LangDetectException, detect
 

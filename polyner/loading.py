@@ -58,6 +58,9 @@ def resolve_model(path_or_name: str | Path | None) -> Path:
         return DEFAULT_MODEL_DIR
     if not isinstance(path_or_name, (str, Path)):
         raise TypeError(f"path_or_name must be a str or Path, not {type(path_or_name).__name__}")
+    if isinstance(path_or_name, str) and not path_or_name.strip():
+        raise ModelDirectoryError("the model name is empty: give a directory, a local model name or a hub id "
+                                  "(or nothing for the shipped default)")
     path = Path(path_or_name).expanduser()
     name = str(path_or_name)
     if isinstance(path_or_name, Path) or path.exists() or name.startswith((".", "/", "~")) \

@@ -139,8 +139,17 @@ def create_app(settings: ServeSettings | None = None, tagger=None, spec: ModelSp
         return error_response(APIError(exc.status_code, code, message, headers=dict(exc.headers or {})))
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
+        if tuple(first.get("loc", ())) == ("body",):  # no object at all: empty, not JSON-typed, or not an object
+            content_type = request.headers.get("content-type", "")
+            if content_type.split(";")[0].strip().lower() != "application/json":  # e.g. curl -d: form-encoded
+                sent = f"Content-Type {content_type!r} was sent" if content_type else "no Content-Type was sent"
+                why = f"send it with Content-Type application/json ({sent})"
+            else:
+                why = first.get("msg", "invalid request").lower()
+            return error_response(APIError(422, "invalid_request",
+                                           f'the body must be a JSON object such as {{"texts": ["..."]}}: {why}'))
         if first.get("type") == "json_invalid":
             detail = first.get("ctx", {}).get("error", "")
             return error_response(APIError(422, "invalid_json", f"the body is not valid JSON: {detail}".strip()))

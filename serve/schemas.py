@@ -35,7 +35,8 @@ class TextResult(BaseModel):
     """The entities of one request text and its language."""
 
     entities: list[Entity]
-    language: Optional[str] = Field(None, description="Given in the request, else detected; null without letters.")
+    language: Optional[str] = Field(None, description="Given in the request, else detected; null without letters "
+                                    "or too short to tell (under 30 letters of Latin or Cyrillic).")
 
 
 class NERResponse(BaseModel):

@@ -112,6 +112,13 @@ def test_tag_incomplete_model_directory(runner, tmp_path):
     assert str(folder) in result.stderr and "model.safetensors" in result.stderr
 
 
+def test_tag_refuses_texts_and_a_file_together(runner, tiny_model_dir, tmp_path):
+    """Both given, one would be ignored: the file's texts would be lost without a word."""
+    (tmp_path / "in.txt").write_text("Angela Merkel\n", encoding="utf-8")
+    result = runner.invoke(app, ["tag", "--file", str(tmp_path / "in.txt"), "Paris", "--model", str(tiny_model_dir)])
+    assert result.exit_code == 2 and "give texts or --file, not both" in result.stderr and result.stdout == ""
+
+
 def test_tag_missing_file(runner, tiny_model_dir, tmp_path):
     missing = tmp_path / "nope.txt"
     result = runner.invoke(app, ["tag", "--file", str(missing), "--model", str(tiny_model_dir)])
@@ -228,6 +235,9 @@ def test_tag_refuses_a_binary_or_directory_file(runner, tiny_model_dir, tmp_path
     utf16 = tmp_path / "utf16.txt"
     utf16.write_bytes("Paris\n".encode("utf-16-le"))
     _one_line_error(runner.invoke(app, ["tag", "--file", str(utf16), "-m", str(tiny_model_dir)]), "NUL")
+    utf16.write_bytes("Paris\n".encode("utf-16"))  # with its byte-order mark: not UTF-8 from the first byte
+    _one_line_error(runner.invoke(app, ["tag", "--file", str(utf16), "-m", str(tiny_model_dir)]),
+                    "0xff at line 1", "UTF-16 byte-order mark", "iconv")
     _one_line_error(runner.invoke(app, ["tag", "--file", str(tmp_path), "-m", str(tiny_model_dir)]),
                     "not a file", str(tmp_path))
 

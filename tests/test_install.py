@@ -133,6 +133,13 @@ class TestResolveModel:
             with pytest.raises(ModelDirectoryError, match="no model"):
                 loading.resolve_model(name)
 
+    @pytest.mark.parametrize("name", ["", "  "])
+    def test_an_empty_name_is_no_model_not_the_current_directory(self, name):
+        from polyner import loading
+
+        with pytest.raises(ModelDirectoryError, match="the model name is empty"):
+            loading.resolve_model(name)
+
     def test_hub_id_offline_fails_fast_naming_it(self, tmp_path):
         env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "POLYNER_HOME": str(tmp_path / "home")}
         result = cli_core("tag", "--model", "someone/some-model", "x", env=env)

@@ -159,6 +159,12 @@ def test_ner_results_in_order_with_offsets_and_detected_language(client):
     assert results[2]["language"] == "es"
 
 
+@pytest.mark.parametrize("text", ["Angela Merkel in Paris", "Petr Fiala jednal v Bruselu.", "Путин в Москве"])
+def test_a_text_too_short_to_tell_has_no_language(client, text):
+    """langdetect is sure and wrong on a few Latin or Cyrillic words (Indonesian, Slovene): no guess is better."""
+    assert client.post("/v1/ner", json={"texts": [text]}).json()["results"][0]["language"] is None
+
+
 def test_ner_given_language_is_echoed_normalised(client):
     response = client.post("/v1/ner", json={"texts": [GERMAN, RUSSIAN], "language": "FR"})
     assert response.status_code == 200
@@ -228,6 +234,24 @@ def test_each_limit_answers_413_naming_it(rule_tagger):
 def test_malformed_json_is_422(client, content, code):
     response = client.post("/v1/ner", content=content, headers={"Content-Type": "application/json"})
     _error(response, 422, code)
+
+
+@pytest.mark.parametrize("content_type, says", [
+    ("application/x-www-form-urlencoded", "Content-Type 'application/x-www-form-urlencoded' was sent"),  # curl -d
+    ("text/plain", "Content-Type 'text/plain' was sent"),
+    (None, "no Content-Type was sent"),
+])
+def test_a_body_without_the_json_content_type_is_told_which_header_to_send(client, content_type, says):
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client.post("/v1/ner", content=b'{"texts": ["Angela Merkel"]}', headers=headers)
+    error = _error(response, 422, "invalid_request")
+    assert "Content-Type application/json" in error["message"] and says in error["message"]
+
+
+def test_an_empty_json_body_names_what_is_expected(client):
+    error = _error(client.post("/v1/ner", content=b"", headers={"Content-Type": "application/json"}), 422,
+                   "invalid_request")
+    assert error["message"].startswith('the body must be a JSON object such as {"texts": ["..."]}')
 
 
 @pytest.mark.parametrize("body, where", [

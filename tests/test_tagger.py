@@ -118,6 +118,25 @@ def test_wrong_item_type_names_its_index(rule_tagger):
         rule_tagger(["fine", 7])
 
 
+def test_an_unordered_collection_is_refused(rule_tagger):
+    """Results come back in the order of the texts: a set has none."""
+    with pytest.raises(TypeError, match="must be ordered .* not set"):
+        rule_tagger({"Angela Merkel", "Paris"})
+
+
+@pytest.mark.parametrize("texts, where", [("Barack Oba\udc80ma", "the text"), (["fine", "Oba\ud800ma"], r"texts\[1\]")])
+def test_a_lone_surrogate_is_refused_as_in_the_cli_and_the_service(rule_tagger, texts, where):
+    """A lone surrogate (a JSON escape, surrogateescape-decoded bytes) would be read as a space, cutting the word."""
+    with pytest.raises(ValueError, match=f"{where} is not valid Unicode: a lone surrogate U\\+D"):
+        rule_tagger(texts)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, "a", 2.0, True])
+def test_a_bad_batch_size_in_the_call_is_a_clear_error(rule_tagger, batch_size):
+    with pytest.raises(ValueError, match="batch_size must be an int of at least 1"):
+        rule_tagger(["Angela Merkel"], batch_size=batch_size)
+
+
 def test_huge_text_does_not_crash(rule_tagger):
     text = ("Lorem ipsum Dolor sit amet, 😀 中文字符 \x07 " * 3000)[:100_000]
     entities = rule_tagger(text)
@@ -149,6 +168,16 @@ def test_an_entity_covers_a_long_word_whole_in_bounded_windows(tokenizer, word):
     assert [(e["text"], e["label"], e["start"], e["end"]) for e in entities] == [(word, "PER", 10, 10 + len(word))]
     widths = [width for batch in model.batches for width in batch]
     assert max(widths) <= 16 and len(widths) <= 3
+
+
+@pytest.mark.parametrize("text, words", [
+    ("France 🇫🇷 and", ["France", "🇫🇷", "and"]),
+    ("🇩🇪🇫🇷!", ["🇩🇪", "🇫🇷", "!"]),  # flags pair from the left
+    ("🇫 x 🇫🇷🇩", ["🇫", "x", "🇫🇷", "🇩"]),  # an unpaired regional indicator is a word of its own
+])
+def test_a_flag_is_one_word(text, words):
+    """A flag is two regional indicator symbols: an entity edge never falls between them."""
+    assert [text[s:e] for s, e in segment_words(text)] == words
 
 
 @pytest.mark.parametrize("text, words", [

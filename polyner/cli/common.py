@@ -130,8 +130,10 @@ def text_lines(data: bytes, source: str) -> list[str]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
+        utf16 = " (a UTF-16 byte-order mark: convert it, e.g. iconv -f UTF-16 -t UTF-8)" \
+            if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
         raise UserError(f"{source} is not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line} "
-                        f"({exc.reason})") from None
+                        f"({exc.reason}){utf16}") from None
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise UserError(f"{source} is not UTF-8 text: a NUL byte at line {line} (binary, or UTF-16?)")

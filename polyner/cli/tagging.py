@@ -28,6 +28,8 @@ def tag(texts: List[str] = typer.Argument(None, help="Texts to tag; none: read -
         verbose: bool = verbose_option(False)) -> None:
     """Tag texts and write one JSON line per text: {"text": ..., "entities": [...]}."""
     setup_logging(verbose)
+    if texts and file is not None:
+        raise UserError("give texts or --file, not both")
     if texts:
         lines = list(texts)
         for i, text in enumerate(lines, 1):

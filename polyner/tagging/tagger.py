@@ -21,6 +21,7 @@ from polyner.tagging.pieces import special_ids, word_pieces
 from polyner.tagging.words import Span, recut_words, segment_words, tokenizer_run_splitter
 from polyner.labels import LABELS, tags_to_spans
 from polyner.models.classifier import TokenClassifier, as_token_classifier
+from polyner.textcheck import lone_surrogate
 
 if TYPE_CHECKING:  # a torch model is one kind of model; an ONNX one runs without torch
     import torch
@@ -63,18 +64,27 @@ class _Window:
 
 
 def check_texts(texts: Any) -> tuple[list[str], bool]:
-    """Validate input: a str or a sequence of str. Return the list and whether one str was given."""
+    """Validate input: a str or an ordered sequence of valid-Unicode str. Return the list and whether one str was
+    given. A lone surrogate (from a JSON escape or ``surrogateescape``-decoded bytes) is a ValueError, as in the CLI
+    and the service: the tokenizer would read it as a space and cut a word in two."""
     if isinstance(texts, str):
-        return [texts], True
-    if isinstance(texts, (bytes, bytearray)):
+        items, single = [texts], True
+    elif isinstance(texts, (bytes, bytearray)):
         raise TypeError("texts must be str, not bytes: decode it first, e.g. data.decode('utf-8')")
-    if not isinstance(texts, Iterable) or isinstance(texts, dict):
+    elif not isinstance(texts, Iterable) or isinstance(texts, dict):
         raise TypeError(f"texts must be a str or a list of str, not {type(texts).__name__}")
-    texts = list(texts)
-    for i, text in enumerate(texts):
+    elif isinstance(texts, (set, frozenset)):
+        raise TypeError(f"texts must be ordered (a list or tuple of str), not {type(texts).__name__}: the results "
+                        "come back in the order of the texts")
+    else:
+        items, single = list(texts), False
+    for i, text in enumerate(items):
         if not isinstance(text, str):
             raise TypeError(f"texts[{i}] must be str, not {type(text).__name__}")
-    return texts, False
+        problem = lone_surrogate(text)
+        if problem:
+            raise ValueError(f"{'the text' if single else f'texts[{i}]'} is not valid Unicode: {problem}")
+    return items, single
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -193,6 +203,8 @@ class Tagger:
                  adjacent: Sequence[Sequence[bool]] | None = None) -> list[list[tuple[str, float]]]:
         """A (tag, probability) per word; words are read through stride windows in length-sorted batches
         (``adjacent``: whether each word touches the next in the text, for words cut out of raw text)."""
+        if batch_size is not None:
+            _check_int("batch_size", batch_size, 1)
         batch_size = batch_size or self.config.batch_size
         content = self.config.max_length - 2
         stride = min(self.config.stride, content // 2)

@@ -24,6 +24,7 @@ _NO_SPACE_RANGES = ((0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x19E
 # Kana, Han, and the marks written inside Han words: 々 〆 〇 (佐々木, 〆切) and 〻.
 _CJK_RANGES = ((0x3005, 0x3007), (0x303B, 0x303B), (0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF),
                (0xF900, 0xFAFF), (0x20000, 0x2FA1F), (0x31F0, 0x31FF), (0xFF66, 0xFF9F))
+_REGIONAL_INDICATORS = (0x1F1E6, 0x1F1FF)
 _FIRST_UNSPACED = min(lo for lo, _ in _NO_SPACE_RANGES + _CJK_RANGES)
 
 
@@ -76,8 +77,8 @@ def segment_words(text: str, split_run: SplitRun | None = None) -> list[Span]:
             i += 1
             continue
         last_kind = kind
-        if kind == "punct":
-            j = _after_marks(text, i + 1)
+        if kind == "punct":  # one character a word; a flag (two regional indicators) is one
+            j = _after_marks(text, i + 2 if _is_flag_pair(text, i) else i + 1)
             spans.append((i, _trim_format_chars(text, i, j)))
             i = j
             continue
@@ -100,6 +101,13 @@ def segment_words(text: str, split_run: SplitRun | None = None) -> list[Span]:
             spans.extend(run)
         i = j
     return spans
+
+
+def _is_flag_pair(text: str, i: int) -> bool:
+    """Whether ``text[i:i + 2]`` is two regional indicator symbols (a flag, 🇫🇷). Flags pair from the left: a run of
+    them is read two by two, as renderers read it."""
+    return (i + 1 < len(text) and _REGIONAL_INDICATORS[0] <= ord(text[i]) <= _REGIONAL_INDICATORS[1]
+            and _REGIONAL_INDICATORS[0] <= ord(text[i + 1]) <= _REGIONAL_INDICATORS[1])
 
 
 def _trim_format_chars(text: str, start: int, end: int) -> int:
