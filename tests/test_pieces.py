@@ -106,3 +106,18 @@ def test_the_tagger_gives_every_word_of_spaced_runs_its_pieces(cjk_tokenizer, mo
     entities = tagger(text)
     assert seen and all(seen[0]), seen  # no word without a piece (it would be tagged O whatever the model says)
     assert all(e["text"] == text[e["start"]:e["end"]] for e in entities)
+
+
+@pytest.mark.parametrize("unspaced_runs", ["words", "text"])
+def test_a_word_stretched_with_tatweel_reads_as_the_plain_word(tokenizer, unspaced_runs):
+    """Tatweel (U+0640) changes no word: كتـــاب takes the pieces of كتاب, a word of tatweel alone takes none."""
+    plain, stretched = ["Paris", "كتاب", "Berlin"], ["Paris", "كتـــاب", "Berlin"]
+    assert word_pieces(tokenizer, [stretched], unspaced_runs) == word_pieces(tokenizer, [plain], unspaced_runs)
+    assert joined_runs(stretched, unspaced_runs) == plain
+    assert word_pieces(tokenizer, [["Paris", "\u0640\u0640"]], unspaced_runs)[0][1] == []
+
+
+def test_the_tagger_keeps_the_tatweel_in_the_text_and_offsets(rule_tagger):
+    text = "Visited Paـــris today"
+    (entity,) = rule_tagger(text)
+    assert entity["text"] == "Paـــris" and text[entity["start"]:entity["end"]] == entity["text"]

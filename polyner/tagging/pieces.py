@@ -10,6 +10,10 @@ A model's ``ner_unspaced_runs`` (config.json) says how the words of a run of a s
   start inside it. Words cut at the tokenizer's pieces (as the tagger cuts them) get exactly their own pieces.
 
 Every other word is tokenized on its own in both modes.
+
+The tokenizer reads each unit in its reading form (:func:`reading_form`): without the Arabic tatweel (ـ), a
+letter-stretching mark that changes no word and that XLM-R's pieces do not join (كتـــاب reads as كتاب); the word's
+text and offsets stay as written.
 """
 from __future__ import annotations
 
@@ -19,6 +23,13 @@ from typing import Any, Sequence
 from polyner.tagging.words import run_groups
 
 UNSPACED_RUNS = ("words", "text")
+TATWEEL = "\u0640"
+
+
+def reading_form(unit: str) -> str:
+    """``unit`` as the tokenizer is given it: without tatweel (see the module docstring). A unit that holds a run
+    of a script without spaces never has one (tatweel is an Arabic letter), so piece offsets inside runs hold."""
+    return unit.replace(TATWEEL, "") if TATWEEL in unit else unit
 
 
 def check_unspaced_runs(value: Any) -> str:
@@ -36,11 +47,11 @@ def special_ids(tokenizer) -> tuple[int, int]:
 
 
 def joined_runs(words: Sequence[str], unspaced_runs: str, adjacent: Sequence[bool] | None = None) -> list[str]:
-    """The units the tokenizer is given for ``words``: the words themselves, or with each run joined (``"text"``;
+    """The units the tokenizer is given for ``words`` (in reading form): the words, or with each run joined (``"text"``;
     ``adjacent`` as in :func:`~polyner.tagging.words.run_groups`)."""
     if unspaced_runs == "words":
-        return list(words)
-    return ["".join(words[a:b]) for a, b in run_groups(words, adjacent)]
+        return [reading_form(word) for word in words]
+    return [reading_form("".join(words[a:b])) for a, b in run_groups(words, adjacent)]
 
 
 def word_pieces(tokenizer, sentences: Sequence[Sequence[str]], unspaced_runs: str = "words",
