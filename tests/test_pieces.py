@@ -9,7 +9,7 @@ from polyner.data.iob2 import Sentence
 from polyner.errors import ModelDirectoryError
 from polyner.labels import IGNORE_INDEX, LABEL2ID
 from polyner.models.classifier import config_unspaced_runs
-from polyner.tagging.pieces import joined_runs, word_pieces
+from polyner.tagging.pieces import joined_runs, reading_form, word_pieces
 
 WORDS = ["他", "曾", "在", "北京", "大学", "。", "Paris"]
 
@@ -109,12 +109,20 @@ def test_the_tagger_gives_every_word_of_spaced_runs_its_pieces(cjk_tokenizer, mo
 
 
 @pytest.mark.parametrize("unspaced_runs", ["words", "text"])
-def test_a_word_stretched_with_tatweel_reads_as_the_plain_word(tokenizer, unspaced_runs):
-    """Tatweel (U+0640) changes no word: كتـــاب takes the pieces of كتاب, a word of tatweel alone takes none."""
-    plain, stretched = ["Paris", "كتاب", "Berlin"], ["Paris", "كتـــاب", "Berlin"]
-    assert word_pieces(tokenizer, [stretched], unspaced_runs) == word_pieces(tokenizer, [plain], unspaced_runs)
-    assert joined_runs(stretched, unspaced_runs) == plain
-    assert word_pieces(tokenizer, [["Paris", "\u0640\u0640"]], unspaced_runs)[0][1] == []
+@pytest.mark.parametrize("written, plain", [
+    ("كتـــاب", "كتاب"),  # tatweel
+    ("كِتَابٌ", "كتاب"),  # vowel marks and tanween
+    ("مُحَمَّد", "محمد"),  # shadda
+    ("שָׁלוֹם", "שלום"),  # Hebrew points
+    ("בֵּית־לֶחֶם", "בית־לחם"),  # the maqaf is punctuation: it stays
+])
+def test_a_word_with_marks_it_does_not_need_reads_as_the_plain_word(tokenizer, unspaced_runs, written, plain):
+    """Tatweel, Arabic vowel marks and Hebrew points change no name: the word takes the plain word's pieces."""
+    assert word_pieces(tokenizer, [["Paris", written]], unspaced_runs) == \
+        word_pieces(tokenizer, [["Paris", plain]], unspaced_runs)
+    assert joined_runs(["Paris", written], unspaced_runs) == ["Paris", plain]
+    assert word_pieces(tokenizer, [["Paris", "\u0640\u064e"]], unspaced_runs)[0][1] == []  # marks alone: no piece
+    assert reading_form("Zoë Ωmega 東京") == "Zoë Ωmega 東京"  # other scripts' marks are read
 
 
 def test_the_tagger_keeps_the_tatweel_in_the_text_and_offsets(rule_tagger):
