@@ -170,6 +170,30 @@ def test_an_entity_covers_a_long_word_whole_in_bounded_windows(tokenizer, word):
     assert max(widths) <= 16 and len(widths) <= 3
 
 
+@pytest.mark.parametrize("tags, expected", [
+    (["B-LOC", "I-LOC", "O", "B-PER", "I-PER", "I-PER"], [("France", "LOC"), ("Angela Merkel", "PER")]),
+    (["B-LOC", "B-LOC", "O", "O", "O", "O"], [("France", "LOC")]),  # a flag alone is no place
+    (["O", "B-LOC", "I-LOC", "O", "B-PER", "I-PER"], [("and", "LOC"), ("Merkel", "PER")]),  # a symbol first
+])
+def test_symbol_words_at_an_entitys_edges_are_left_out(rule_tagger, tags, expected):
+    """Emoji and flags are no part of a name: France 🇫🇷 tagged as one place gives France."""
+    text = "France 🇫🇷 and Angela Merkel 👍🏽"
+    spans = segment_words(text)
+    assert [text[a:b] for a, b in spans] == ["France", "🇫🇷", "and", "Angela", "Merkel", "👍🏽"]
+    found = rule_tagger._entities(text, spans, [(tag, 0.9) for tag in tags])
+    assert [(e["text"], e["label"]) for e in found] == expected
+    assert all(text[e["start"]:e["end"]] == e["text"] for e in found)
+
+
+@pytest.mark.parametrize("word, symbols", [("🇫🇷", True), ("👍🏽", True), ("❤️", True), ("👨\u200d👩\u200d👧", True),
+                                           ("©", True), ("+", True), ("Paris", False), ("AT&T", False), ("3", False),
+                                           (".", False), ("", False)])
+def test_symbol_words(word, symbols):
+    from polyner.tagging.words import is_symbol_word
+
+    assert is_symbol_word(word) is symbols
+
+
 @pytest.mark.parametrize("text, words", [
     ("France 🇫🇷 and", ["France", "🇫🇷", "and"]),
     ("🇩🇪🇫🇷!", ["🇩🇪", "🇫🇷", "!"]),  # flags pair from the left

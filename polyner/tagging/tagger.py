@@ -18,7 +18,7 @@ import numpy as np
 
 from polyner.tagging.decoding import Decoder, check_decoding
 from polyner.tagging.pieces import special_ids, word_pieces
-from polyner.tagging.words import Span, recut_words, segment_words, tokenizer_run_splitter
+from polyner.tagging.words import Span, is_symbol_word, recut_words, segment_words, tokenizer_run_splitter
 from polyner.labels import LABELS, tags_to_spans
 from polyner.models.classifier import TokenClassifier, as_token_classifier
 from polyner.textcheck import lone_surrogate
@@ -287,10 +287,19 @@ class Tagger:
         return out  # type: ignore[return-value]
 
     def _entities(self, text: str, spans: list[Span], tagged: list[tuple[str, float]]) -> list[dict]:
+        """The entities of ``text`` from its words' tags; symbol words (emoji, flags) at an entity's edges are left
+        out of it (France 🇫🇷 tagged as one place gives France), and an entity of symbols alone is none."""
         entities = []
         for span in tags_to_spans([tag for tag, _ in tagged]):
-            start, end = spans[span.start][0], spans[span.end - 1][1]
-            score = float(np.mean([p for _, p in tagged[span.start:span.end]]))
+            first, last = span.start, span.end - 1
+            while first <= last and is_symbol_word(text[slice(*spans[first])]):
+                first += 1
+            while last >= first and is_symbol_word(text[slice(*spans[last])]):
+                last -= 1
+            if first > last:
+                continue
+            start, end = spans[first][0], spans[last][1]
+            score = float(np.mean([p for _, p in tagged[first:last + 1]]))
             entities.append({"text": text[start:end], "label": span.label, "start": start, "end": end,
                              "score": round(score, 4)})
         return entities

@@ -103,6 +103,13 @@ def segment_words(text: str, split_run: SplitRun | None = None) -> list[Span]:
     return spans
 
 
+def is_symbol_word(word: str) -> bool:
+    """Whether ``word`` is symbols only (emoji, a flag, ©, +), with the marks and format characters that join them
+    (a variation selector, a skin tone, a zero-width joiner): no name starts or ends with one."""
+    categories = [unicodedata.category(ch) for ch in word]
+    return any(c[0] == "S" for c in categories) and all(c[0] == "S" or c in ("Mn", "Me", "Cf") for c in categories)
+
+
 def _is_flag_pair(text: str, i: int) -> bool:
     """Whether ``text[i:i + 2]`` is two regional indicator symbols (a flag, 🇫🇷). Flags pair from the left: a run of
     them is read two by two, as renderers read it."""
