@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from polyner.errors import UserError
+from polyner.textcheck import lone_surrogate
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,9 @@ def make_record(index: int, row: Any, text_field: str, keep_fields: tuple[str, .
     text = row[text_field]
     if not isinstance(text, str):
         return InputRecord(index, None, kept, f"field {text_field!r} is {_describe(text)}, not a string")
+    problem = lone_surrogate(text)  # a JSON escape such as "\ud800": the tagger refuses it, nothing could write it
+    if problem:
+        return InputRecord(index, None, kept, f"field {text_field!r} is not valid Unicode: {problem}")
     return InputRecord(index, text, kept)
 
 
