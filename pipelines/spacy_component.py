@@ -3,7 +3,8 @@
 Entities are found on the raw text by the shared tagger; where a spaCy token straddles an entity
 boundary (long tokens of a blank pipeline on Chinese or Japanese, say) the token is split at the
 boundary, so every entity lands on exact tokens and none is dropped. Each entity carries its score
-in ``span._.score``; ``doc._.language`` holds the detected language. Weights and tokenizer are
+in ``span._.score``; ``doc._.language`` holds the detected language (None without letters or under 30 letters of
+Latin or Cyrillic: too short to tell). Weights and tokenizer are
 written by ``nlp.to_disk`` and read back by ``spacy.load`` offline.
 """
 from __future__ import annotations

@@ -143,7 +143,8 @@ def create_app(settings: ServeSettings | None = None, tagger=None, spec: ModelSp
         first = exc.errors()[0] if exc.errors() else {}
         if tuple(first.get("loc", ())) == ("body",):  # no object at all: empty, not JSON-typed, or not an object
             content_type = request.headers.get("content-type", "")
-            if content_type.split(";")[0].strip().lower() != "application/json":  # e.g. curl -d: form-encoded
+            media = content_type.split(";")[0].strip().lower()
+            if media != "application/json" and not media.endswith("+json"):  # e.g. curl -d: form-encoded
                 sent = f"Content-Type {content_type!r} was sent" if content_type else "no Content-Type was sent"
                 why = f"send it with Content-Type application/json ({sent})"
             else:

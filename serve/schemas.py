@@ -44,7 +44,7 @@ class NERResponse(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "model": "polyner-default", "results": [
-            {"language": "de", "entities": [
+            {"language": None, "entities": [  # under 30 letters: too short to tell
                 {"text": "Angela Merkel", "label": "PER", "start": 0, "end": 13, "score": 0.98},
                 {"text": "Paris", "label": "LOC", "start": 23, "end": 28, "score": 0.97}]}]}]})
 

@@ -121,11 +121,30 @@ def test_a_word_with_marks_it_does_not_need_reads_as_the_plain_word(tokenizer, u
     assert word_pieces(tokenizer, [["Paris", written]], unspaced_runs) == \
         word_pieces(tokenizer, [["Paris", plain]], unspaced_runs)
     assert joined_runs(["Paris", written], unspaced_runs) == ["Paris", plain]
-    assert word_pieces(tokenizer, [["Paris", "\u0640\u064e"]], unspaced_runs)[0][1] == []  # marks alone: no piece
     assert reading_form("Zoë Ωmega 東京") == "Zoë Ωmega 東京"  # other scripts' marks are read
 
 
+@pytest.mark.parametrize("word", ["ـــ", "\u0640\u064e", "\u064e"])
+def test_a_word_of_marks_alone_is_read_as_written(tokenizer, word):
+    """A line of tatweel is still a word between its neighbours: it keeps its pieces."""
+    assert reading_form(word) == word
+    assert word_pieces(tokenizer, [["Paris", word]])[0][1] == tokenizer(word, add_special_tokens=False)["input_ids"]
+
+
+def test_hamza_and_maddah_marks_stay_they_are_part_of_letters():
+    """Decomposed text writes ئ as ي + U+0654 and آ as ا + U+0653: those marks are letters' parts, not vowels."""
+    assert reading_form("ر\u064a\u0654\u064a\u0633") == "ر\u064a\u0654\u064a\u0633"  # رئيس decomposed
+    assert reading_form("\u0627\u0653\u064e") == "\u0627\u0653"
+
+
+def test_a_mark_inside_a_run_without_spaces_moves_no_piece(cjk_tokenizer):
+    """A joined run is read as written, so each word keeps the pieces that start inside it."""
+    pieces = word_pieces(cjk_tokenizer, [["北\u05b8京", "大学"]], "text")[0]
+    assert cjk_tokenizer.convert_ids_to_tokens(pieces[1]) == ["大学"]
+
+
 def test_the_tagger_keeps_the_tatweel_in_the_text_and_offsets(rule_tagger):
+    """The reading form is for the tokenizer only: the entity's text and offsets are the text as written."""
     text = "Visited Paـــris today"
     (entity,) = rule_tagger(text)
     assert entity["text"] == "Paـــris" and text[entity["start"]:entity["end"]] == entity["text"]

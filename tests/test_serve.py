@@ -248,6 +248,11 @@ def test_a_body_without_the_json_content_type_is_told_which_header_to_send(clien
     assert "Content-Type application/json" in error["message"] and says in error["message"]
 
 
+def test_a_json_subtype_is_no_content_type_error(client):
+    response = client.post("/v1/ner", content=b'["Angela Merkel"]', headers={"Content-Type": "application/ld+json"})
+    assert "Content-Type" not in _error(response, 422, "invalid_request")["message"]
+
+
 def test_an_empty_json_body_names_what_is_expected(client):
     error = _error(client.post("/v1/ner", content=b"", headers={"Content-Type": "application/json"}), 422,
                    "invalid_request")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import unicodedata
 
+import numpy as np
 import pytest
 
 from polyner.labels import tags_to_spans
@@ -185,10 +186,23 @@ def test_symbol_words_at_an_entitys_edges_are_left_out(rule_tagger, tags, expect
     assert all(text[e["start"]:e["end"]] == e["text"] for e in found)
 
 
+def test_a_plus_ending_a_name_stays(rule_tagger):
+    text = "Canal+ and Disney+ ®"
+    spans = segment_words(text)
+    found = rule_tagger._entities(text, spans, [(t, 0.9) for t in ["B-ORG", "I-ORG", "O", "B-ORG", "I-ORG", "I-ORG"]])
+    assert [e["text"] for e in found] == ["Canal+", "Disney+"]
+
+
+@pytest.mark.parametrize("batch_size", [np.int64(2), 3])
+def test_any_integer_is_a_batch_size(rule_tagger, batch_size):
+    assert rule_tagger(["Angela Merkel", "Paris"], batch_size=batch_size) == rule_tagger(["Angela Merkel", "Paris"])
+
+
 @pytest.mark.parametrize("word, symbols", [("🇫🇷", True), ("👍🏽", True), ("❤️", True), ("👨\u200d👩\u200d👧", True),
-                                           ("©", True), ("+", True), ("Paris", False), ("AT&T", False), ("3", False),
-                                           (".", False), ("", False)])
+                                           ("©", True), ("®", True), ("+", False), ("$", False), ("Paris", False),
+                                           ("AT&T", False), ("3", False), (".", False), ("", False)])
 def test_symbol_words(word, symbols):
+    """Pictographs (and what joins them) are symbol words; the + of Canal+ is part of a name."""
     from polyner.tagging.words import is_symbol_word
 
     assert is_symbol_word(word) is symbols

@@ -11,7 +11,8 @@ A model's ``ner_unspaced_runs`` (config.json) says how the words of a run of a s
 
 Every other word is tokenized on its own in both modes.
 
-The tokenizer reads each unit in its reading form (:func:`reading_form`): without the Arabic tatweel (ـ), a
+The tokenizer reads each word in its reading form (:func:`reading_form`; a joined run as written): without the
+Arabic tatweel (ـ), a
 letter-stretching mark that XLM-R's pieces do not join (كتـــاب reads as كتاب), and without Arabic vowel marks
 and Hebrew points (كِتاب, שָׁלוֹם read as كتاب, שלום): the texts our models learn from are written without them, and one
 mark a word cost the shipped default 22 points of F1 on Arabic and Hebrew dev. The word's text and offsets stay
@@ -19,6 +20,7 @@ as written.
 """
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from typing import Any, Sequence
 
@@ -26,20 +28,19 @@ from polyner.tagging.words import run_groups
 
 UNSPACED_RUNS = ("words", "text")
 #: What the reading form leaves out: tatweel, the Arabic vowel marks (fatha, tanween, shadda, sukun, ..., the dagger
-#: alif) and the Hebrew points and cantillation marks (not maqaf, paseq, sof pasuq, nun hafukha: punctuation).
-UNREAD = frozenset([0x0640, *range(0x064B, 0x0660), 0x0670, *range(0x0591, 0x05BE), 0x05BF, 0x05C1, 0x05C2, 0x05C4,
-                    0x05C5, 0x05C7])
-_UNREAD_TABLE = dict.fromkeys(UNREAD)
-_FIRST_UNREAD = min(UNREAD)
+#: alif; not the maddah and hamza marks U+0653-0655, which decomposed text writes as part of a letter: ئ = ي + U+0654)
+#: and the Hebrew points and cantillation marks (not maqaf, paseq, sof pasuq, nun hafukha: punctuation).
+UNREAD = frozenset([0x0640, *range(0x064B, 0x0653), *range(0x0656, 0x0660), 0x0670, *range(0x0591, 0x05BE), 0x05BF,
+                    0x05C1, 0x05C2, 0x05C4, 0x05C5, 0x05C7])
+_UNREAD = re.compile("[" + "".join(map(chr, sorted(UNREAD))) + "]")
 
 
-def reading_form(unit: str) -> str:
-    """``unit`` as the tokenizer is given it (see the module docstring): without :data:`UNREAD` characters. A unit
-    that holds a run of a script without spaces never has one (they are Arabic and Hebrew), so piece offsets inside
-    runs hold."""
-    if max(unit, default=" ") < chr(_FIRST_UNREAD) or not any(ord(ch) in UNREAD for ch in unit):
-        return unit
-    return unit.translate(_UNREAD_TABLE)
+def reading_form(word: str) -> str:
+    """``word`` as the tokenizer is given it (see the module docstring): without :data:`UNREAD` characters, unless
+    that leaves nothing (a line of tatweel stays a word the model reads)."""
+    if _UNREAD.search(word) is None:
+        return word
+    return _UNREAD.sub("", word) or word
 
 
 def check_unspaced_runs(value: Any) -> str:
@@ -61,7 +62,9 @@ def joined_runs(words: Sequence[str], unspaced_runs: str, adjacent: Sequence[boo
     ``adjacent`` as in :func:`~polyner.tagging.words.run_groups`)."""
     if unspaced_runs == "words":
         return [reading_form(word) for word in words]
-    return [reading_form("".join(words[a:b])) for a, b in run_groups(words, adjacent)]
+    # a joined run stays as written: the words' piece offsets are counted in it (a mark inside a Han run is hostile
+    # input, and the run was cut at the pieces of its written form)
+    return [reading_form(words[a]) if b - a == 1 else "".join(words[a:b]) for a, b in run_groups(words, adjacent)]
 
 
 def word_pieces(tokenizer, sentences: Sequence[Sequence[str]], unspaced_runs: str = "words",

@@ -11,6 +11,7 @@ entity text.
 from __future__ import annotations
 
 import logging
+import operator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
@@ -204,6 +205,10 @@ class Tagger:
         """A (tag, probability) per word; words are read through stride windows in length-sorted batches
         (``adjacent``: whether each word touches the next in the text, for words cut out of raw text)."""
         if batch_size is not None:
+            try:  # any integer (a numpy one too), not a bool, float or str
+                batch_size = operator.index(batch_size) if not isinstance(batch_size, bool) else batch_size
+            except TypeError:
+                pass
             _check_int("batch_size", batch_size, 1)
         batch_size = batch_size or self.config.batch_size
         content = self.config.max_length - 2

@@ -104,10 +104,11 @@ def segment_words(text: str, split_run: SplitRun | None = None) -> list[Span]:
 
 
 def is_symbol_word(word: str) -> bool:
-    """Whether ``word`` is symbols only (emoji, a flag, ©, +), with the marks and format characters that join them
-    (a variation selector, a skin tone, a zero-width joiner): no name starts or ends with one."""
+    """Whether ``word`` is pictographic symbols only (emoji, a flag, © ® ™), with what joins them (a variation
+    selector, a skin tone, a zero-width joiner): no name starts or ends with one. Math and currency signs and modifier
+    letters are not (the + of Canal+ or Disney+ is part of the name)."""
     categories = [unicodedata.category(ch) for ch in word]
-    return any(c[0] == "S" for c in categories) and all(c[0] == "S" or c in ("Mn", "Me", "Cf") for c in categories)
+    return "So" in categories and all(c in ("So", "Sk", "Mn", "Me", "Cf") for c in categories)
 
 
 def _is_flag_pair(text: str, i: int) -> bool:
