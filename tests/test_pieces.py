@@ -108,7 +108,6 @@ def test_the_tagger_gives_every_word_of_spaced_runs_its_pieces(cjk_tokenizer, mo
     assert all(e["text"] == text[e["start"]:e["end"]] for e in entities)
 
 
-@pytest.mark.parametrize("unspaced_runs", ["words", "text"])
 @pytest.mark.parametrize("written, plain", [
     ("كتـــاب", "كتاب"),  # tatweel
     ("كِتَابٌ", "كتاب"),  # vowel marks and tanween
@@ -116,19 +115,22 @@ def test_the_tagger_gives_every_word_of_spaced_runs_its_pieces(cjk_tokenizer, mo
     ("שָׁלוֹם", "שלום"),  # Hebrew points
     ("בֵּית־לֶחֶם", "בית־לחם"),  # the maqaf is punctuation: it stays
 ])
-def test_a_word_with_marks_it_does_not_need_reads_as_the_plain_word(tokenizer, unspaced_runs, written, plain):
-    """Tatweel, Arabic vowel marks and Hebrew points change no name: the word takes the plain word's pieces."""
-    assert word_pieces(tokenizer, [["Paris", written]], unspaced_runs) == \
-        word_pieces(tokenizer, [["Paris", plain]], unspaced_runs)
-    assert joined_runs(["Paris", written], unspaced_runs) == ["Paris", plain]
+def test_the_tagger_reads_a_word_with_marks_it_does_not_need_as_the_plain_word(rule_tagger, written, plain):
+    """Tatweel, Arabic vowel marks and Hebrew points change no name: the tagger gives the word the plain word's
+    pieces. Training reads its data as written (joined_runs): cached teacher outputs are keyed on those pieces."""
+    assert reading_form(written) == plain
+    assert list(rule_tagger._word_pieces([["Paris", written]], 100)) == \
+        list(rule_tagger._word_pieces([["Paris", plain]], 100))
+    assert joined_runs(["Paris", written], "words") == ["Paris", written]
     assert reading_form("Zoë Ωmega 東京") == "Zoë Ωmega 東京"  # other scripts' marks are read
 
 
 @pytest.mark.parametrize("word", ["ـــ", "\u0640\u064e", "\u064e"])
-def test_a_word_of_marks_alone_is_read_as_written(tokenizer, word):
+def test_a_word_of_marks_alone_is_read_as_written(rule_tagger, tokenizer, word):
     """A line of tatweel is still a word between its neighbours: it keeps its pieces."""
     assert reading_form(word) == word
-    assert word_pieces(tokenizer, [["Paris", word]])[0][1] == tokenizer(word, add_special_tokens=False)["input_ids"]
+    (pieces,) = rule_tagger._word_pieces([["Paris", word]], 100)
+    assert pieces[1] == tokenizer(word, add_special_tokens=False)["input_ids"]
 
 
 def test_hamza_and_maddah_marks_stay_they_are_part_of_letters():
@@ -138,9 +140,10 @@ def test_hamza_and_maddah_marks_stay_they_are_part_of_letters():
 
 
 def test_a_mark_inside_a_run_without_spaces_moves_no_piece(cjk_tokenizer):
-    """A joined run is read as written, so each word keeps the pieces that start inside it."""
-    pieces = word_pieces(cjk_tokenizer, [["北\u05b8京", "大学"]], "text")[0]
-    assert cjk_tokenizer.convert_ids_to_tokens(pieces[1]) == ["大学"]
+    """Each word is read in its reading form before a run is joined, so each keeps the pieces starting inside it."""
+    words = [reading_form(w) for w in ["北\u05b8京", "大学"]]
+    pieces = word_pieces(cjk_tokenizer, [words], "text")[0]
+    assert [cjk_tokenizer.convert_ids_to_tokens(p) for p in pieces] == [["\u2581", "北京"], ["大学"]]
 
 
 def test_the_tagger_keeps_the_tatweel_in_the_text_and_offsets(rule_tagger):

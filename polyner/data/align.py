@@ -20,9 +20,8 @@ from polyner.tagging.words import recut_words, tokenizer_run_splitter
 logger = logging.getLogger(__name__)
 
 # version of how words become labelled pieces (2: runs without spaces cut at piece ends; 3: a run's first word
-# whole (the lone ▁ piece), 々 〆 〇 〻 inside Han runs; 4: words read in their reading form, without tatweel, Arabic
-# vowel marks and Hebrew points)
-ALIGNMENT = 4
+# whole (the lone ▁ piece), 々 〆 〇 〻 inside Han runs)
+ALIGNMENT = 3
 
 
 @dataclass

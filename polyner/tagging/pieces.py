@@ -11,12 +11,12 @@ A model's ``ner_unspaced_runs`` (config.json) says how the words of a run of a s
 
 Every other word is tokenized on its own in both modes.
 
-The tokenizer reads each word in its reading form (:func:`reading_form`; a joined run as written): without the
-Arabic tatweel (ـ), a
-letter-stretching mark that XLM-R's pieces do not join (كتـــاب reads as كتاب), and without Arabic vowel marks
-and Hebrew points (كِتاب, שָׁלוֹם read as كتاب, שלום): the texts our models learn from are written without them, and one
-mark a word cost the shipped default 22 points of F1 on Arabic and Hebrew dev. The word's text and offsets stay
-as written.
+The tagger gives the tokenizer each word in its reading form (:func:`reading_form`): without the Arabic tatweel
+(ـ), a letter-stretching mark that XLM-R's pieces do not join (كتـــاب reads as كتاب), and without Arabic vowel marks
+and Hebrew points (كِتاب, שָׁלוֹם read as كتاب, שלום): the texts our models learn from are mostly written without
+them, and one mark a word cost the shipped default 22 points of F1 on Arabic and Hebrew dev. The word's text and
+offsets stay as written. Training reads its data as written: it seldom has these marks, and the teacher outputs
+cached for a distillation run are keyed on the pieces of its text.
 """
 from __future__ import annotations
 
@@ -58,13 +58,11 @@ def special_ids(tokenizer) -> tuple[int, int]:
 
 
 def joined_runs(words: Sequence[str], unspaced_runs: str, adjacent: Sequence[bool] | None = None) -> list[str]:
-    """The units the tokenizer is given for ``words`` (in reading form): the words, or with each run joined (``"text"``;
+    """The units the tokenizer is given for ``words``: the words themselves, or with each run joined (``"text"``;
     ``adjacent`` as in :func:`~polyner.tagging.words.run_groups`)."""
     if unspaced_runs == "words":
-        return [reading_form(word) for word in words]
-    # a joined run stays as written: the words' piece offsets are counted in it (a mark inside a Han run is hostile
-    # input, and the run was cut at the pieces of its written form)
-    return [reading_form(words[a]) if b - a == 1 else "".join(words[a:b]) for a, b in run_groups(words, adjacent)]
+        return list(words)
+    return ["".join(words[a:b]) for a, b in run_groups(words, adjacent)]
 
 
 def word_pieces(tokenizer, sentences: Sequence[Sequence[str]], unspaced_runs: str = "words",
