@@ -59,6 +59,28 @@ class TeacherCache:
         return out
 
 
+class StaleTeacherCacheError(ValueError):
+    """A teacher cache holds outputs for other pieces or another teacher than the run now gives it."""
+
+
+def stale_cache_message(folder: Path, meta: dict, teacher_dir: str, ids: np.ndarray, sentences: int,
+                        state_indices: Sequence[int]) -> str:
+    """Why the cache in ``folder`` does not fit, and what to do (it is never overwritten: hours of teacher passes)."""
+    stamp = _teacher_stamp(teacher_dir)
+    if meta.get("teacher") not in (None, stamp):
+        why = f"it was built with the teacher {meta['teacher']}, and the teacher is now {stamp}"
+    elif meta.get("state_indices") not in (None, list(state_indices)):
+        why = f"it holds the teacher states {meta['state_indices']}, and this run matches {list(state_indices)}"
+    elif meta.get("tokens") != len(ids) or meta.get("sentences") != sentences:
+        why = (f"it holds {meta.get('sentences')} sentences of {meta.get('tokens')} pieces, and this run's transfer "
+               f"text reads as {sentences} sentences of {len(ids)} pieces")
+    else:
+        why = f"this run's transfer text reads as other pieces ({sentences} sentences, {len(ids)} pieces either way)"
+    return (f"teacher cache {folder} does not fit this run: {why}. The code, the vocabulary or the teacher reads the "
+            "transfer text otherwise than when the cache was built; run the code that built it, or move the folder "
+            "away to compute the teacher outputs again")
+
+
 def _fingerprint(teacher_dir: str, ids: np.ndarray, state_indices: Sequence[int]) -> str:
     stamp = _teacher_stamp(teacher_dir)
     digest = hashlib.sha256(stamp.encode() + ids.tobytes() + str(list(state_indices)).encode())
@@ -145,6 +167,9 @@ def build_teacher_cache(folder: str | Path, teacher: torch.nn.Module, teacher_di
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     width = teacher.config.hidden_size
     labels = teacher.config.num_labels
+    if meta.get("key") not in (None, key) and meta.get("batches_done", 0) > 0:
+        raise StaleTeacherCacheError(stale_cache_message(folder, meta, teacher_dir, flat, len(student_ids),
+                                                         state_indices))
     fresh = meta.get("key") != key or (store_hidden and not meta.get("store_hidden"))  # hidden states now needed
     if not fresh:
         store_hidden = bool(meta.get("store_hidden"))  # go on writing what the cache already holds

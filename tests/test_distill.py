@@ -420,6 +420,25 @@ def test_teacher_cache_holds_top_states_and_logits(tmp_path, cache_inputs):
     assert "teacher_hidden" not in cache.batch([0], inp.pad, with_hidden=False)
 
 
+def test_a_teacher_cache_of_other_pieces_is_refused_not_overwritten(tmp_path, cache_inputs):
+    """Code that reads the transfer text otherwise gives other pieces: the run stops, naming why, and the outputs it
+    would have wiped (hours of teacher passes for a real run) stay."""
+    from polyner.distill.teacher_cache import StaleTeacherCacheError
+
+    inp = cache_inputs
+    _build(tmp_path / "cache", inp)
+    before = (tmp_path / "cache" / "logits.f16").read_bytes()
+    other = list(inp.ids)
+    other[3] = other[3][:-1]  # one piece fewer in one sentence
+    with pytest.raises(StaleTeacherCacheError, match=r"pieces.*move the folder away"):
+        build_teacher_cache(tmp_path / "cache", inp.teacher, "tiny-teacher", other, inp.keep, inp.langs, 2, inp.pad,
+                            batch_size=4, chunk_batches=1)
+    with pytest.raises(StaleTeacherCacheError, match=r"teacher states \[1, 2\], and this run matches \[0, 2\]"):
+        _build(tmp_path / "cache", inp, state_indices=[0, 2])
+    assert (tmp_path / "cache" / "logits.f16").read_bytes() == before
+    assert len(_build(tmp_path / "cache", inp)) == len(inp.ids)  # the run that built it goes on
+
+
 def test_teacher_cache_reuses_an_earlier_cache_for_a_subset(tmp_path, cache_inputs):
     inp = cache_inputs
     full = _build(tmp_path / "full", inp)
