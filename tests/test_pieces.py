@@ -9,7 +9,7 @@ from polyner.data.iob2 import Sentence
 from polyner.errors import ModelDirectoryError
 from polyner.labels import IGNORE_INDEX, LABEL2ID
 from polyner.models.classifier import config_unspaced_runs
-from polyner.tagging.pieces import joined_runs, reading_form, word_pieces
+from polyner.tagging.pieces import joined_runs, reading_form, reading_forms, word_pieces
 
 WORDS = ["他", "曾", "在", "北京", "大学", "。", "Paris"]
 
@@ -151,3 +151,14 @@ def test_the_tagger_keeps_the_tatweel_in_the_text_and_offsets(rule_tagger):
     text = "Visited Paـــris today"
     (entity,) = rule_tagger(text)
     assert entity["text"] == "Paـــris" and text[entity["start"]:entity["end"]] == entity["text"]
+
+
+def test_persian_typed_with_arabic_yeh_and_kaf_reads_as_persian(rule_tagger):
+    """Persian typed on an Arabic keyboard writes ي ك ى for ی ک: a text with a letter only Persian has (گ here) is
+    read with Persian's; Arabic text, which has none of them, keeps its own letters."""
+    typed = ["كتاب", "بزرگ", "علي"]  # Arabic kaf and yeh in a Persian text
+    assert reading_forms(typed) == ["کتاب", "بزرگ", "علی"]
+    assert list(rule_tagger._word_pieces([typed], 100)) == list(rule_tagger._word_pieces([reading_forms(typed)], 100))
+    arabic = ["كتاب", "كبير", "علي"]
+    assert reading_forms(arabic) == arabic
+    assert reading_forms(["كِتاب", "علي"]) == ["كتاب", "علي"]  # marks go in Arabic too

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from polyner.tagging.decoding import Decoder, check_decoding
-from polyner.tagging.pieces import reading_form, special_ids, word_pieces
+from polyner.tagging.pieces import reading_forms, special_ids, word_pieces
 from polyner.tagging.words import Span, is_symbol_word, recut_words, segment_words, tokenizer_run_splitter
 from polyner.labels import LABELS, tags_to_spans
 from polyner.models.classifier import TokenClassifier, as_token_classifier
@@ -259,13 +259,14 @@ class Tagger:
                      adjacent: Sequence[Sequence[bool]] | None = None) -> Iterator[list[list[int]]]:
         """The piece ids of each word of each sentence (at most ``content`` per word), read as the model reads
         words (:func:`~polyner.tagging.pieces.word_pieces`; each in its reading form, without tatweel, Arabic vowel
-        marks and Hebrew points: :func:`~polyner.tagging.pieces.reading_form`), tokenized in chunks.
+        marks and Hebrew points, Persian's yeh and kaf in Persian: :func:`~polyner.tagging.pieces.reading_forms`),
+        tokenized in chunks.
 
         One tokenizer call per chunk of sentences instead of one per sentence: the fast tokenizer
         encodes a chunk in one pass, which takes a visible share off the time of short sentences.
         """
         for first in range(0, len(sentences), TOKENIZE_CHUNK):
-            chunk = [[reading_form(word) for word in words] for words in sentences[first:first + TOKENIZE_CHUNK]]
+            chunk = [reading_forms(words) for words in sentences[first:first + TOKENIZE_CHUNK]]
             touching = None if adjacent is None else adjacent[first:first + TOKENIZE_CHUNK]
             for pieces in word_pieces(self.tokenizer, chunk, self.unspaced_runs, touching):
                 yield [p[:content] for p in pieces]
