@@ -44,17 +44,28 @@ def reading_form(word: str) -> str:
     return _UNREAD.sub("", word) or word
 
 
-#: Letters Persian (and Urdu) write and Arabic does not: a text with one of them is Persian, and its Arabic yeh, kaf
-#: and alif maqsura (ي ك ى, which Persian typed on an Arabic keyboard often has) are read as the Persian ی and ک,
-#: the letters its training text has (Persian dev written with ي and ك: 54.45 -> 33.02 for the shipped default).
+#: Letters Persian (and Urdu) write and standard Arabic does not: a text with more of them than of the Arabic ة is
+#: Persian, and its Arabic yeh, kaf and alif maqsura (ي ك ى, which Persian typed on an Arabic keyboard often has)
+#: are read as the Persian ی and ک, the letters its training text has (Persian dev written with ي and ك: 54.45 ->
+#: 33.02 for the shipped default). Iraqi and Gulf Arabic write گ and چ too, and foreign names in Arabic news have
+#: them (گوگل), but Arabic text has ة where Persian has next to none; Uyghur and Pashto (their own letters below)
+#: keep their ي and ى.
 PERSIAN_ONLY = re.compile("[پچژگ]")
+TA_MARBUTA = "\u0629"
+NOT_PERSIAN = re.compile("[\u06d0\u06cd\u06c6\u06c8\u06c7\u06ad\u06ab\u069a\u0681]")  # ې ۍ ۆ ۈ ۇ ڭ ګ ښ ځ
 _TO_PERSIAN = str.maketrans({"\u064a": "\u06cc", "\u0643": "\u06a9", "\u0649": "\u06cc"})
+
+
+def is_persian(text: str) -> bool:
+    """Whether ``text`` is Persian written in Arabic script (see :data:`PERSIAN_ONLY`)."""
+    persian = len(PERSIAN_ONLY.findall(text))
+    return persian > text.count(TA_MARBUTA) and NOT_PERSIAN.search(text) is None
 
 
 #: A text whose cased letters are at least this share uppercase (at least :data:`CAPS_MIN_LETTERS` of them, and most
 #: of its letters: not Latin acronyms in Arabic text) is written in capitals: its words are read in title case.
 #: Models learn names from their capitals; in a text of capitals every word has them (en dev in capitals: 35.45
-#: against 74.06; title-cased 62.19; de 14.52 -> 47.67, ru 6.06 -> 52.89, tr 10.02 -> 34.32). Short lines in
+#: against 74.06; title-cased 61.85; de 14.52 -> 47.67, ru 6.06 -> 52.89, tr 10.02 -> 36.96). Short lines in
 #: capitals (bylines, "( ANTONIO MONTERO )") are left as written: the training data has them. Its cost: Spanish dev
 #: has 38 EFE headlines in capitals, like its training data, which the model read well as written (es 77.97 ->
 #: 77.17; whole dev 71.62 -> 71.59); keeping short words in capitals cost less there (77.70) but lost a quarter of the
@@ -69,10 +80,33 @@ def reading_forms(words: Sequence[str]) -> list[str]:
     forms = [reading_form(word) for word in words]
     text = "".join(forms)
     if in_capitals(text):
-        forms = [form.title() for form in forms]
-    if PERSIAN_ONLY.search(text) is not None:
+        turkish = TURKISH_CAPITALS.search(text) is not None
+        forms = [title_case(form, turkish) for form in forms]
+    if PERSIAN_ONLY.search(text) is not None and is_persian(text):
         forms = [form.translate(_TO_PERSIAN) for form in forms]
     return forms
+
+
+TURKISH_CAPITALS = re.compile("[İĞŞ]")  # a text in capitals with one of them is read with Turkish casing (I: ı)
+_TURKISH_LOWER = str.maketrans({"I": "ı", "İ": "i"})
+_ALNUM_RUN = re.compile(r"[^\W_]+")
+
+
+def title_case(word: str, turkish: bool = False) -> str:
+    """``word`` with each run of letters and digits capital first, lower case after (DİYARBAKIR: Diyarbakır with
+    ``turkish``, BADEN-WÜRTTEMBERG: Baden-Württemberg, ΟΔΟΣ: Οδος, 21ST: 21st). After an apostrophe inside a word a
+    run of one or two letters is lower case (MCDONALD'S: Mcdonald's, WE'LL: We'll), a longer one a name (O'BRIEN:
+    O'Brien). Unlike ``str.title``, Turkish İ and I lower to i and ı, never to i + a combining dot."""
+    out, last = [], 0
+    for run in _ALNUM_RUN.finditer(word):
+        start, text = run.start(), run.group()
+        rest = text[1:].translate(_TURKISH_LOWER) if turkish else text[1:]
+        rest = rest.lower().replace("i\u0307", "i")
+        after_apostrophe = start >= 2 and word[start - 1] in "'’" and word[start - 2].isalnum()
+        first = text[0].lower() if after_apostrophe and len(text) < 3 else text[0]
+        out.append(word[last:start] + first + rest)
+        last = run.end()
+    return "".join(out) + word[last:]
 
 
 def in_capitals(text: str) -> bool:
