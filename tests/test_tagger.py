@@ -198,6 +198,15 @@ def test_any_integer_is_a_batch_size(rule_tagger, batch_size):
     assert rule_tagger(["Angela Merkel", "Paris"], batch_size=batch_size) == rule_tagger(["Angela Merkel", "Paris"])
 
 
+def test_the_config_takes_any_integer_and_keeps_a_plain_int():
+    """A size from numpy (a length computed with it, say) is accepted and stored as the int it stands for."""
+    config = TaggerConfig(max_length=np.int64(48), stride=np.int32(8), batch_size=np.int64(4))
+    assert (config.max_length, config.stride, config.batch_size) == (48, 8, 4)
+    assert all(type(v) is int for v in (config.max_length, config.stride, config.batch_size))
+    with pytest.raises(ValueError, match="stride must be an int of at least 0, not 2.5"):
+        TaggerConfig(stride=2.5)
+
+
 @pytest.mark.parametrize("word, symbols", [("🇫🇷", True), ("👍🏽", True), ("❤️", True), ("👨\u200d👩\u200d👧", True),
                                            ("©", True), ("®", True), ("+", False), ("$", False), ("Paris", False),
                                            ("AT&T", False), ("3", False), (".", False), ("", False)])

@@ -15,7 +15,7 @@ The tagger gives the tokenizer each word in its reading form (:func:`reading_for
 (ـ), a letter-stretching mark that XLM-R's pieces do not join (كتـــاب reads as كتاب), and without Arabic vowel marks
 and Hebrew points (كِتاب, שָׁלוֹם read as كتاب, שלום): the texts our models learn from are mostly written without
 them, and one mark a word cost the shipped default 22 points of F1 on Arabic and Hebrew dev; in a Persian text the
-Arabic yeh and kaf are read as Persian's (:func:`reading_forms`). The word's text and
+Arabic yeh and kaf are read as Persian's, and a text in capitals is read in title case (:func:`reading_forms`). The word's text and
 offsets stay as written. Training reads its data as written: it seldom has these marks, and the teacher outputs
 cached for a distillation run are keyed on the pieces of its text.
 """

@@ -44,16 +44,22 @@ class TaggerConfig:
 
     def __post_init__(self) -> None:
         if self.max_length is not None:
-            _check_int("max_length", self.max_length, 4)
-        _check_int("stride", self.stride, 0)
-        _check_int("batch_size", self.batch_size, 1)
+            object.__setattr__(self, "max_length", _check_int("max_length", self.max_length, 4))
+        object.__setattr__(self, "stride", _check_int("stride", self.stride, 0))
+        object.__setattr__(self, "batch_size", _check_int("batch_size", self.batch_size, 1))
         check_decoding(self.decoding)
 
 
-def _check_int(name: str, value: Any, least: int) -> None:
-    """Raise ValueError unless ``value`` is an int (not a bool) of at least ``least``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+def _check_int(name: str, value: Any, least: int) -> int:
+    """``value`` as an int (any integer type, a numpy one too; not a bool, float or str) of at least ``least``,
+    else ValueError."""
+    try:
+        number = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        number = None
+    if number is None or number < least:
         raise ValueError(f"{name} must be an int of at least {least}, not {value!r}")
+    return number
 
 
 @dataclass
@@ -205,11 +211,7 @@ class Tagger:
         """A (tag, probability) per word; words are read through stride windows in length-sorted batches
         (``adjacent``: whether each word touches the next in the text, for words cut out of raw text)."""
         if batch_size is not None:
-            try:  # any integer (a numpy one too), not a bool, float or str
-                batch_size = operator.index(batch_size) if not isinstance(batch_size, bool) else batch_size
-            except TypeError:
-                pass
-            _check_int("batch_size", batch_size, 1)
+            batch_size = _check_int("batch_size", batch_size, 1)
         batch_size = batch_size or self.config.batch_size
         content = self.config.max_length - 2
         stride = min(self.config.stride, content // 2)
