@@ -1168,6 +1168,19 @@ def test_cli_distill_names_languages_without_text(tmp_path, tiny_model_dir):
     assert re.search(r"language\(s\) xx:", result.output)
 
 
+def test_cli_distill_silver_labels_option_is_checked(tmp_path, tiny_model_dir):
+    """``--silver-labels`` sets the recipe setting of that name; an unknown value is a usage error naming both
+    choices, before anything is built."""
+    from polyner.cli import app
+
+    result = CliRunner().invoke(app, [
+        "distill", "--teacher", str(tiny_model_dir), "--out", str(tmp_path / "out"), "--silver-labels", "gold",
+        "--quiet", "--no-evaluate"])
+    assert result.exit_code == 2, result.output
+    assert "unknown silver_labels 'gold': choose one of all, no-gold" in result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_card_command_rewrites_quality_and_speed_only(tmp_path):
     from typer.testing import CliRunner
 

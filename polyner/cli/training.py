@@ -74,6 +74,8 @@ def distill(
         unlabeled: List[str] = typer.Option([], help="Unlabeled text: LANG.txt files, folders of them, or LANG=PATH."),
         gold: Optional[Path] = typer.Option(None, help="Gold root SOURCE/LANG/SPLIT.iob2 (train text, dev, labels)."),
         silver: Optional[Path] = typer.Option(None, help="Silver root, same layout (text and labels; never dev)."),
+        silver_labels: Optional[str] = typer.Option(None, help="Which silver files label the gold stages: all, or "
+                                                    "no-gold (only languages without gold training data)."),
         preset: Optional[str] = typer.Option(None, help="Student size: xs, s or m."),
         config: Optional[Path] = typer.Option(None, help="A YAML or JSON DistillConfig; options given here win."),
         exclude_source: List[str] = typer.Option([], help="Gold sources to leave out (e.g. NonCommercial ones)."),
@@ -105,7 +107,7 @@ def distill(
     setup_logging(verbose)
     overrides: dict = {"teacher": teacher, "out": str(out) if out else None, "preset": preset,
                        "gold": str(gold) if gold else None, "silver": str(silver) if silver else None,
-                       "seed": seed, "threads": threads, "bf16": bf16,
+                       "silver_labels": silver_labels, "seed": seed, "threads": threads, "bf16": bf16,
                        "languages": parse_languages(languages) if languages else None,
                        "unlabeled": list(unlabeled) or None, "exclude_sources": list(exclude_source) or None,
                        "reuse_teacher_cache": str(reuse_cache) if reuse_cache else None,
