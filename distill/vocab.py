@@ -78,18 +78,6 @@ _DROPPED_CONFIG_KEYS = ("name_or_path", "is_local", "local_files_only", "tokeniz
                         "auto_map", "_commit_hash")
 
 
-@dataclass
-class VocabConfig:
-    """How to trim and factorize: keep specials, single characters (if ``keep_single_chars``) and the
-    pieces seen ``min_count`` times or more, at most ``max_size`` ids in all (``None``: no cap); the
-    kept teacher rows are reduced to ``rank`` PCA coordinates."""
-
-    min_count: int = 1
-    max_size: int | None = None
-    keep_single_chars: bool = True
-    rank: int = 128
-
-
 # --------------------------------------------------------------------------------------------------
 # tokenizer plumbing
 

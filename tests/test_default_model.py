@@ -78,6 +78,8 @@ class TestShippedDefault:
         long_text = "Angela Merkel war in Berlin. " * 2000
         entities = tagger(long_text)
         assert all(long_text[e["start"]:e["end"]] == e["text"] for e in entities)
+        people = [e for e in entities if (e["text"], e["label"]) == ("Angela Merkel", "PER")]
+        assert len(people) >= 1500  # found in (nearly) every repetition, across the window seams
 
     @pytest.mark.parametrize("text,entity", [
         ("索尼公司和丰田汽车公司在东京宣布合作。", ("东京", "LOC")),

@@ -906,7 +906,9 @@ def test_a_bf16_run_trains_under_autocast(workspace, tmp_path, monkeypatch):
     assert seen and all(seen)
     weights = load_file(str(out / "model.safetensors"))
     assert all(t.dtype == torch.float32 for t in weights.values() if t.is_floating_point())
-    assert polyner.load(out)(["Angela Merkel visited Paris."]) is not None
+    text = "Angela Merkel visited Paris."
+    (entities,) = polyner.load(out)([text])
+    assert all(text[e["start"]:e["end"]] == e["text"] and e["label"] in ("PER", "ORG", "LOC") for e in entities)
 
 
 def test_anchored_gold_stages_train_on_gold_and_transfer_batches(workspace, tmp_path, monkeypatch):

@@ -70,8 +70,12 @@ def test_core_cli_tags_and_lists(int8_dir, tmp_path):
     assert json.loads(tagged.stdout)["text"] == "Angela Merkel visited Paris."
     version = cli_core("--version", env=env)
     assert version.returncode == 0 and version.stdout.strip().startswith("polyner ")
+    (tmp_path / "home" / "models").mkdir(parents=True)
+    (tmp_path / "home" / "models" / "my-student").symlink_to(int8_dir, target_is_directory=True)
     listed = cli_core("models", env=env)
     assert listed.returncode == 0, listed.stderr
+    rows = [line.split() for line in listed.stdout.splitlines()]
+    assert ["my-student", "model", "onnx-int8"] in [row[:3] for row in rows], listed.stdout
 
 
 def test_spacy_pipe_without_torch(int8_dir):

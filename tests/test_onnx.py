@@ -333,13 +333,21 @@ class TestBackend:
         assert again == first and again.exists()
 
     def test_changed_weights_get_a_new_export(self, student_dir, tmp_path):
+        """Weights trained further in the same folder are exported again, never read from the stale export."""
+        from safetensors.torch import load_file, save_file
+
         copy = tmp_path / "student-copy"
         shutil.copytree(student_dir, copy)
-        first = polyner.load(copy, backend="onnx").model.model_file.parent
-        config = json.loads((copy / "config.json").read_text())
-        config["id2label"] = dict(config["id2label"])  # same labels; a changed file is a changed model
-        (copy / "config.json").write_text(json.dumps(config, indent=1))
-        assert polyner.load(copy, backend="onnx").model.model_file.parent != first
+        before = polyner.load(copy, backend="onnx")
+        weights = load_file(str(copy / "model.safetensors"))
+        head = next(name for name in weights if name.endswith("classifier.bias"))
+        weights[head] = weights[head] + torch.arange(weights[head].numel(), dtype=weights[head].dtype)
+        save_file(weights, str(copy / "model.safetensors"))
+        after = polyner.load(copy, backend="onnx")
+        assert after.model.model_file.parent != before.model.model_file.parent
+        ids = np.array([[0, 5, 6, 7, 2]], dtype=np.int64)
+        shift = after.model.logits(ids, np.ones_like(ids)) - before.model.logits(ids, np.ones_like(ids))
+        assert np.allclose(shift, np.arange(shift.shape[-1]), atol=1e-4)  # the new bias, at every position
 
     def test_corrupt_model_file(self, onnx_dir, tmp_path):
         broken = tmp_path / "broken"

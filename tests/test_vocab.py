@@ -14,7 +14,6 @@ import torch
 from polyner.distill.vocab import (
     language_balanced_ranking,
     Factorization,
-    VocabConfig,
     count_pieces,
     factorize_embeddings,
     is_single_char,
@@ -108,13 +107,6 @@ def test_language_balanced_ranking():
     assert plain == pytest.approx({1: 990, 2: 10, 3: 9, 4: 1})  # alpha 1: the plain counts
     half = language_balanced_ranking(counts, alpha=0.5)
     assert plain[2] > plain[3] and half[3] > half[2]  # between the two: the small language's top piece wins
-    total = collections.Counter({1: 990, 2: 10, 3: 9, 4: 1})
-    assert select_vocabulary_ids(total, balanced, 2) == [1, 3]
-
-
-def select_vocabulary_ids(counts, ranking, size):
-    """The order select_vocabulary takes frequent pieces in (specials and singles aside)."""
-    return [i for i, _ in sorted(((i, ranking[i]) for i in counts), key=lambda x: (-x[1], x[0]))][:size]
 
 
 def test_select_takes_pieces_in_ranking_order(tokenizer):
@@ -367,12 +359,6 @@ def test_factorization_rejects_bad_input():
         factorize_embeddings(weights, [0, 10], rank=1)
     with pytest.raises(ValueError, match="2-D"):
         factorize_embeddings(weights[0], None, rank=1)
-
-
-def test_vocab_config_defaults():
-    config = VocabConfig()
-    assert (config.min_count, config.max_size, config.keep_single_chars, config.rank) == (1, None, True, 128)
-    assert VocabConfig(min_count=3, max_size=50_000, rank=64).max_size == 50_000
 
 
 # -- the real teacher (opt-in) ---------------------------------------------------------------------
