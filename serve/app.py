@@ -178,9 +178,11 @@ def create_app(settings: ServeSettings | None = None, tagger=None, spec: ModelSp
     async def ready(request: Request):
         state = request.app.state
         if state.closing:
-            return error_response(APIError(503, "shutting_down", "the service is shutting down"))
+            return error_response(APIError(503, "shutting_down", "the service is shutting down",
+                                           headers={"Retry-After": "1"}))
         if not state.ready:
-            return error_response(APIError(503, "not_ready", "the model is not loaded yet"))
+            return error_response(APIError(503, "not_ready", "the model is not loaded yet",
+                                           headers={"Retry-After": "1"}))
         return {"status": "ready"}
 
     @app.get("/v1/model", response_model=ModelInfo, responses=ERRORS)

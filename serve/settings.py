@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from polyner.spec import ModelSpec
 
 ENV_PREFIX = "POLYNER_SERVE_"
+# older names still read where the POLYNER_SERVE_ one is absent (a key set the old way must never be dropped
+# silently: the service would run open)
+ENV_ALIASES = {"api_key": "POLYNER_API_KEY"}
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class ServeSettings:
         if self.max_header_bytes < 1024:
             raise ValueError(f"max_header_bytes must be at least 1024, not {self.max_header_bytes}")
         if self.api_key is not None and not self.api_key.strip():
-            raise ValueError("the API key is empty: give a non-empty key or none")
+            raise ValueError("api_key is empty: give a non-empty key or none")
 
     def model_spec(self) -> "ModelSpec":
         """The model these settings serve, located and checked (errors name the path) with its tagger settings."""
@@ -85,16 +88,20 @@ class ServeSettings:
 
     @classmethod
     def from_env(cls, **overrides) -> "ServeSettings":
-        """Settings from ``POLYNER_SERVE_<FIELD>`` variables, then keyword overrides (None: not given).
+        """Settings from ``POLYNER_SERVE_<FIELD>`` variables (the key also from ``POLYNER_API_KEY``), then keyword
+        overrides (None: not given).
 
         A variable that does not parse is a ValueError naming it.
         """
-        values = {}
+        values, variables = {}, {}
         for f in fields(cls):
             variable = f"{ENV_PREFIX}{f.name.upper()}"
+            if variable not in os.environ and f.name in ENV_ALIASES:
+                variable = ENV_ALIASES[f.name]
             raw = os.environ.get(variable)
             if raw is None:
                 continue
+            variables[f.name] = variable
             kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "str")
             try:
                 values[f.name] = int(raw) if kind.startswith("int") else float(raw) if kind.startswith("float") else raw
@@ -108,4 +115,4 @@ class ServeSettings:
             source = next((n for n in values if n not in given and str(exc).startswith(n + " ")), None)
             if source is None:
                 raise
-            raise ValueError(f"{ENV_PREFIX}{source.upper()}: {exc}") from None
+            raise ValueError(f"{variables[source]}: {exc}") from None

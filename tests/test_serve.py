@@ -342,8 +342,9 @@ def test_503_without_lifespan(rule_tagger):
     """An app whose lifespan never ran (no ``with``) is not ready, even with a tagger given."""
     c = TestClient(create_app(ServeSettings(), tagger=rule_tagger))
     assert c.get("/health").status_code == 200
-    _error(c.get("/ready"), 503, "not_ready")
-    _error(c.post("/v1/ner", json={"texts": [GERMAN]}), 503, "not_ready")
+    for answer in (c.get("/ready"), c.post("/v1/ner", json={"texts": [GERMAN]})):
+        _error(answer, 503, "not_ready")
+        assert answer.headers["Retry-After"] == "1"  # every 503 says when to ask again
 
 
 def test_graceful_shutdown_finishes_requests_in_flight_and_refuses_new_ones(rule_tagger):
@@ -795,6 +796,21 @@ def test_ready_is_503_as_soon_as_shutdown_begins_and_the_drain_window_ends_in_a_
 def test_bad_settings_are_refused_when_made(field, value, words):
     with pytest.raises(ValueError, match=words):
         ServeSettings(**{field: value})
+
+
+def test_the_older_key_variable_is_honoured_by_the_app_too(monkeypatch):
+    """POLYNER_API_KEY (the CLI's older name) must not be dropped where the app is built by another ASGI server:
+    the service would run open. The POLYNER_SERVE_ name wins where both are set."""
+    monkeypatch.delenv("POLYNER_SERVE_API_KEY", raising=False)
+    monkeypatch.setenv("POLYNER_API_KEY", "old-name")
+    assert ServeSettings.from_env().api_key == "old-name"
+    monkeypatch.setenv("POLYNER_SERVE_API_KEY", "new-name")
+    assert ServeSettings.from_env().api_key == "new-name"
+    assert ServeSettings.from_env(api_key="flag").api_key == "flag"
+    monkeypatch.delenv("POLYNER_SERVE_API_KEY")
+    monkeypatch.setenv("POLYNER_API_KEY", "  ")
+    with pytest.raises(ValueError, match="^POLYNER_API_KEY: api_key"):
+        ServeSettings.from_env()
 
 
 def test_settings_from_the_environment_name_the_variable(monkeypatch):

@@ -34,7 +34,8 @@ def serve(model: Optional[str] = model_option(),
           max_header_bytes: Optional[int] = typer.Option(None, help="Request line and headers cap."),
           max_connections: Optional[int] = typer.Option(None, help="Open connections; more are refused (503)."),
           graceful_shutdown_s: Optional[float] = typer.Option(None, help="Drain window after SIGTERM/SIGINT."),
-          api_key: Optional[str] = typer.Option(None, envvar="POLYNER_API_KEY", help="Require X-API-Key."),
+          api_key: Optional[str] = typer.Option(None, help="Require X-API-Key (env: POLYNER_SERVE_API_KEY or "
+                                                "POLYNER_API_KEY)."),
           verbose: Optional[bool] = typer.Option(None, "--verbose/--quiet", "-v/-q",
                                                  help="Log level debug (verbose) or warning (quiet); "
                                                       "--log-level sets it exactly."),
