@@ -283,7 +283,7 @@ def test_process_engine_equals_local(tmp_path, tiny_model_dir):
 
 
 def test_ray_engine_equals_local_on_a_local_two_worker_ray(tmp_path, tiny_model_dir):
-    pytest.importorskip("ray.data", reason="Ray is an optional extra: pip install 'polyner[ray]' to run this test")
+    pytest.importorskip("ray.data", reason="Ray is an optional extra: pip install '.[ray]' to run this test")
     source = write_jsonl(tmp_path / "corpus.jsonl", corpus_rows(), raw_lines={5: b"{bad"})
     _, local = run(tmp_path, tiny_model_dir, source, name="local")
     summary, on_ray = run(tmp_path, tiny_model_dir, source, name="ray", engine="ray", workers=2)

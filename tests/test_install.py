@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -112,14 +113,33 @@ def test_core_tags_a_corpus(int8_dir, tmp_path, engine):
 def test_a_verb_needing_an_extra_says_which_in_one_line(args, command, extra):
     result = cli_core(*args)
     assert result.returncode == 2
-    assert result.stderr.strip() == f'error: polyner {command} needs: pip install "polyner[{extra}]"'
+    assert_installs_our_polyner(result.stderr.strip(), f"error: polyner {command}", extra)
+
+
+def assert_installs_our_polyner(message: str, what: str, extra: str) -> None:
+    """The hint installs the extra from the folder this polyner came from, never the bare name: the ``polyner`` on
+    PyPI is another project."""
+    match = re.fullmatch(rf'{re.escape(what)} needs: pip install (-e )?"(.+)\[{extra}\]"', message)
+    assert match, message
+    source = Path(match.group(2))
+    assert (source / "pyproject.toml").is_file() and 'name = "polyner"' in (source / "pyproject.toml").read_text()
+
+
+def test_the_hint_without_a_recorded_source_says_to_install_from_the_checkout(monkeypatch):
+    import importlib.metadata
+
+    from polyner.extras import install_hint
+
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda **kwargs: iter(()))
+    assert install_hint("polyner serve", ["serve"]) == \
+        'polyner serve needs: pip install ".[serve]" (in the polyner checkout)'
 
 
 def test_torch_backend_without_torch_names_the_extra(int8_dir):
     result = run_core(f"import polyner\ntry:\n    polyner.load({str(int8_dir)!r}, backend='torch')\n"
                       "except ImportError as exc:\n    print(exc)\n")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == 'the torch backend needs: pip install "polyner[train]"'
+    assert_installs_our_polyner(result.stdout.strip(), "the torch backend", "train")
 
 
 class TestResolveModel:

@@ -35,7 +35,9 @@ def require_ray():
         import ray
         import ray.data  # noqa: F401
     except ImportError as exc:
-        raise RayUnavailableError(f"--engine ray needs Ray Data: pip install 'polyner[ray]' ({exc})") from exc
+        from polyner.extras import install_hint
+
+        raise RayUnavailableError(f"{install_hint('--engine ray', ['ray'])} ({exc})") from exc
     return ray
 
 
