@@ -157,6 +157,20 @@ def test_huge_single_word_is_one_entity(rule_tagger):
     assert [(e["start"], e["end"], e["label"]) for e in entities] == [(0, 100_000, "PER")]
 
 
+@pytest.mark.parametrize("text, words", [
+    ('דובר צה"ל מסר', ["דובר", 'צה"ל', "מסר"]),  # an acronym's gershayim (typed as ") before its last letter
+    ("לארה״ב ורוסיה.", ["לארה״ב", "ורוסיה", "."]),  # U+05F4, after a prefix letter
+    ("ג׳ורג׳ בוש", ["ג׳ורג׳", "בוש"]), ("ג'ו ביידן", ["ג'ו", "ביידן"]), ("צ'רצ'יל", ["צ'רצ'יל"]),  # geresh
+    ('סופר "הארץ" בצפון', ["סופר", '"', "הארץ", '"', "בצפון"]),  # quotation marks stay words of their own
+    ('ב"הארץ"', ["ב", '"', "הארץ", '"']),  # a prefix before a quoted name: not an acronym (more than one letter after)
+    ("פרופ' כהן", ["פרופ", "'", "כהן"]),  # an abbreviation's geresh after another letter
+    ("O'Brien", ["O", "'", "Brien"]),  # Latin apostrophes as before
+])
+def test_hebrew_acronyms_and_geresh_stay_in_their_word(text, words):
+    """Hebrew corpora keep צה"ל and ג'ורג' whole, and the tagger cut them in three: an entity came out as צה"."""
+    assert [text[a:b] for a, b in segment_words(text)] == words
+
+
 @pytest.mark.parametrize("word", ["Merkel" + "x" * 50_000, "-".join(["Merkel"] * 5_000)])
 def test_a_long_word_stays_one_word(word):
     text = f"yesterday {word} met them"

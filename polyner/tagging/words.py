@@ -1,7 +1,7 @@
 """Split raw text into words with character offsets into the original string.
 
-Words are runs of letters, marks and digits (hyphen-joined runs stay one word, however long); every
-other visible character is a word of its own; whitespace and control characters separate words.
+Words are runs of letters, marks and digits (hyphen-joined runs stay one word, however long; a Hebrew acronym's
+gershayim and a Hebrew geresh stay in their word: צה"ל, ג'ורג'); every other visible character is a word of its own; whitespace and control characters separate words.
 Scripts written without spaces (Han and kana; Thai, Lao, Khmer, Myanmar) have no word boundaries
 in the text: a run of them is cut where the subword tokenizer cuts it, so that every word is whole
 pieces and every piece lies inside one word, and an entity edge can only fall between pieces.
@@ -26,6 +26,30 @@ _CJK_RANGES = ((0x3005, 0x3007), (0x303B, 0x303B), (0x3040, 0x30FF), (0x3400, 0x
                (0xF900, 0xFAFF), (0x20000, 0x2FA1F), (0x31F0, 0x31FF), (0xFF66, 0xFF9F))
 _REGIONAL_INDICATORS = (0x1F1E6, 0x1F1FF)
 _FIRST_UNSPACED = min(lo for lo, _ in _NO_SPACE_RANGES + _CJK_RANGES)
+# Hebrew writes acronyms with gershayim before their last letter (צה"ל, ארה"ב, יו"ר; often typed as ") and foreign
+# sounds with a geresh after ג ז צ ץ ת (ג'ורג', ז'נבה, צ'רצ'יל; often typed as '): both are inside the word, as
+# Hebrew corpora (NEMO) keep them
+_GERSHAYIM = {'"', "\u05F4", "\u201D"}
+_GERESH = {"'", "\u05F3", "\u2019"}
+_GERESH_LETTERS = set("גזצץת")
+
+
+def _is_hebrew_letter(ch: str) -> bool:
+    return "\u05D0" <= ch <= "\u05EA"
+
+
+def _hebrew_mark_length(text: str, j: int) -> int:
+    """How many characters from ``text[j]`` (a mark after a Hebrew letter) stay in the word: a gershayim and the
+    one letter that ends the acronym (2), a geresh after ג ז צ ץ ת (1), else 0."""
+    ch, before = text[j], text[j - 1]
+    if not _is_hebrew_letter(before):
+        return 0
+    after = text[j + 1] if j + 1 < len(text) else ""
+    if ch in _GERSHAYIM and _is_hebrew_letter(after) and not (j + 2 < len(text) and _is_hebrew_letter(text[j + 2])):
+        return 2
+    if ch in _GERESH and before in _GERESH_LETTERS:
+        return 1
+    return 0
 
 
 def _in(ranges: Sequence[Span], code: int) -> bool:
@@ -90,6 +114,8 @@ def segment_words(text: str, split_run: SplitRun | None = None) -> list[Span]:
                 # the tokenizer reads a zero-width joiner there as a space, so it ends the run)
             elif kind == "word" and text[j] in _JOINERS and j + 1 < n and char_kind(text[j + 1]) == "word":
                 j += 2
+            elif kind == "word" and (mark := _hebrew_mark_length(text, j)):
+                j += mark
             else:
                 break
         if kind == "word":
