@@ -1,7 +1,8 @@
 """Split raw text into words with character offsets into the original string.
 
-Words are runs of letters, marks and digits (hyphen-joined runs stay one word, however long; a Hebrew acronym's
-gershayim and a Hebrew geresh stay in their word: צה"ל, ג'ורג'); every other visible character is a word of its own; whitespace and control characters separate words.
+Words are runs of letters, marks and digits (hyphen-joined runs stay one word, however long; punctuation that the
+corpora keep inside words stays there: צה"ל, O'Brien, Ankara'da, EU:n, U.S.; a web or e-mail address is one
+word); every other visible character is a word of its own; whitespace and control characters separate words.
 Scripts written without spaces (Han and kana; Thai, Lao, Khmer, Myanmar) have no word boundaries
 in the text: a run of them is cut where the subword tokenizer cuts it, so that every word is whole
 pieces and every piece lies inside one word, and an entity edge can only fall between pieces.
@@ -10,6 +11,7 @@ training and tagging see the same words.
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,28 +28,72 @@ _CJK_RANGES = ((0x3005, 0x3007), (0x303B, 0x303B), (0x3040, 0x30FF), (0x3400, 0x
                (0xF900, 0xFAFF), (0x20000, 0x2FA1F), (0x31F0, 0x31FF), (0xFF66, 0xFF9F))
 _REGIONAL_INDICATORS = (0x1F1E6, 0x1F1FF)
 _FIRST_UNSPACED = min(lo for lo, _ in _NO_SPACE_RANGES + _CJK_RANGES)
+# A web address or an e-mail address is one word (the corpora keep it as one token, and its parts are no names)
+_ADDRESS = re.compile(r"(?:(?:https?|ftp)://|www\.)[^\s<>\"]+|[\w.+-]{1,64}@[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
+_ADDRESS_TAIL = ".,;:!?'\u2019\u201D\u00BB"  # sentence punctuation after an address, not part of it
+
+
+def _address_end(text: str, i: int) -> int:
+    """The end of the web or e-mail address that starts at ``text[i]``, or 0."""
+    if i and (text[i - 1].isalnum() or text[i - 1] in "@.+-_"):
+        return 0
+    match = _ADDRESS.match(text, i)
+    if match is None:
+        return 0
+    end = match.end()
+    while end > i and (text[end - 1] in _ADDRESS_TAIL
+                       or text[end - 1] == ")" and text.count("(", i, end) < text.count(")", i, end)):
+        end -= 1
+    return end
+
+
+# Punctuation that corpora keep inside a word (see :func:`_inner_punctuation`).
 # Hebrew writes acronyms with gershayim before their last letter (צה"ל, ארה"ב, יו"ר; often typed as ") and foreign
-# sounds with a geresh after ג ז צ ץ ת (ג'ורג', ז'נבה, צ'רצ'יל; often typed as '): both are inside the word, as
-# Hebrew corpora (NEMO) keep them
+# sounds with a geresh after ג ז צ ץ ת (ג'ורג', ז'נבה, צ'רצ'יל; often typed as ')
 _GERSHAYIM = {'"', "\u05F4", "\u201D"}
 _GERESH = {"'", "\u05F3", "\u2019"}
 _GERESH_LETTERS = set("גזצץת")
+_APOSTROPHES = {"'", "\u2019"}
+# Latin words that elide before an apostrophe (French l', d', qu', Italian dell', nell'): they stay words of their own
+_ELIDED = re.compile(r"[a-z]{1,4}")
+_SUFFIX = re.compile(r"[^\W\d_]+")
+_INITIALS = re.compile(r"(?:[^\W\d_]\.)*[^\W\d_]")  # A, U.S, J.R.R (before their last period)
+# scripts without letter case whose initials are a syllable of one or two letters (सी. for C., এ.)
+_INDIC = (0x0900, 0x0DFF)
 
 
 def _is_hebrew_letter(ch: str) -> bool:
     return "\u05D0" <= ch <= "\u05EA"
 
 
-def _hebrew_mark_length(text: str, j: int) -> int:
-    """How many characters from ``text[j]`` (a mark after a Hebrew letter) stay in the word: a gershayim and the
-    one letter that ends the acronym (2), a geresh after ג ז צ ץ ת (1), else 0."""
-    ch, before = text[j], text[j - 1]
-    if not _is_hebrew_letter(before):
-        return 0
+def _inner_punctuation(text: str, start: int, j: int) -> int:
+    """How many characters from ``text[j]`` (punctuation right after the letters ``text[start:j]``) stay in the word,
+    as the corpora we learn from keep them (0: none, the punctuation is a word of its own):
+
+    * a Hebrew acronym's gershayim and the one letter after it (צה"ל), a geresh after ג ז צ ץ ת (ג'ורג');
+    * an apostrophe between letters (O'Brien, Ankara'da, В'ячеслав, 1990'da), but not after a Latin elided word
+      (l'Europe, dell'Italia) nor before an English possessive s (Obama's);
+    * a colon before the case ending of an abbreviation or number (Finnish EU:n, YK:lle, Swedish FN:s);
+    * the period of an initial or a dotted abbreviation (A. Merkel, U.S., B.T.; Hindi सी.).
+    """
+    ch, before, word = text[j], text[j - 1], text[start:j]
     after = text[j + 1] if j + 1 < len(text) else ""
-    if ch in _GERSHAYIM and _is_hebrew_letter(after) and not (j + 2 < len(text) and _is_hebrew_letter(text[j + 2])):
-        return 2
-    if ch in _GERESH and before in _GERESH_LETTERS:
+    if _is_hebrew_letter(before):
+        if ch in _GERSHAYIM and _is_hebrew_letter(after) and not (j + 2 < len(text) and _is_hebrew_letter(text[j + 2])):
+            return 2
+        return 1 if ch in _GERESH and before in _GERESH_LETTERS else 0
+    if ch in _APOSTROPHES and before.isalnum() and after.isalpha():
+        suffix = _SUFFIX.match(text, j + 1).group()
+        if _ELIDED.fullmatch(word) or suffix == "s" and before.isalpha() and after.isascii():
+            return 0
+        return 1 + len(suffix)
+    if ch == ":" and (word.isdigit() or word.isupper() and len(word) <= 5) and after.islower():
+        suffix = _SUFFIX.match(text, j + 1).group()
+        return 1 + len(suffix) if len(suffix) <= 4 and suffix.islower() else 0
+    if ch == "." and len(word) <= 15 and _INITIALS.fullmatch(word) and word.replace(".", "").isupper():
+        return 1
+    if ch == "." and len(word) <= 6 and all(_INDIC[0] <= ord(c) <= _INDIC[1] for c in word) and \
+            sum(unicodedata.category(c)[0] == "L" for c in word) <= 2:
         return 1
     return 0
 
@@ -101,6 +147,10 @@ def segment_words(text: str, split_run: SplitRun | None = None) -> list[Span]:
             i += 1
             continue
         last_kind = kind
+        if kind == "word" and (end := _address_end(text, i)):  # a web or e-mail address is one word
+            spans.append((i, end))
+            i = end
+            continue
         if kind == "punct":  # one character a word; a flag (two regional indicators) is one
             j = _after_marks(text, i + 2 if _is_flag_pair(text, i) else i + 1)
             spans.append((i, _trim_format_chars(text, i, j)))
@@ -114,8 +164,8 @@ def segment_words(text: str, split_run: SplitRun | None = None) -> list[Span]:
                 # the tokenizer reads a zero-width joiner there as a space, so it ends the run)
             elif kind == "word" and text[j] in _JOINERS and j + 1 < n and char_kind(text[j + 1]) == "word":
                 j += 2
-            elif kind == "word" and (mark := _hebrew_mark_length(text, j)):
-                j += mark
+            elif kind == "word" and (inner := _inner_punctuation(text, i, j)):
+                j += inner
             else:
                 break
         if kind == "word":
