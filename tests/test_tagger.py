@@ -188,6 +188,18 @@ def test_punctuation_the_corpora_keep_inside_words(text, words):
     assert [text[a:b] for a, b in segment_words(text)] == words
 
 
+def test_a_case_ending_is_read_with_its_word_but_left_out_of_the_name(rule_tagger):
+    """Ankara'da is one word to the model (as in the Turkish corpora) and the place is Ankara; O'Brien stays whole."""
+    from polyner.tagging.words import name_end
+
+    text = "Dün Ankara'da ve EU:n kanssa"
+    found = [(e["text"], e["start"], e["end"]) for e in rule_tagger(text)]
+    assert found == [("Dün Ankara", 0, 10), ("EU", 17, 19)]
+    words = ["İstanbul'daki", "Erdoğan’ın", "YK:lle", "O'Brien", "Дар'я", "can't", "Merkel"]
+    assert [word[:name_end(word)] for word in words] == ["İstanbul", "Erdoğan", "YK", "O'Brien", "Дар'я", "can't",
+                                                         "Merkel"]
+
+
 @pytest.mark.parametrize("text", ["A." * 50_000, "a." * 50_000, "x@" * 50_000, "EU:n " * 20_000, "A'" * 50_000,
                                   "http://" + "a" * 100_000])
 def test_inner_punctuation_rules_stay_linear(text):

@@ -62,6 +62,21 @@ _INITIALS = re.compile(r"(?:[^\W\d_]\.)*[^\W\d_]")  # A, U.S, J.R.R (before thei
 _INDIC = (0x0900, 0x0DFF)
 
 
+# a case ending after an apostrophe or colon (Turkish Ankara'da, Erdoğan'ın; Finnish EU:n): part of the word, not of
+# the name; only Latin (a Ukrainian apostrophe is inside a name: Дар'я, В'ячеслав)
+_CASE_ENDING = re.compile(r"(?<=[0-9A-Za-z\u00C0-\u024F])['\u2019:][a-z\u00DF-\u00FF\u0100-\u024F]{1,7}$")
+
+
+def name_end(word: str) -> int:
+    """Where the name in ``word`` ends: before a Latin case ending joined by an apostrophe or colon (Ankara'da:
+    Ankara, EU:n: EU, İstanbul'daki: İstanbul) when what comes before has a capital or a digit; else its length
+    (O'Brien, Hawai'i with a capital after the apostrophe, or none: the whole word)."""
+    match = _CASE_ENDING.search(word)
+    if match is None or not any(c.isupper() or c.isdigit() for c in word[:match.start()]):
+        return len(word)
+    return match.start()
+
+
 def _is_hebrew_letter(ch: str) -> bool:
     return "\u05D0" <= ch <= "\u05EA"
 
