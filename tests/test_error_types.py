@@ -32,3 +32,11 @@ def test_raw_text_gap_scores_both_readings_on_the_same_character_spans():
     gold = [{(0, 13, "PER"), (17, 26, "LOC")}]
     assert f1(gold, [{(0, 13, "PER"), (17, 23, "LOC")}]) == 50.0  # Ankara for Ankara'da: strict, not found
     assert f1([set()], [set()]) == 0.0
+
+
+def test_raw_text_gap_ends_gold_names_as_the_tagger_does():
+    from benchmarks.raw_text_gap import without_case_endings
+
+    text = "Dün Ankara'da ve Angela Merkel EU:n"
+    gold = {(4, 13, "LOC"), (17, 30, "PER"), (31, 35, "ORG")}
+    assert without_case_endings(text, gold) == {(4, 10, "LOC"), (17, 30, "PER"), (31, 33, "ORG")}
