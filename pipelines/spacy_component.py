@@ -40,7 +40,8 @@ class PolynerComponent:
     """Sets ``doc.ents`` (PER, ORG, LOC) from a polyner model, batch by batch."""
 
     def __init__(self, nlp: Language, name: str, model: str | None, overwrite_ents: bool, batch_size: int,
-                 max_length: int | None, detect_language: bool, backend: str | None = None) -> None:
+                 max_length: int | None, detect_language: bool, backend: str | None = None,
+                 threads: int | None = None, decoding: str = "viterbi") -> None:
         self.name = name
         self.model = model
         self.overwrite_ents = overwrite_ents
@@ -48,6 +49,8 @@ class PolynerComponent:
         self.max_length = max_length
         self.detect_language = detect_language
         self.backend = backend  # None: from the model directory; "onnx-int8": the fastest on CPU
+        self.threads = threads  # None: all cores (one each in nlp.pipe(n_process=N) workers)
+        self.decoding = decoding
         # the model to tag with, resolved at add_pipe time (an error names the path); spacy.load of a saved
         # pipeline (model SAVED_MODEL): from_disk supplies it
         self.spec: ModelSpec | None = None if model == SAVED_MODEL else self._resolve(model)
@@ -57,7 +60,8 @@ class PolynerComponent:
     def _resolve(self, model: str | Path | None) -> ModelSpec:
         from polyner.spec import ModelSpec
 
-        return ModelSpec.resolve(model, self.backend, max_length=self.max_length, batch_size=self.batch_size)
+        return ModelSpec.resolve(model, self.backend, self.threads, max_length=self.max_length,
+                                 batch_size=self.batch_size, decoding=self.decoding)
 
     @property
     def tagger(self):
@@ -160,16 +164,18 @@ class PolynerComponent:
     "polyner",
     assigns=["doc.ents", "token.ent_iob", "token.ent_type", "span._.score", "doc._.language"],
     default_config={"model": None, "overwrite_ents": True, "batch_size": 32, "max_length": None,
-                    "detect_language": True, "backend": None},
+                    "detect_language": True, "backend": None, "threads": None, "decoding": "viterbi"},
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
     retokenizes=True,  # tokens straddling an entity boundary are split
 )
 def make_polyner(nlp: Language, name: str, model: str | None, overwrite_ents: bool, batch_size: int,
-                 max_length: int | None, detect_language: bool, backend: str | None) -> PolynerComponent:
+                 max_length: int | None, detect_language: bool, backend: str | None, threads: int | None,
+                 decoding: str) -> PolynerComponent:
     """Factory of the ``polyner`` pipe; ``model`` is a directory or name, None for the shipped default;
-    ``backend`` None (from the directory), "torch", "onnx" or "onnx-int8" (see :func:`polyner.load`);
-    ``max_length`` None reads in the model's own window (see :func:`polyner.load`)."""
-    return PolynerComponent(nlp, name, model, overwrite_ents, batch_size, max_length, detect_language, backend)
+    ``backend`` None (from the directory), "torch", "onnx" or "onnx-int8"; ``max_length`` None reads in the model's
+    own window; ``threads`` None uses every core; ``decoding`` "viterbi" or "argmax" (as :func:`polyner.load`)."""
+    return PolynerComponent(nlp, name, model, overwrite_ents, batch_size, max_length, detect_language, backend,
+                            threads, decoding)
 
 
 def _point_config_at_saved_model(config_path: Path, name: str) -> None:

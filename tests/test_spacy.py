@@ -348,6 +348,16 @@ def test_spacy_load_in_process_keeps_config(saved_and_reloaded):
     assert [[e.start_char, e.end_char, e.label_, e._.score] for e in doc.ents] == original[0]
 
 
+def test_threads_and_decoding_are_the_model_options_of_polyner_load(tiny_model_dir):
+    pipe = spacy.blank("xx").add_pipe("polyner", config={"model": str(tiny_model_dir), "threads": 1,
+                                                         "decoding": "argmax"})
+    assert pipe.spec.threads == 1 and pipe.spec.tagger.decoding == "argmax"
+    with pytest.raises(ValueError, match="decoding"):
+        spacy.blank("xx").add_pipe("polyner", config={"model": str(tiny_model_dir), "decoding": "greedy"})
+    with pytest.raises(ValueError, match="threads"):
+        spacy.blank("xx").add_pipe("polyner", config={"model": str(tiny_model_dir), "threads": 0})
+
+
 def test_spacy_load_without_saved_model_names_the_path(saved_and_reloaded, tmp_path):
     path, _, _ = saved_and_reloaded
     broken = tmp_path / "broken"
