@@ -1,4 +1,9 @@
-"""Word-level NER evaluation with seqeval (strict IOB2), per language, and the results table writer."""
+"""NER evaluation per language, and the results table writer.
+
+Two readings of a gold sentence: its own words (``tag_words``; word-level seqeval, strict IOB2: what the corpora
+measure) or raw text (the words joined by spaces, by nothing in scripts written without them; the tagger cuts the
+text itself, as it does for users), scored on character spans with the same strict match.
+"""
 from __future__ import annotations
 
 import logging
@@ -50,6 +55,63 @@ def evaluate_by_language(tag_words: Callable[[list[list[str]]], list[list[str]]]
         predicted = tag_words([s.words for s in group])
         results[lang] = score_tags([s.tags for s in group], predicted)
         logger.info("%s: F1 %.2f on %d sentences", lang, results[lang].f1, len(group))
+    return results
+
+
+#: Scripts of these languages are written without spaces: raw text joins their words with nothing.
+UNSPACED_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "km", "my"})
+READINGS = ("words", "text")
+
+
+def sentence_text(words: Sequence[str], lang: str) -> tuple[str, list[int]]:
+    """The sentence as raw text (words joined by a space, by nothing in :data:`UNSPACED_LANGUAGES`) and the offset
+    of each word in it."""
+    separator = "" if lang in UNSPACED_LANGUAGES else " "
+    starts, position = [], 0
+    for word in words:
+        starts.append(position)
+        position += len(word) + len(separator)
+    return separator.join(words), starts
+
+
+def gold_char_spans(words: Sequence[str], tags: Sequence[str], starts: Sequence[int]) -> set[tuple[int, int, str]]:
+    """Gold entities as character spans of the raw text, each ending where the tagger ends a name: without a Latin
+    case ending joined to its last word (gold Ankara'da, the tagger's Ankara; :func:`name_end`)."""
+    from polyner.labels import tags_to_spans
+    from polyner.tagging.words import name_end
+
+    return {(starts[span.start], starts[span.end - 1] + name_end(words[span.end - 1]), span.label)
+            for span in tags_to_spans(repair_iob2(tags))}
+
+
+def score_spans(gold: Sequence[set], found: Sequence[set]) -> Scores:
+    """Strict scores of found entity spans against gold ones (same start, end and label), micro over sentences:
+    seqeval's strict mode on spans."""
+    correct = sum(len(g & f) for g, f in zip(gold, found))
+    gold_n, found_n = sum(map(len, gold)), sum(map(len, found))
+    precision = 100 * correct / found_n if found_n else 0.0
+    recall = 100 * correct / gold_n if gold_n else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return Scores(precision, recall, f1, len(gold), gold_n)
+
+
+def evaluate_text_by_language(tag_texts: Callable[[list[str]], list[list[dict]]],
+                              sentences: Iterable[Sentence]) -> dict[str, Scores]:
+    """Score a raw-text tagger (``Tagger.__call__`` on a list) on sentences read as text, grouped by language."""
+    by_lang: dict[str, list[Sentence]] = defaultdict(list)
+    for sentence in sentences:
+        by_lang[sentence.lang].append(sentence)
+    results = {}
+    for lang in sorted(by_lang):
+        group = by_lang[lang]
+        texts, gold = [], []
+        for sentence in group:
+            text, starts = sentence_text(sentence.words, lang)
+            texts.append(text)
+            gold.append(gold_char_spans(sentence.words, sentence.tags, starts))
+        found = [{(e["start"], e["end"], e["label"]) for e in entities} for entities in tag_texts(texts)]
+        results[lang] = score_spans(gold, found)
+        logger.info("%s: F1 %.2f on %d sentences read as text", lang, results[lang].f1, len(group))
     return results
 
 

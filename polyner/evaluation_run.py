@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Callable
 
 from polyner.data.iob2 import GoldFile, Sentence, discover_gold, read_gold, read_iob2
-from polyner.evaluate import ResultTable, Scores, evaluate_by_language, write_section
+from polyner.evaluate import (READINGS, ResultTable, Scores, evaluate_by_language, evaluate_text_by_language,
+                              write_section)
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,11 @@ class EvaluationRequest:
     silver: str | None = None  # silver root: its test files get a table of their own, never mixed with gold
     coverage: bool = False  # add the per-target-language table: training data kind and test F1 of each model
     progress: bool = True  # a progress bar on a terminal (tqdm; shown after a couple of seconds)
+    reading: str = "words"  # "words": each sentence's own words; "text": its words joined as raw text
+
+    def __post_init__(self) -> None:
+        if self.reading not in READINGS:
+            raise ValueError(f"--input (reading) must be one of {', '.join(READINGS)}, not {self.reading!r}")
 
 
 def load_split(request: EvaluationRequest, split: str) -> tuple[list[Sentence], str]:
@@ -85,8 +91,13 @@ def _table_block(title: str, origin: str, names: list[str], scores: list[dict[st
                  request: EvaluationRequest, windows: str) -> str:
     table = ResultTable(split, names, scores)
     cap = f", at most {request.max_sentences} sentences per file" if request.max_sentences else ""
-    return (f"### {title}\n\nData: {origin}{cap}. Word-level seqeval, "
-            f"mode=strict, scheme=IOB2; word labels decoded by {request.decoding}; windows of "
+    if request.reading == "text":
+        how = ("Read as raw text (each sentence's words joined by spaces, by nothing in zh/ja/th), cut into words by "
+               "the tagger; entities matched on character spans, strict (a gold name ends before a Latin case ending, "
+               "as the tagger ends it)")
+    else:
+        how = "Word-level seqeval, mode=strict, scheme=IOB2"
+    return (f"### {title}\n\nData: {origin}{cap}. {how}; word labels decoded by {request.decoding}; windows of "
             f"at most ({windows}) pieces. Measured "
             f"{date.today().isoformat()} on {platform.machine()}, command `polyner evaluate`.\n\n{table.markdown()}\n")
 
@@ -114,14 +125,15 @@ def coverage_table(request: EvaluationRequest, names: list[str], gold: list[dict
             "sentences in this language.\n\n" + "\n".join(lines) + "\n")
 
 
-def _counting(tag_words: Callable[[list[list[str]]], list[list[str]]], bar, chunk: int = 256):
-    """``tag_words`` run ``chunk`` sentences at a time, advancing the progress ``bar`` after each chunk."""
-    def run(words: list[list[str]]) -> list[list[str]]:
-        tags: list[list[str]] = []
-        for start in range(0, len(words), chunk):
-            tags += tag_words(words[start:start + chunk])
-            bar.update(len(words[start:start + chunk]))
-        return tags
+def _counting(tag: Callable[[list], list], bar, chunk: int = 256):
+    """``tag`` (sentences' words or texts in, one result each out) run ``chunk`` sentences at a time, advancing the
+    progress ``bar`` after each chunk."""
+    def run(items: list) -> list:
+        results: list = []
+        for start in range(0, len(items), chunk):
+            results += tag(items[start:start + chunk])
+            bar.update(len(items[start:start + chunk]))
+        return results
     return run
 
 
@@ -131,6 +143,8 @@ def _score(request: EvaluationRequest, taggers: list, sentences: list[Sentence],
 
     with tqdm(total=len(sentences) * len(taggers), desc=f"evaluate {what}", unit="sentence", delay=2,
               disable=None if request.progress else True, leave=False) as bar:
+        if request.reading == "text":
+            return [evaluate_text_by_language(_counting(tagger, bar), sentences) for tagger in taggers]
         return [evaluate_by_language(_counting(tagger.tag_words, bar), sentences) for tagger in taggers]
 
 

@@ -21,22 +21,3 @@ def test_edge_words_name_what_a_boundary_error_adds_or_drops():
     assert edge_words(words, gold, {(0, 3, "ORG")}) == {"+ before: the": 1, "- last: Brazil": 1}
     assert edge_words(words, gold, {(1, 4, "PER")}) == {}  # same words: a type error, not a boundary one
 
-
-def test_raw_text_gap_scores_both_readings_on_the_same_character_spans():
-    """benchmarks/raw_text_gap.py: word spans become character spans of the text it tags, joined as it joins it."""
-    from benchmarks.raw_text_gap import char_spans, f1
-
-    words = ["Angela", "Merkel", "in", "Ankara'da"]
-    assert char_spans(words, {(0, 2, "PER"), (3, 4, "LOC")}, " ") == {(0, 13, "PER"), (17, 26, "LOC")}
-    assert char_spans(["索尼", "公司", "在"], {(0, 2, "ORG")}, "") == {(0, 4, "ORG")}
-    gold = [{(0, 13, "PER"), (17, 26, "LOC")}]
-    assert f1(gold, [{(0, 13, "PER"), (17, 23, "LOC")}]) == 50.0  # Ankara for Ankara'da: strict, not found
-    assert f1([set()], [set()]) == 0.0
-
-
-def test_raw_text_gap_ends_gold_names_as_the_tagger_does():
-    from benchmarks.raw_text_gap import without_case_endings
-
-    text = "Dün Ankara'da ve Angela Merkel EU:n"
-    gold = {(4, 13, "LOC"), (17, 30, "PER"), (31, 35, "ORG")}
-    assert without_case_endings(text, gold) == {(4, 10, "LOC"), (17, 30, "PER"), (31, 33, "ORG")}

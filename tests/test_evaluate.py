@@ -102,6 +102,33 @@ def test_evaluate_by_language_groups_sentences():
     assert (results["fr"].sentences, results["fr"].entities) == (2, 2)
 
 
+def test_sentences_read_as_text_are_scored_on_character_spans():
+    """--input text: the words joined as raw text (by nothing in Chinese), gold names ended as the tagger ends them
+    (Ankara'da: Ankara), a strict match on (start, end, label)."""
+    from polyner.evaluate import evaluate_text_by_language, gold_char_spans, sentence_text
+
+    assert sentence_text(["Angela", "Merkel", "in", "Ankara'da"], "tr") == ("Angela Merkel in Ankara'da", [0, 7, 14, 17])
+    assert sentence_text(["索尼", "公司", "在"], "zh") == ("索尼公司在", [0, 2, 4])
+    words = ["Dün", "Ankara'da", "Angela", "Merkel"]
+    assert gold_char_spans(words, ["O", "B-LOC", "B-PER", "I-PER"], sentence_text(words, "tr")[1]) == \
+        {(4, 10, "LOC"), (14, 27, "PER")}
+    sentences = [Sentence(words, ["O", "B-LOC", "B-PER", "I-PER"], "tr"), Sentence(["索尼", "公司"], ["B-ORG", "I-ORG"], "zh")]
+    seen = []
+
+    def tag_texts(texts):
+        seen.extend(texts)
+        answers = {"Dün Ankara'da Angela Merkel": [{"start": 4, "end": 10, "label": "LOC"},  # right
+                                                   {"start": 14, "end": 20, "label": "PER"}],  # Angela alone: wrong
+                   "索尼公司": [{"start": 0, "end": 4, "label": "ORG"}]}
+        return [answers[text] for text in texts]
+
+    results = evaluate_text_by_language(tag_texts, sentences)
+    assert seen == ["Dün Ankara'da Angela Merkel", "索尼公司"]
+    _close(results["tr"], 50, 50, 50)
+    _close(results["zh"], 100, 100, 100)
+    assert (results["tr"].sentences, results["tr"].entities) == (1, 2)
+
+
 def test_macro_is_unweighted_mean():
     scores = {"en": Scores(100.0, 80.0, 90.0, 1000, 5000), "de": Scores(20.0, 40.0, 30.0, 10, 12),
               "ru": Scores(60.0, 0.0, 0.0, 5, 7)}
@@ -228,6 +255,17 @@ def test_cli_evaluate_prints_and_writes_nothing_unless_asked(tiny_model_dir, gol
     assert set(_lang_rows(result.stdout)) == {"lang", "**macro**", "de", "ru"}
     assert "written to" not in result.stdout
     assert list(here.iterdir()) == []
+
+
+def test_cli_evaluate_reads_sentences_as_text(tiny_model_dir, gold_tree):
+    from polyner.cli import app
+
+    args = ["evaluate", str(tiny_model_dir), "--gold", str(gold_tree), "--languages", "de,ru", "--no-progress"]
+    result = CliRunner().invoke(app, [*args, "--input", "text"])
+    assert result.exit_code == 0, result.output
+    assert "Read as raw text" in result.stdout and set(_lang_rows(result.stdout)) == {"lang", "**macro**", "de", "ru"}
+    wrong = CliRunner().invoke(app, [*args, "--input", "texts"])
+    assert wrong.exit_code == 2 and "--input (reading) must be one of words, text, not 'texts'" in wrong.stderr
 
 
 def test_cli_evaluate_langs_and_errors(tiny_model_dir, gold_tree, tmp_path):

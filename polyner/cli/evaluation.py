@@ -40,9 +40,12 @@ def evaluate(models: List[str] = typer.Argument(..., help="Model directories (se
              coverage: bool = typer.Option(False, "--coverage", help="Add the 41-language table: training data "
                                            "kind (from --gold/--silver) and test F1s."),
              progress: bool = typer.Option(True, "--progress/--no-progress", help="A progress bar on a terminal."),
+             reading: str = typer.Option("words", "--input", help="words: each sentence's own words (word-level "
+                                         "seqeval); text: its words joined as raw text, cut by the tagger as "
+                                         "users' text is (strict match on character spans)."),
              verbose: bool = verbose_option(False)) -> None:
-    """Word-level seqeval (strict IOB2) per language and macro average; prints the tables (and writes them
-    into --write PATH when given)."""
+    """Word-level seqeval (strict IOB2) per language and macro average, or the same sentences read as raw text
+    (--input text); prints the tables (and writes them into --write PATH when given)."""
     needs("evaluate", "train")
     from polyner.evaluation_run import EvaluationRequest, run_evaluation
 
@@ -51,7 +54,8 @@ def evaluate(models: List[str] = typer.Argument(..., help="Model directories (se
         models=models, data=gold, splits=split_list(split) or [], langs=split_list(languages),
         names=split_list(names), max_sentences=max_sentences, wikiann_path=wikiann_path,
         results=str(write) if write else None, section=section, batch_size=batch_size, decoding=decoding,
-        max_length=max_length, backend=backend, threads=threads, silver=str(silver) if silver else None, coverage=coverage, progress=progress)
+        max_length=max_length, backend=backend, threads=threads, silver=str(silver) if silver else None,
+        coverage=coverage, progress=progress, reading=reading)
     typer.echo(run_evaluation(request))
     if write:
         typer.echo(f"written to {write}")
