@@ -119,10 +119,11 @@ def coverage_table(request: EvaluationRequest, names: list[str], gold: list[dict
         for table in (gold, silver):
             cells += [f"{t[lang].f1:.2f}" if lang in t else missing for t in (table or [{}] * len(names))]
         lines.append("| " + " | ".join(cells) + " |")
+    read = " Test F1s of sentences read as raw text (--input text)." if request.reading == "text" else ""
     return ("### Per-language coverage of the 41 target languages\n\n'gold dev' / 'silver dev': a dev split "
             "trained the model because its source has no train split. Silver F1s come from automatic labels "
             "(WikiAnn, WikiNEuRal) and are not comparable with gold F1s; 'no test data': no labeled test "
-            "sentences in this language.\n\n" + "\n".join(lines) + "\n")
+            "sentences in this language." + read + "\n\n" + "\n".join(lines) + "\n")
 
 
 def _counting(tag: Callable[[list], list], bar, chunk: int = 256):
