@@ -43,19 +43,24 @@ def score_tags(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]
                   100 * f1_score(gold, predicted, **kwargs), len(gold), entities)
 
 
+def by_language(sentences: Iterable[Sentence], score: Callable[[str, list[Sentence]], Scores],
+                what: str = "") -> dict[str, Scores]:
+    """``score(lang, sentences)`` for each language's sentences, languages in order."""
+    groups: dict[str, list[Sentence]] = defaultdict(list)
+    for sentence in sentences:
+        groups[sentence.lang].append(sentence)
+    results = {}
+    for lang in sorted(groups):
+        results[lang] = score(lang, groups[lang])
+        logger.info("%s: F1 %.2f on %d sentences%s", lang, results[lang].f1, len(groups[lang]), what)
+    return results
+
+
 def evaluate_by_language(tag_words: Callable[[list[list[str]]], list[list[str]]],
                          sentences: Iterable[Sentence]) -> dict[str, Scores]:
     """Score a word tagger on sentences grouped by language."""
-    by_lang: dict[str, list[Sentence]] = defaultdict(list)
-    for sentence in sentences:
-        by_lang[sentence.lang].append(sentence)
-    results = {}
-    for lang in sorted(by_lang):
-        group = by_lang[lang]
-        predicted = tag_words([s.words for s in group])
-        results[lang] = score_tags([s.tags for s in group], predicted)
-        logger.info("%s: F1 %.2f on %d sentences", lang, results[lang].f1, len(group))
-    return results
+    return by_language(sentences, lambda lang, group: score_tags([s.tags for s in group],
+                                                                 tag_words([s.words for s in group])))
 
 
 #: Scripts of these languages are written without spaces: raw text joins their words with nothing.
@@ -98,21 +103,16 @@ def score_spans(gold: Sequence[set], found: Sequence[set]) -> Scores:
 def evaluate_text_by_language(tag_texts: Callable[[list[str]], list[list[dict]]],
                               sentences: Iterable[Sentence]) -> dict[str, Scores]:
     """Score a raw-text tagger (``Tagger.__call__`` on a list) on sentences read as text, grouped by language."""
-    by_lang: dict[str, list[Sentence]] = defaultdict(list)
-    for sentence in sentences:
-        by_lang[sentence.lang].append(sentence)
-    results = {}
-    for lang in sorted(by_lang):
-        group = by_lang[lang]
+    def score(lang: str, group: list[Sentence]) -> Scores:
         texts, gold = [], []
         for sentence in group:
             text, starts = sentence_text(sentence.words, lang)
             texts.append(text)
             gold.append(gold_char_spans(sentence.words, sentence.tags, starts))
         found = [{(e["start"], e["end"], e["label"]) for e in entities} for entities in tag_texts(texts)]
-        results[lang] = score_spans(gold, found)
-        logger.info("%s: F1 %.2f on %d sentences read as text", lang, results[lang].f1, len(group))
-    return results
+        return score_spans(gold, found)
+
+    return by_language(sentences, score, " read as text")
 
 
 def macro(scores: dict[str, Scores]) -> Scores:
