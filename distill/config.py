@@ -60,6 +60,9 @@ class DistillConfig:
     # two annotate differently, the student follows the gold convention: WikiAnn ar's ORG 'منتخب البرازيل لكرة القدم'
     # against AQMAR's 'منتخب البرازيل'); silver text in the transfer set is not affected
     silver_labels: str = "all"
+    # stage-4 labels: lower-cased copies of this share of each label file's sentences (names in text without
+    # capitals: chat, transcripts); 0: none
+    lowercase_share: float = 0.0
     # trimmed vocabulary: pieces counted per language over all the text at hand (transfer set, every unlabeled
     # line, gold train/dev, silver train), ranked by per-language frequency with language weights total ** alpha
     # (0: every language pulls the same, 1: plain counts); None: plain counts over the transfer and gold text only
@@ -126,6 +129,8 @@ class DistillConfig:
             if not isinstance(lang, str) or isinstance(factor, bool) or not isinstance(factor, (int, float)) \
                     or not factor > 0:
                 raise ValueError(f"language_text_scale maps a language code to a factor > 0, not {lang!r}: {factor!r}")
+        if not 0.0 <= self.lowercase_share <= 1.0:
+            raise ValueError(f"lowercase_share must be between 0 and 1, not {self.lowercase_share!r}")
         if self.silver_labels not in SILVER_LABELS:
             raise ValueError(f"unknown silver_labels {self.silver_labels!r}: choose one of {', '.join(SILVER_LABELS)}")
         if self.representation_targets not in REPRESENTATION_TARGETS:

@@ -286,7 +286,7 @@ class Distiller:
                              "geometry": config.geometry, "batch_size": config.batch_size,
                              "max_length": config.max_length, "seed": config.seed,
                              "gold_logit_weight": config.gold_logit_weight,  # what the gold stages learn from
-                             "silver_labels": config.silver_labels,
+                             "silver_labels": config.silver_labels, "lowercase_share": config.lowercase_share,
                              **{key: getattr(config, key) for key in data}},
                             paths=("teacher", "unlabeled", "gold", "silver"))
 
@@ -294,7 +294,8 @@ class Distiller:
         """Where the stages checkpoint, with the run's identity; settings added to it later are compared, in
         checkpoints written before them, at the value those runs had."""
         return CheckpointPlan(self.work / "checkpoint", self.run_identity(), scope=scope or {},
-                              defaults={"language_text_scale": {}, "gold_logit_weight": 0.0, "silver_labels": "all"})
+                              defaults={"language_text_scale": {}, "gold_logit_weight": 0.0, "silver_labels": "all",
+                                        "lowercase_share": 0.0})
 
     def dev_f1(self, model: DistillationModel, tokenizer, dev) -> tuple[float, dict[str, float]]:
         """The student's macro F1 on the selection dev, and its F1 per language (as ``train-teacher`` records)."""
@@ -370,7 +371,8 @@ class Distiller:
             label_files = silver_only_without_gold(label_files)
         with parallel.main_first():
             gold, gold_groups = (encode_training_files(student_tokenizer, label_files, config.max_length,
-                                                       unspaced_runs=self.unspaced_runs)
+                                                       unspaced_runs=self.unspaced_runs,
+                                                       lowercase_share=config.lowercase_share, seed=config.seed)
                                  if label_files else (None, []))
         dev = selection_sentences(selection_files(config.gold, config.languages, config.exclude_sources, label_files)
                                   if config.gold else [], config.dev_per_language)

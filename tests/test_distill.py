@@ -349,6 +349,12 @@ def test_silver_labels_setting_is_checked():
         _config(silver_labels="none")
 
 
+def test_lowercase_share_is_checked():
+    assert _config().lowercase_share == 0.0 and _config(lowercase_share=0.25).lowercase_share == 0.25
+    with pytest.raises(ValueError, match="lowercase_share must be between 0 and 1, not -0.1"):
+        _config(lowercase_share=-0.1)
+
+
 # --- teacher cache ------------------------------------------------------------------------------
 
 
@@ -1128,6 +1134,7 @@ def test_a_finished_run_without_its_selected_student_says_so(distilled, workspac
     ({"language_text_scale": {"de": 2}}, "language_text_scale"),  # unset in runs made before it: their identity holds
     ({"gold_logit_weight": 0.5}, "gold_logit_weight: 0.0 in the checkpoint, 0.5 now"),
     ({"silver_labels": "no-gold"}, "silver_labels: 'all' in the checkpoint, 'no-gold' now"),  # the gold stages' labels
+    ({"lowercase_share": 0.2}, "lowercase_share: 0.0 in the checkpoint, 0.2 now"),
 ])
 def test_a_run_of_another_config_is_refused_before_anything_is_written(distilled, workspace, change, difference):
     from polyner.training.engine import ForeignCheckpointError
@@ -1149,7 +1156,7 @@ def test_a_checkpoint_from_before_a_setting_is_compared_at_its_old_value(distill
     shutil.copytree(distilled.out, out)
     state_path = out / "work" / "checkpoint" / "state.json"
     state = json.loads(state_path.read_text())
-    del state["fingerprint"]["gold_logit_weight"]
+    del state["fingerprint"]["gold_logit_weight"], state["fingerprint"]["lowercase_share"]
     state_path.write_text(json.dumps(state))
     with pytest.raises(ForeignCheckpointError, match="gold_logit_weight: 0.0 in the checkpoint, 0.5 now"):
         distill(run_config(workspace, out, gold_logit_weight=0.5))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -307,6 +308,33 @@ def test_a_checkpoint_of_another_run_is_refused(teacher_dir, gold_tree, tmp_path
     assert [(out / name).read_text() for name in ("checkpoint/state.json", "training_config.json")] == before
     train_teacher(_config(teacher_dir, gold_tree, out, max_steps=4, eval_every=4, threads=2))  # the rhythm may change
     assert json.loads((out / "training_state.json").read_text())["step"] == 4
+
+
+def test_a_teacher_checkpoint_from_before_lowercase_share_resumes_and_trains_on_copies(teacher_dir, gold_tree,
+                                                                                       tmp_path, caplog):
+    """A checkpoint written before ``lowercase_share`` joined the run identity had none: it resumes at 0 and is
+    refused with another share; a run with a share trains on the extra lower-cased sentences."""
+    from polyner.errors import UserError
+
+    out = tmp_path / "out"
+    train_teacher(_config(teacher_dir, gold_tree, out, max_steps=2))
+    state_path = out / "checkpoint" / "state.json"
+    state = json.loads(state_path.read_text())
+    del state["fingerprint"]["lowercase_share"]
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(UserError, match=r"lowercase_share: 0.0 in the checkpoint, 0.5 now"):
+        train_teacher(_config(teacher_dir, gold_tree, out, max_steps=4, lowercase_share=0.5))
+    train_teacher(_config(teacher_dir, gold_tree, out, max_steps=4))
+    assert json.loads((out / "training_state.json").read_text())["step"] == 4
+    sizes = []
+    for name, share in (("plain", 0.0), ("lower", 1.0)):
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            train_teacher(_config(teacher_dir, gold_tree, tmp_path / name, max_steps=2, lowercase_share=share))
+        sizes.append(int(re.search(r"training on (\d+) sentences", caplog.text).group(1)))
+    assert sizes[1] == 2 * sizes[0] > 0  # every sentence once more, lower-cased
+    with pytest.raises(ValueError, match="lowercase_share must be between 0 and 1"):
+        _config(teacher_dir, gold_tree, tmp_path / "bad", lowercase_share=2.0)
 
 
 def test_train_teacher_takes_the_teacher_by_name(teacher_dir, gold_tree, tmp_path):

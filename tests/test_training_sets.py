@@ -8,8 +8,8 @@ import pytest
 
 from conftest import write_gold_tree
 from polyner.data.iob2 import GoldFile
-from polyner.data.training_sets import (group_of, group_weights, selection_files, selection_sentences,
-                                        silver_only_without_gold, training_files)
+from polyner.data.training_sets import (encode_training_files, group_of, group_weights, selection_files,
+                                        selection_sentences, silver_only_without_gold, training_files)
 from polyner.training.sampling import MixedLanguageSampler
 
 
@@ -121,3 +121,29 @@ def test_bucketed_batches_are_repeatable_similar_in_length_and_cover_the_draw():
         MixedLanguageSampler(langs, bucket=4)
     with pytest.raises(ValueError, match="bucket"):
         MixedLanguageSampler(langs, lengths=lengths, bucket=0)
+
+
+def test_lower_cased_copies_join_their_files_group(trees, tokenizer, tmp_path, monkeypatch):
+    """lowercase_share: per file, lower-cased copies of that share of its sentences, labels unchanged, in the file's
+    sampling group; the originals stay first and as written; the copies are cached apart from the originals."""
+    monkeypatch.setenv("POLYNER_HOME", str(tmp_path / "home"))
+    gold, _ = trees
+    files = training_files(gold)
+    plain, plain_groups = encode_training_files(tokenizer, files, 32)
+    mixed, groups = encode_training_files(tokenizer, files, 32, lowercase_share=1.0, seed=3)
+    assert len(mixed) == 2 * len(plain) and sorted(set(groups)) == sorted(set(plain_groups))
+    start = 0
+    for file in files:  # each file: its sentences as written, then as many lower-cased copies
+        n = plain_groups.count(group_of(file))
+        assert groups[start:start + 2 * n] == [group_of(file)] * (2 * n)
+        for i in range(n):
+            original, copy = mixed.example(start + i), mixed.example(start + n + i)
+            assert [int(x) for x in original[0]] == [int(x) for x in plain.example(plain_groups.index(group_of(file)) + i)[0]]
+            assert [int(x) for x in copy[1] if x >= 0] == [int(x) for x in original[1] if x >= 0]  # word labels
+            words = tokenizer.convert_ids_to_tokens([int(x) for x in copy[0]])
+            assert not any(ch.isupper() for piece in words if piece not in tokenizer.all_special_tokens for ch in piece)
+        start += 2 * n
+    assert len(encode_training_files(tokenizer, files, 32, lowercase_share=0.5, seed=3)[0]) == \
+        len(plain) + sum(round(0.5 * plain_groups.count(group_of(f))) for f in files)
+    with pytest.raises(ValueError, match="lowercase_share must be between 0 and 1, not 1.5"):
+        encode_training_files(tokenizer, files, 32, lowercase_share=1.5)

@@ -48,6 +48,8 @@ def train_teacher_cmd(
         unspaced_runs: Optional[str] = typer.Option(
             None, help="How runs of Han, kana, Thai... become pieces: 'text' (as written) or 'words' (each word with "
                        "its own ▁). Default: as the starting model reads them. Its students read them the same way."),
+        lowercase_share: float = typer.Option(0.0, help="Lower-cased copies of this share of each training file's "
+                                              "sentences (0-1): names in text without capitals."),
         verbose: bool = verbose_option(True)) -> None:
     """Fine-tune the teacher for NER on gold (and silver) train splits; the checkpoint is chosen on gold dev."""
     needs("train-teacher", "train")
@@ -62,7 +64,7 @@ def train_teacher_cmd(
         silver=str(silver) if silver else None, silver_weight=silver_weight,
         max_steps=max_steps, batch_size=batch_size, max_length=max_length, lr=lr, eval_every=eval_every,
         save_every=save_every, dev_per_lang=dev_per_lang, bucket=bucket, bf16=bf16, seed=seed, threads=threads,
-        unspaced_runs=unspaced_runs)
+        unspaced_runs=unspaced_runs, lowercase_share=lowercase_share)
     typer.echo(str(train_teacher(config)))
 
 
@@ -76,6 +78,8 @@ def distill(
         silver: Optional[Path] = typer.Option(None, help="Silver root, same layout (text and labels; never dev)."),
         silver_labels: Optional[str] = typer.Option(None, help="Which silver files label the gold stages: all, or "
                                                     "no-gold (only languages without gold training data)."),
+        lowercase_share: Optional[float] = typer.Option(None, help="Gold stages: lower-cased copies of this share "
+                                                        "of each label file's sentences (0-1; default 0)."),
         preset: Optional[str] = typer.Option(None, help="Student size: xs, s or m."),
         config: Optional[Path] = typer.Option(None, help="A YAML or JSON DistillConfig; options given here win."),
         exclude_source: List[str] = typer.Option([], help="Gold sources to leave out (e.g. NonCommercial ones)."),
@@ -107,7 +111,7 @@ def distill(
     setup_logging(verbose)
     overrides: dict = {"teacher": teacher, "out": str(out) if out else None, "preset": preset,
                        "gold": str(gold) if gold else None, "silver": str(silver) if silver else None,
-                       "silver_labels": silver_labels, "seed": seed, "threads": threads, "bf16": bf16,
+                       "silver_labels": silver_labels, "lowercase_share": lowercase_share, "seed": seed, "threads": threads, "bf16": bf16,
                        "languages": parse_languages(languages) if languages else None,
                        "unlabeled": list(unlabeled) or None, "exclude_sources": list(exclude_source) or None,
                        "reuse_teacher_cache": str(reuse_cache) if reuse_cache else None,

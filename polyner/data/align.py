@@ -41,6 +41,15 @@ class EncodedSet:
         a, b = self.offsets[i], self.offsets[i + 1]
         return self.ids[a:b], self.labels[a:b]
 
+    def subset(self, indices: Sequence[int]) -> "EncodedSet":
+        """The sentences ``indices``, in that order."""
+        pieces = [self.example(i) for i in indices]
+        lengths = np.asarray([len(ids) for ids, _ in pieces], dtype=np.int64)
+        offsets = np.concatenate([np.zeros(1, np.int64), np.cumsum(lengths)])
+        empty = (np.zeros(0, self.ids.dtype), np.zeros(0, self.labels.dtype))
+        ids, labels = zip(*pieces) if pieces else ([empty[0]], [empty[1]])
+        return EncodedSet(np.concatenate(ids), np.concatenate(labels), offsets, [self.langs[i] for i in indices])
+
 
 def align_labels(word_ids: Sequence[int | None], tags: Sequence[str]) -> list[int]:
     """Label the first subword of each word with its tag id; other pieces and specials get -100."""
@@ -112,16 +121,17 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def cached_encode(tokenizer, files: Sequence[Path], sentences_of, max_length: int = 64,
-                  cache: Path | None = None, unspaced_runs: str = "words") -> EncodedSet:
+                  cache: Path | None = None, unspaced_runs: str = "words", variant: str = "") -> EncodedSet:
     """Encode the sentences of ``files`` once and keep the result in ``$POLYNER_HOME/cache/tokenized``.
 
     ``sentences_of(path)`` returns the sentences of one file; the cache key covers the files'
-    paths, sizes and modification times, the tokenizer vocabulary, ``max_length``, :data:`ALIGNMENT` and
-    ``unspaced_runs`` (how the model reads runs of scripts without spaces).
+    paths, sizes and modification times, the tokenizer vocabulary, ``max_length``, :data:`ALIGNMENT`,
+    ``unspaced_runs`` (how the model reads runs of scripts without spaces) and ``variant`` (what ``sentences_of``
+    does to them besides reading them, e.g. "lowercase"; empty: nothing).
     """
     stat = [(str(Path(f).resolve()), Path(f).stat().st_size, Path(f).stat().st_mtime_ns) for f in files]
-    key = hashlib.sha256(json.dumps([stat, tokenizer_fingerprint(tokenizer), max_length, ALIGNMENT, unspaced_runs]
-                                    ).encode()).hexdigest()[:24]
+    parts = [stat, tokenizer_fingerprint(tokenizer), max_length, ALIGNMENT, unspaced_runs] + ([variant] if variant else [])
+    key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
     folder = Path(cache) if cache else cache_dir("cache", "tokenized")
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{key}.npz"

@@ -7,8 +7,11 @@ then never selects; silver trains on its train split, or on its dev where it has
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
+
+import numpy as np
 
 from polyner.data.align import EncodedSet, cached_encode, concat_encoded
 from polyner.data.iob2 import GoldFile, Sentence, discover_gold, read_iob2
@@ -67,16 +70,34 @@ def group_of(file: GoldFile) -> str:
     return f"{file.kind}/{file.source}/{file.lang}"
 
 
-def encode_training_files(tokenizer, files: list[GoldFile], max_length: int, unspaced_runs: str = "words"
-                          ) -> tuple[EncodedSet, list[str]]:
+def lowercased(sentences: list[Sentence]) -> list[Sentence]:
+    """The sentences with every word in lower case (labels unchanged)."""
+    return [replace(s, words=[w.lower() for w in s.words]) for s in sentences]
+
+
+def encode_training_files(tokenizer, files: list[GoldFile], max_length: int, unspaced_runs: str = "words",
+                          lowercase_share: float = 0.0, seed: int = 0) -> tuple[EncodedSet, list[str]]:
     """Tokenize each file once (cached per file) as a model reading runs without spaces as ``unspaced_runs`` does
-    (:mod:`polyner.tagging.pieces`) and return the sentences with their sampling groups."""
+    (:mod:`polyner.tagging.pieces`) and return the sentences with their sampling groups.
+
+    ``lowercase_share`` adds, per file, lower-cased copies of that share of its sentences (chosen with ``seed``; in
+    the file's group), so that a model also learns names from text written without capitals (chat, transcripts).
+    """
+    if not 0.0 <= lowercase_share <= 1.0:
+        raise ValueError(f"lowercase_share must be between 0 and 1, not {lowercase_share!r}")
+    rng = np.random.default_rng(seed)
     parts, groups = [], []
     for file in files:
-        part = cached_encode(tokenizer, [file.path], lambda p, f=file: read_iob2(p, f.lang, f.source), max_length,
-                             unspaced_runs=unspaced_runs)
+        read = (lambda p, f=file: read_iob2(p, f.lang, f.source))
+        part = cached_encode(tokenizer, [file.path], read, max_length, unspaced_runs=unspaced_runs)
         parts.append(part)
         groups += [group_of(file)] * len(part)
+        copies = int(round(lowercase_share * len(part)))
+        if copies:
+            lower = cached_encode(tokenizer, [file.path], lambda p, r=read: lowercased(r(p)), max_length,
+                                  unspaced_runs=unspaced_runs, variant="lowercase")
+            parts.append(lower.subset(sorted(rng.choice(len(lower), copies, replace=False).tolist())))
+            groups += [group_of(file)] * copies
     return concat_encoded(parts), groups
 
 

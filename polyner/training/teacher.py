@@ -58,9 +58,15 @@ class TeacherTrainingConfig:
     # how runs of scripts without spaces become pieces (polyner.tagging.pieces): "text" or "words";
     # None: as the starting model reads them (its config.json's ner_unspaced_runs, else "words")
     unspaced_runs: str | None = None
+    # lower-cased copies of this share of each training file's sentences (names in text without capitals)
+    lowercase_share: float = 0.0
     log_every: int = 50
     seed: int = 13
     threads: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.lowercase_share <= 1.0:
+            raise ValueError(f"lowercase_share must be between 0 and 1, not {self.lowercase_share!r}")
 
 
 def _model(config: TeacherTrainingConfig, source: Path | None = None):
@@ -95,7 +101,9 @@ def resolve_unspaced_runs(config: TeacherTrainingConfig, source: Path) -> str:
 
 
 RUN_IDENTITY = ("teacher", "gold", "silver", "langs", "exclude_sources", "max_length", "batch_size", "seed",
-                "unspaced_runs")
+                "unspaced_runs", "lowercase_share")
+#: the value of each setting that joined RUN_IDENTITY later, as checkpoints written before it had it
+IDENTITY_DEFAULTS = {"lowercase_share": 0.0}
 
 
 def run_identity(config: TeacherTrainingConfig) -> dict:
@@ -125,7 +133,7 @@ def train_teacher(config: TeacherTrainingConfig) -> Path:
     out = Path(config.out)
     source = locate_model(config.teacher)  # a directory, a name (polyner teacher build's) or a hub id; checked now
     config = replace(config, unspaced_runs=resolve_unspaced_runs(config, source))  # a run is what it does
-    checkpoint = CheckpointPlan(out / "checkpoint", run_identity(config))
+    checkpoint = CheckpointPlan(out / "checkpoint", run_identity(config), defaults=IDENTITY_DEFAULTS)
     read_state(checkpoint)  # another run's checkpoint is refused before anything is written
     if parallel.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -138,7 +146,8 @@ def train_teacher(config: TeacherTrainingConfig) -> Path:
     model.config.ner_unspaced_runs = config.unspaced_runs
     with parallel.main_first():  # rank 0 tokenizes into the cache, the others load it
         train, groups = encode_training_files(tokenizer, train_files, config.max_length,
-                                              unspaced_runs=model.config.ner_unspaced_runs)
+                                              unspaced_runs=model.config.ner_unspaced_runs,
+                                              lowercase_share=config.lowercase_share, seed=config.seed)
     dev_files = selection_files(config.gold, config.langs, config.exclude_sources, train_files)
     dev = selection_sentences(dev_files, config.dev_per_lang)
     for file in train_files:
