@@ -83,9 +83,10 @@ def gold_char_spans(words: Sequence[str], tags: Sequence[str], starts: Sequence[
     """Gold entities as character spans of the raw text, each ending where the tagger ends a name: without a Latin
     case ending joined to its last word (gold Ankara'da, the tagger's Ankara; :func:`name_end`)."""
     from polyner.labels import tags_to_spans
-    from polyner.tagging.words import name_end
+    from polyner.tagging.words import TURKISH_LETTERS, name_end
 
-    return {(starts[span.start], starts[span.end - 1] + name_end(words[span.end - 1]), span.label)
+    turkish = any(TURKISH_LETTERS.search(word) for word in words)
+    return {(starts[span.start], starts[span.end - 1] + name_end(words[span.end - 1], turkish), span.label)
             for span in tags_to_spans(repair_iob2(tags))}
 
 

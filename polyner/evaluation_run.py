@@ -92,7 +92,7 @@ def _table_block(title: str, origin: str, names: list[str], scores: list[dict[st
     table = ResultTable(split, names, scores)
     cap = f", at most {request.max_sentences} sentences per file" if request.max_sentences else ""
     if request.reading == "text":
-        how = ("Read as raw text (each sentence's words joined by spaces, by nothing in zh/ja/th), cut into words by "
+        how = ("Read as raw text (each sentence's words joined by spaces, by nothing in zh/ja/th/lo/km/my), cut into words by "
                "the tagger; entities matched on character spans, strict (a gold name ends before a Latin case ending, "
                "as the tagger ends it)")
     else:

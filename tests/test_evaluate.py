@@ -109,21 +109,22 @@ def test_sentences_read_as_text_are_scored_on_character_spans():
 
     assert sentence_text(["Angela", "Merkel", "in", "Ankara'da"], "tr") == ("Angela Merkel in Ankara'da", [0, 7, 14, 17])
     assert sentence_text(["索尼", "公司", "在"], "zh") == ("索尼公司在", [0, 2, 4])
-    words = ["Dün", "Ankara'da", "Angela", "Merkel"]
-    assert gold_char_spans(words, ["O", "B-LOC", "B-PER", "I-PER"], sentence_text(words, "tr")[1]) == \
-        {(4, 10, "LOC"), (14, 27, "PER")}
-    sentences = [Sentence(words, ["O", "B-LOC", "B-PER", "I-PER"], "tr"), Sentence(["索尼", "公司"], ["B-ORG", "I-ORG"], "zh")]
+    words = ["Dün", "Ankara'da", "Angela", "Merkel", "konuştu"]  # ş: a Turkish text
+    tags = ["O", "B-LOC", "B-PER", "I-PER", "O"]
+    assert gold_char_spans(words, tags, sentence_text(words, "tr")[1]) == {(4, 10, "LOC"), (14, 27, "PER")}
+    assert gold_char_spans(["to", "Sana'a"], ["O", "B-LOC"], [0, 3]) == {(3, 9, "LOC")}  # not Turkish: whole
+    sentences = [Sentence(words, tags, "tr"), Sentence(["索尼", "公司"], ["B-ORG", "I-ORG"], "zh")]
     seen = []
 
     def tag_texts(texts):
         seen.extend(texts)
-        answers = {"Dün Ankara'da Angela Merkel": [{"start": 4, "end": 10, "label": "LOC"},  # right
+        answers = {"Dün Ankara'da Angela Merkel konuştu": [{"start": 4, "end": 10, "label": "LOC"},  # right
                                                    {"start": 14, "end": 20, "label": "PER"}],  # Angela alone: wrong
                    "索尼公司": [{"start": 0, "end": 4, "label": "ORG"}]}
         return [answers[text] for text in texts]
 
     results = evaluate_text_by_language(tag_texts, sentences)
-    assert seen == ["Dün Ankara'da Angela Merkel", "索尼公司"]
+    assert seen == ["Dün Ankara'da Angela Merkel konuştu", "索尼公司"]
     _close(results["tr"], 50, 50, 50)
     _close(results["zh"], 100, 100, 100)
     assert (results["tr"].sentences, results["tr"].entities) == (1, 2)

@@ -180,6 +180,12 @@ def test_huge_single_word_is_one_entity(rule_tagger):
     ("Siehe http://de.wikipedia.org/wiki/Bahnhof_Fulda.", ["Siehe", "http://de.wikipedia.org/wiki/Bahnhof_Fulda", "."]),
     ("(https://en.wikipedia.org/wiki/Mercury_(planet))", ["(", "https://en.wikipedia.org/wiki/Mercury_(planet)", ")"]),
     ("Mail a.b@example.com, www.example.org!", ["Mail", "a.b@example.com", ",", "www.example.org", "!"]),
+    ("见 https://example.com。北京", ["见", "https://example.com", "。", "北", "京"]),  # an address ends at 。
+    ("https://x.com\u200bBerlin", ["https://x.com", "Berlin"]),
+    # a review's findings: a colon before a letter no word holds; elided articles at a sentence's start; a Tamil
+    # sentence's period; a single capital at the end of a sentence is no initial
+    ("EU:ⓐ", ["EU", ":", "ⓐ"]), ("L'Europe et Nell'Unione", ["L", "'", "Europe", "et", "Nell", "'", "Unione"]),
+    ("D'Angelo", ["D'Angelo"]), ("நான் ரவி.", ["நான்", "ரவி", "."]), ("the iPhone X.", ["the", "iPhone", "X", "."]),
 ])
 def test_punctuation_the_corpora_keep_inside_words(text, words):
     """Raw text is cut into the words our corpora are made of: Hebrew and Turkish corpora keep צה"ל and Ankara'da
@@ -192,16 +198,18 @@ def test_a_case_ending_is_read_with_its_word_but_left_out_of_the_name(rule_tagge
     """Ankara'da is one word to the model (as in the Turkish corpora) and the place is Ankara; O'Brien stays whole."""
     from polyner.tagging.words import name_end
 
-    text = "Dün Ankara'da ve EU:n kanssa"
+    text = "Dün Ankara'da ve EU:n kanssa toplandı"  # ı: a Turkish text, where an apostrophe marks a case ending
     found = [(e["text"], e["start"], e["end"]) for e in rule_tagger(text)]
     assert found == [("Dün Ankara", 0, 10), ("EU", 17, 19)]
-    words = ["İstanbul'daki", "Erdoğan’ın", "YK:lle", "O'Brien", "Дар'я", "can't", "Merkel"]
-    assert [word[:name_end(word)] for word in words] == ["İstanbul", "Erdoğan", "YK", "O'Brien", "Дар'я", "can't",
-                                                         "Merkel"]
+    words = ["İstanbul'daki", "Erdoğan’ın", "YK:lle", "O'Brien", "Дар'я", "can't", "Merkel", "Sana'a"]
+    assert [word[:name_end(word, turkish=True)] for word in words] == [
+        "İstanbul", "Erdoğan", "YK", "O'Brien", "Дар'я", "can't", "Merkel", "Sana"]
+    assert [word[:name_end(word)] for word in words] == [
+        "İstanbul'daki", "Erdoğan’ın", "YK", "O'Brien", "Дар'я", "can't", "Merkel", "Sana'a"]
 
 
 @pytest.mark.parametrize("text", ["A." * 50_000, "a." * 50_000, "x@" * 50_000, "EU:n " * 20_000, "A'" * 50_000,
-                                  "http://" + "a" * 100_000])
+                                  "http://" + "a" * 100_000, "http://x" + ")" * 100_000])
 def test_inner_punctuation_rules_stay_linear(text):
     """Each rule looks at a bounded stretch of text: 100,000 characters of one pattern are cut at once (the initials
     rule once re-read the whole growing word at every period: 46 s)."""

@@ -70,9 +70,17 @@ def group_of(file: GoldFile) -> str:
     return f"{file.kind}/{file.source}/{file.lang}"
 
 
+_TURKISH_LOWER = str.maketrans({"I": "ı", "İ": "i"})
+
+
+def lower_case(word: str, lang: str) -> str:
+    """``word`` in lower case; in Turkish and Azerbaijani I and İ lower to ı and i (not to i + a combining dot)."""
+    return (word.translate(_TURKISH_LOWER) if lang in ("tr", "az") else word).lower()
+
+
 def lowercased(sentences: list[Sentence]) -> list[Sentence]:
     """The sentences with every word in lower case (labels unchanged)."""
-    return [replace(s, words=[w.lower() for w in s.words]) for s in sentences]
+    return [replace(s, words=[lower_case(w, s.lang) for w in s.words]) for s in sentences]
 
 
 def encode_training_files(tokenizer, files: list[GoldFile], max_length: int, unspaced_runs: str = "words",
@@ -80,8 +88,9 @@ def encode_training_files(tokenizer, files: list[GoldFile], max_length: int, uns
     """Tokenize each file once (cached per file) as a model reading runs without spaces as ``unspaced_runs`` does
     (:mod:`polyner.tagging.pieces`) and return the sentences with their sampling groups.
 
-    ``lowercase_share`` adds, per file, lower-cased copies of that share of its sentences (chosen with ``seed``; in
-    the file's group), so that a model also learns names from text written without capitals (chat, transcripts).
+    ``lowercase_share`` adds, per file, lower-cased copies of that share of its sentences that have a capital
+    (chosen with ``seed``; in the file's group; none in scripts without case), so that a model also learns names from
+    text written without capitals (chat, transcripts).
     """
     if not 0.0 <= lowercase_share <= 1.0:
         raise ValueError(f"lowercase_share must be between 0 and 1, not {lowercase_share!r}")
@@ -92,11 +101,15 @@ def encode_training_files(tokenizer, files: list[GoldFile], max_length: int, uns
         part = cached_encode(tokenizer, [file.path], read, max_length, unspaced_runs=unspaced_runs)
         parts.append(part)
         groups += [group_of(file)] * len(part)
-        copies = int(round(lowercase_share * len(part)))
+        if lowercase_share <= 0:
+            continue
+        sentences = read(file.path)
+        cased = [i for i, s in enumerate(sentences) if lowercased([s])[0].words != s.words]
+        copies = int(round(lowercase_share * len(cased)))
         if copies:
             lower = cached_encode(tokenizer, [file.path], lambda p, r=read: lowercased(r(p)), max_length,
                                   unspaced_runs=unspaced_runs, variant="lowercase")
-            parts.append(lower.subset(sorted(rng.choice(len(lower), copies, replace=False).tolist())))
+            parts.append(lower.subset(sorted(rng.choice(cased, copies, replace=False).tolist())))
             groups += [group_of(file)] * copies
     return concat_encoded(parts), groups
 

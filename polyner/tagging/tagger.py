@@ -19,7 +19,7 @@ import numpy as np
 
 from polyner.tagging.decoding import Decoder, check_decoding
 from polyner.tagging.pieces import reading_forms, special_ids, word_pieces
-from polyner.tagging.words import (Span, is_symbol_word, name_end, recut_words, segment_words,
+from polyner.tagging.words import (TURKISH_LETTERS, Span, is_symbol_word, name_end, recut_words, segment_words,
                                    tokenizer_run_splitter)
 from polyner.labels import LABELS, tags_to_spans
 from polyner.models.classifier import TokenClassifier, as_token_classifier
@@ -301,6 +301,7 @@ class Tagger:
         out of it (France 🇫🇷 tagged as one place gives France), and an entity of symbols alone is none; a case
         ending joined to its last word is left out too (Ankara'da gives Ankara, EU:n gives EU)."""
         entities = []
+        turkish = TURKISH_LETTERS.search(text) is not None  # an apostrophe before a name's ending: a case ending
         for span in tags_to_spans([tag for tag, _ in tagged]):
             first, last = span.start, span.end - 1
             while first <= last and is_symbol_word(text[slice(*spans[first])]):
@@ -309,7 +310,7 @@ class Tagger:
                 last -= 1
             if first > last:
                 continue
-            start, end = spans[first][0], spans[last][0] + name_end(text[slice(*spans[last])])
+            start, end = spans[first][0], spans[last][0] + name_end(text[slice(*spans[last])], turkish)
             score = float(np.mean([p for _, p in tagged[first:last + 1]]))
             entities.append({"text": text[start:end], "label": span.label, "start": start, "end": end,
                              "score": round(score, 4)})

@@ -29,7 +29,10 @@ _CJK_RANGES = ((0x3005, 0x3007), (0x303B, 0x303B), (0x3040, 0x30FF), (0x3400, 0x
 _REGIONAL_INDICATORS = (0x1F1E6, 0x1F1FF)
 _FIRST_UNSPACED = min(lo for lo, _ in _NO_SPACE_RANGES + _CJK_RANGES)
 # A web address or an e-mail address is one word (the corpora keep it as one token, and its parts are no names)
-_ADDRESS = re.compile(r"(?:(?:https?|ftp)://|www\.)[^\s<>\"]+|[\w.+-]{1,64}@[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
+# (the characters of RFC 3986 and letters of any script: de.wikipedia.org/wiki/Rührstück; not 。 ، or a zero-width
+# space, which end it)
+_ADDRESS = re.compile(r"(?:(?:https?|ftp)://|www\.)[\w\-.~:/?#\[\]@!$&'()*+,;=%]+|[\w.+-]{1,64}@[\w-]+(?:\.[\w-]+)+",
+                      re.IGNORECASE)
 _ADDRESS_TAIL = ".,;:!?'\u2019\u201D\u00BB"  # sentence punctuation after an address, not part of it
 
 
@@ -41,8 +44,9 @@ def _address_end(text: str, i: int) -> int:
     if match is None:
         return 0
     end = match.end()
-    while end > i and (text[end - 1] in _ADDRESS_TAIL
-                       or text[end - 1] == ")" and text.count("(", i, end) < text.count(")", i, end)):
+    opened, closed = text.count("(", i, end), text.count(")", i, end)
+    while end > i and (text[end - 1] in _ADDRESS_TAIL or text[end - 1] == ")" and opened < closed):
+        closed -= text[end - 1] == ")"
         end -= 1
     return end
 
@@ -54,24 +58,30 @@ _GERSHAYIM = {'"', "\u05F4", "\u201D"}
 _GERESH = {"'", "\u05F3", "\u2019"}
 _GERESH_LETTERS = set("גזצץת")
 _APOSTROPHES = {"'", "\u2019"}
-# Latin words that elide before an apostrophe (French l', d', qu', Italian dell', nell'): they stay words of their own
-_ELIDED = re.compile(r"[a-z]{1,4}")
+# Latin words that elide before an apostrophe (French l', d', qu', Italian dell', nell', quell'): they stay words of
+# their own, and so do the articles and prepositions that start a sentence so (L'Europe, Nell'Unione; not D'Angelo)
+_ELIDED = re.compile(r"[a-z]{1,5}|L|Qu|Dell|Nell|All|Dall|Sull|Quell|Un")
 _SUFFIX = re.compile(r"[^\W\d_]+")
 _INITIALS = re.compile(r"(?:[^\W\d_]\.)*[^\W\d_]")  # A, U.S, J.R.R (before their last period)
-# scripts without letter case whose initials are a syllable of one or two letters (सी. for C., এ.)
-_INDIC = (0x0900, 0x0DFF)
+# scripts without letter case that end sentences with a danda, so that a period after a syllable of one or two
+# letters is an initial (सी. for C., এ.); not Tamil, whose sentences end with a period
+_INDIC = (0x0900, 0x09FF)
 
 
-# a case ending after an apostrophe or colon (Turkish Ankara'da, Erdoğan'ın; Finnish EU:n): part of the word, not of
-# the name; only Latin (a Ukrainian apostrophe is inside a name: Дар'я, В'ячеслав)
-_CASE_ENDING = re.compile(r"(?<=[0-9A-Za-z\u00C0-\u024F])['\u2019:][a-z\u00DF-\u00FF\u0100-\u024F]{1,7}$")
+# a case ending after a colon (Finnish EU:n, Swedish FN:s) or, in Turkish, after an apostrophe (Ankara'da,
+# Erdoğan'ın): part of the word, not of the name; only Latin (a Ukrainian apostrophe is inside a name: Дар'я)
+_COLON_ENDING = re.compile(r"(?<=[0-9A-Za-z\u00C0-\u024F]):[a-z\u00DF-\u00FF\u0100-\u024F]{1,7}$")
+_APOSTROPHE_ENDING = re.compile(r"(?<=[0-9A-Za-z\u00C0-\u024F])['\u2019][a-z\u00DF-\u00FF\u0100-\u024F]{1,7}$")
+#: A text with one of these letters is Turkish enough that an apostrophe before a name's ending marks a case ending
+#: (Ankara'da); elsewhere it is part of the name (Sana'a, Hawai'i, Qur'an)
+TURKISH_LETTERS = re.compile("[ğşıİĞŞ]")
 
 
-def name_end(word: str) -> int:
-    """Where the name in ``word`` ends: before a Latin case ending joined by an apostrophe or colon (Ankara'da:
-    Ankara, EU:n: EU, İstanbul'daki: İstanbul) when what comes before has a capital or a digit; else its length
-    (O'Brien, Hawai'i with a capital after the apostrophe, or none: the whole word)."""
-    match = _CASE_ENDING.search(word)
+def name_end(word: str, turkish: bool = False) -> int:
+    """Where the name in ``word`` ends: before a Latin case ending joined by a colon (EU:n: EU) or, in a ``turkish``
+    text, by an apostrophe (Ankara'da: Ankara, İstanbul'daki: İstanbul), when what comes before has a capital or a
+    digit; else its length (O'Brien, Sana'a, Hawai'i: the whole word)."""
+    match = _COLON_ENDING.search(word) or (_APOSTROPHE_ENDING.search(word) if turkish else None)
     if match is None or not any(c.isupper() or c.isdigit() for c in word[:match.start()]):
         return len(word)
     return match.start()
@@ -97,18 +107,21 @@ def _inner_punctuation(text: str, start: int, j: int) -> int:
         if ch in _GERSHAYIM and _is_hebrew_letter(after) and not (j + 2 < len(text) and _is_hebrew_letter(text[j + 2])):
             return 2
         return 1 if ch in _GERESH and before in _GERESH_LETTERS else 0
-    if ch in _APOSTROPHES and before.isalnum() and after.isalpha():
-        suffix = _SUFFIX.match(text, j + 1).group()
+    suffix_match = _SUFFIX.match(text, j + 1)  # None where the next character is no letter of a word (ⓐ)
+    suffix = suffix_match.group() if suffix_match else ""
+    if ch in _APOSTROPHES and before.isalnum() and suffix:
         if _ELIDED.fullmatch(word) or suffix == "s" and before.isalpha() and after.isascii():
             return 0
         return 1 + len(suffix)
-    if ch == ":" and (word.isdigit() or word.isupper() and len(word) <= 5) and after.islower():
-        suffix = _SUFFIX.match(text, j + 1).group()
-        return 1 + len(suffix) if len(suffix) <= 4 and suffix.islower() else 0
-    if ch == "." and len(word) <= 15 and _INITIALS.fullmatch(word) and word.replace(".", "").isupper():
-        return 1
+    if ch == ":" and (word.isdigit() or word.isupper() and len(word) <= 5) and suffix.islower() and len(suffix) <= 4:
+        return 1 + len(suffix)
+    if ch == "." and len(word) <= 15 and _INITIALS.fullmatch(word) and word.replace(".", "").isupper() and \
+            ("." in word or text[j + 1:j + 2].isalpha() and text[j + 2:j + 3] == "."
+             or text[j + 1:j + 2] == " " and text[j + 2:j + 3].isupper()):
+        return 1  # U.S. anywhere; a single letter before a capitalised word (A. Merkel), not iPhone X. at the end
     if ch == "." and len(word) <= 6 and all(_INDIC[0] <= ord(c) <= _INDIC[1] for c in word) and \
-            sum(unicodedata.category(c)[0] == "L" for c in word) <= 2:
+            sum(unicodedata.category(c)[0] == "L" for c in word) <= 2 and not any(c.isdigit() for c in word) and \
+            text[j + 1:j + 2] == " " and text[j + 2:j + 3].isalpha():
         return 1
     return 0
 
