@@ -196,7 +196,7 @@ def test_punctuation_the_corpora_keep_inside_words(text, words):
 
 def test_a_case_ending_is_read_with_its_word_but_left_out_of_the_name(rule_tagger):
     """Ankara'da is one word to the model (as in the Turkish corpora) and the place is Ankara; O'Brien stays whole."""
-    from polyner.tagging.words import name_end
+    from polyner.tagging.word_punctuation import name_end
 
     text = "Dün Ankara'da ve EU:n kanssa toplandı"  # ı: a Turkish text, where an apostrophe marks a case ending
     found = [(e["text"], e["start"], e["end"]) for e in rule_tagger(text)]

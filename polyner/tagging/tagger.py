@@ -19,8 +19,8 @@ import numpy as np
 
 from polyner.tagging.decoding import Decoder, check_decoding
 from polyner.tagging.pieces import reading_forms, special_ids, word_pieces
-from polyner.tagging.words import (TURKISH_LETTERS, Span, is_symbol_word, name_end, recut_words, segment_words,
-                                   tokenizer_run_splitter)
+from polyner.tagging.word_punctuation import TURKISH_LETTERS, name_end
+from polyner.tagging.words import Span, is_symbol_word, recut_words, segment_words, tokenizer_run_splitter
 from polyner.labels import LABELS, tags_to_spans
 from polyner.models.classifier import TokenClassifier, as_token_classifier
 from polyner.textcheck import lone_surrogate
