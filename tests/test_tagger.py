@@ -184,7 +184,8 @@ def test_huge_single_word_is_one_entity(rule_tagger):
     ("https://x.com\u200bBerlin", ["https://x.com", "Berlin"]),
     # a review's findings: a colon before a letter no word holds; elided articles at a sentence's start; a Tamil
     # sentence's period; a single capital at the end of a sentence is no initial
-    ("EU:ⓐ", ["EU", ":", "ⓐ"]), ("L'Europe et Nell'Unione", ["L", "'", "Europe", "et", "Nell", "'", "Unione"]),
+    ("EU:ⓐ", ["EU", ":", "ⓐ"]), ("Tekirdag\u0306'da", ["Tekirdag\u0306'da"]), ('צָה"ל', ['צָה"ל']),  # marks before
+    ("L'Europe et Nell'Unione", ["L", "'", "Europe", "et", "Nell", "'", "Unione"]),
     ("D'Angelo", ["D'Angelo"]), ("நான் ரவி.", ["நான்", "ரவி", "."]), ("the iPhone X.", ["the", "iPhone", "X", "."]),
 ])
 def test_punctuation_the_corpora_keep_inside_words(text, words):
@@ -204,6 +205,7 @@ def test_a_case_ending_is_read_with_its_word_but_left_out_of_the_name(rule_tagge
     words = ["İstanbul'daki", "Erdoğan’ın", "YK:lle", "O'Brien", "Дар'я", "can't", "Merkel", "Sana'a"]
     assert [word[:name_end(word, turkish=True)] for word in words] == [
         "İstanbul", "Erdoğan", "YK", "O'Brien", "Дар'я", "can't", "Merkel", "Sana"]
+    assert "Tekirdag\u0306'da"[:name_end("Tekirdag\u0306'da", turkish=True)] == "Tekirdag\u0306"  # decomposed ğ
     assert [word[:name_end(word)] for word in words] == [
         "İstanbul'daki", "Erdoğan’ın", "YK", "O'Brien", "Дар'я", "can't", "Merkel", "Sana'a"]
 

@@ -48,8 +48,8 @@ _INDIC = (0x0900, 0x09FF)
 
 # a case ending after a colon (Finnish EU:n, Swedish FN:s) or, in Turkish, after an apostrophe (Ankara'da,
 # Erdoğan'ın): part of the word, not of the name; only Latin (a Ukrainian apostrophe is inside a name: Дар'я)
-_COLON_ENDING = re.compile(r"(?<=[0-9A-Za-z\u00C0-\u024F]):[a-z\u00DF-\u00FF\u0100-\u024F]{1,7}$")
-_APOSTROPHE_ENDING = re.compile(r"(?<=[0-9A-Za-z\u00C0-\u024F])['\u2019][a-z\u00DF-\u00FF\u0100-\u024F]{1,7}$")
+_COLON_ENDING = re.compile(r"(?<=[0-9A-Za-z\u00C0-\u024F\u0300-\u036F]):[a-z\u00DF-\u00FF\u0100-\u024F]{1,7}$")
+_APOSTROPHE_ENDING = re.compile(r"(?<=[0-9A-Za-z\u00C0-\u024F\u0300-\u036F])['\u2019][a-z\u00DF-\u00FF\u0100-\u024F]{1,7}$")
 #: A text with one of these letters is Turkish enough that an apostrophe before a name's ending marks a case ending
 #: (Ankara'da); elsewhere it is part of the name (Sana'a, Hawai'i, Qur'an)
 TURKISH_LETTERS = re.compile("[ğşıİĞŞ]")
@@ -79,7 +79,11 @@ def inner_punctuation(text: str, start: int, j: int) -> int:
     * a colon before the case ending of an abbreviation or number (Finnish EU:n, YK:lle, Swedish FN:s);
     * the period of an initial or a dotted abbreviation (A. Merkel, U.S., B.T.; Hindi सी.).
     """
-    ch, before, word = text[j], text[j - 1], text[start:j]
+    ch, word = text[j], text[start:j]
+    base = j - 1  # the letter before, under any marks on it (a Hebrew point, a decomposed Turkish ğ)
+    while base > start and unicodedata.category(text[base])[0] == "M":
+        base -= 1
+    before = text[base]
     after = text[j + 1] if j + 1 < len(text) else ""
     if _is_hebrew_letter(before):
         if ch in _GERSHAYIM and _is_hebrew_letter(after) and not (j + 2 < len(text) and _is_hebrew_letter(text[j + 2])):
