@@ -64,7 +64,7 @@ def evaluate_by_language(tag_words: Callable[[list[list[str]]], list[list[str]]]
 
 
 #: Scripts of these languages are written without spaces: raw text joins their words with nothing.
-UNSPACED_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "km", "my"})
+UNSPACED_LANGUAGES = ("zh", "ja", "th", "lo", "km", "my")
 READINGS = ("words", "text")
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Callable
 
 from polyner.data.iob2 import GoldFile, Sentence, discover_gold, read_gold, read_iob2
-from polyner.evaluate import (READINGS, ResultTable, Scores, evaluate_by_language, evaluate_text_by_language,
-                              write_section)
+from polyner.evaluate import (READINGS, UNSPACED_LANGUAGES, ResultTable, Scores, evaluate_by_language,
+                              evaluate_text_by_language, write_section)
 
 logger = logging.getLogger(__name__)
 
@@ -92,9 +92,9 @@ def _table_block(title: str, origin: str, names: list[str], scores: list[dict[st
     table = ResultTable(split, names, scores)
     cap = f", at most {request.max_sentences} sentences per file" if request.max_sentences else ""
     if request.reading == "text":
-        how = ("Read as raw text (each sentence's words joined by spaces, by nothing in zh/ja/th/lo/km/my), cut into words by "
-               "the tagger; entities matched on character spans, strict (a gold name ends before a Latin case ending, "
-               "as the tagger ends it)")
+        how = (f"Read as raw text (each sentence's words joined by spaces, by nothing in "
+               f"{'/'.join(UNSPACED_LANGUAGES)}), cut into words by the tagger; entities matched on character spans, "
+               "strict (a gold name ends before a Latin case ending, as the tagger ends it)")
     else:
         how = "Word-level seqeval, mode=strict, scheme=IOB2"
     return (f"### {title}\n\nData: {origin}{cap}. {how}; word labels decoded by {request.decoding}; windows of "

@@ -152,7 +152,8 @@ def test_lower_cased_copies_join_their_files_group(trees, tokenizer, tmp_path, m
 def test_lower_cased_copies_only_of_sentences_with_a_capital(tmp_path, tokenizer, monkeypatch):
     """A sentence without capitals (any caseless script) would be copied as it is: it is not copied; Turkish lowers
     İ and I to i and ı."""
-    from polyner.data.training_sets import lower_case
+    from polyner.data.iob2 import Sentence
+    from polyner.data.training_sets import lowercased
 
     monkeypatch.setenv("POLYNER_HOME", str(tmp_path / "home"))
     _write(tmp_path / "gold" / "src" / "en" / "train.iob2", [("Paris is big .", "B-LOC O O O"),
@@ -160,4 +161,5 @@ def test_lower_cased_copies_only_of_sentences_with_a_capital(tmp_path, tokenizer
     files = training_files(tmp_path / "gold")
     encoded, groups = encode_training_files(tokenizer, files, 32, lowercase_share=1.0)
     assert len(encoded) == 3 and groups == ["gold/src/en"] * 3
-    assert (lower_case("İSTANBUL", "tr"), lower_case("İstanbul", "en")) == ("istanbul", "i̇stanbul")
+    turkish, english = lowercased([Sentence(["İSTANBUL"], ["B-LOC"], "tr"), Sentence(["İstanbul"], ["B-LOC"], "en")])
+    assert (turkish.words, english.words) == (["istanbul"], ["i̇stanbul"])

@@ -111,7 +111,8 @@ def distill(
     setup_logging(verbose)
     overrides: dict = {"teacher": teacher, "out": str(out) if out else None, "preset": preset,
                        "gold": str(gold) if gold else None, "silver": str(silver) if silver else None,
-                       "silver_labels": silver_labels, "lowercase_share": lowercase_share, "seed": seed, "threads": threads, "bf16": bf16,
+                       "silver_labels": silver_labels, "lowercase_share": lowercase_share,
+                       "seed": seed, "threads": threads, "bf16": bf16,
                        "languages": parse_languages(languages) if languages else None,
                        "unlabeled": list(unlabeled) or None, "exclude_sources": list(exclude_source) or None,
                        "reuse_teacher_cache": str(reuse_cache) if reuse_cache else None,

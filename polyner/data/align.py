@@ -46,9 +46,9 @@ class EncodedSet:
         pieces = [self.example(i) for i in indices]
         lengths = np.asarray([len(ids) for ids, _ in pieces], dtype=np.int64)
         offsets = np.concatenate([np.zeros(1, np.int64), np.cumsum(lengths)])
-        empty = (np.zeros(0, self.ids.dtype), np.zeros(0, self.labels.dtype))
-        ids, labels = zip(*pieces) if pieces else ([empty[0]], [empty[1]])
-        return EncodedSet(np.concatenate(ids), np.concatenate(labels), offsets, [self.langs[i] for i in indices])
+        ids = np.concatenate([ids for ids, _ in pieces] or [self.ids[:0]])
+        labels = np.concatenate([labels for _, labels in pieces] or [self.labels[:0]])
+        return EncodedSet(ids, labels, offsets, [self.langs[i] for i in indices])
 
 
 def align_labels(word_ids: Sequence[int | None], tags: Sequence[str]) -> list[int]:
@@ -130,8 +130,8 @@ def cached_encode(tokenizer, files: Sequence[Path], sentences_of, max_length: in
     does to them besides reading them, e.g. "lowercase"; empty: nothing).
     """
     stat = [(str(Path(f).resolve()), Path(f).stat().st_size, Path(f).stat().st_mtime_ns) for f in files]
-    parts = [stat, tokenizer_fingerprint(tokenizer), max_length, ALIGNMENT, unspaced_runs] + ([variant] if variant else [])
-    key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
+    parts = [stat, tokenizer_fingerprint(tokenizer), max_length, ALIGNMENT, unspaced_runs]
+    key = hashlib.sha256(json.dumps(parts + ([variant] if variant else [])).encode()).hexdigest()[:24]
     folder = Path(cache) if cache else cache_dir("cache", "tokenized")
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{key}.npz"

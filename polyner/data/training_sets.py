@@ -15,6 +15,7 @@ import numpy as np
 
 from polyner.data.align import EncodedSet, cached_encode, concat_encoded
 from polyner.data.iob2 import GoldFile, Sentence, discover_gold, read_iob2
+from polyner.tagging.pieces import lower_case
 
 
 def training_files(gold: str | Path, silver: str | Path | None = None, langs: Iterable[str] | None = None,
@@ -70,17 +71,12 @@ def group_of(file: GoldFile) -> str:
     return f"{file.kind}/{file.source}/{file.lang}"
 
 
-_TURKISH_LOWER = str.maketrans({"I": "ı", "İ": "i"})
-
-
-def lower_case(word: str, lang: str) -> str:
-    """``word`` in lower case; in Turkish and Azerbaijani I and İ lower to ı and i (not to i + a combining dot)."""
-    return (word.translate(_TURKISH_LOWER) if lang in ("tr", "az") else word).lower()
+TURKISH_CASING = ("tr", "az")  # languages whose I and İ lower to ı and i
 
 
 def lowercased(sentences: list[Sentence]) -> list[Sentence]:
     """The sentences with every word in lower case (labels unchanged)."""
-    return [replace(s, words=[lower_case(w, s.lang) for w in s.words]) for s in sentences]
+    return [replace(s, words=[lower_case(w, s.lang in TURKISH_CASING) for w in s.words]) for s in sentences]
 
 
 def encode_training_files(tokenizer, files: list[GoldFile], max_length: int, unspaced_runs: str = "words",
@@ -104,7 +100,8 @@ def encode_training_files(tokenizer, files: list[GoldFile], max_length: int, uns
         if lowercase_share <= 0:
             continue
         sentences = read(file.path)
-        cased = [i for i, s in enumerate(sentences) if lowercased([s])[0].words != s.words]
+        cased = [i for i, s in enumerate(sentences)
+                 if any(lower_case(w, s.lang in TURKISH_CASING) != w for w in s.words)]
         copies = int(round(lowercase_share * len(cased)))
         if copies:
             lower = cached_encode(tokenizer, [file.path], lambda p, r=read: lowercased(r(p)), max_length,

@@ -15,8 +15,8 @@ The tagger gives the tokenizer each word in its reading form (:func:`reading_for
 (ـ), a letter-stretching mark that XLM-R's pieces do not join (كتـــاب reads as كتاب), and without Arabic vowel marks
 and Hebrew points (كِتاب, שָׁלוֹם read as كتاب, שלום): the texts our models learn from are mostly written without
 them, and one mark a word cost the shipped default 22 points of F1 on Arabic and Hebrew dev; in a Persian text the
-Arabic yeh and kaf are read as Persian's, and a text in capitals is read in title case (:func:`reading_forms`). The word's text and
-offsets stay as written. Training reads its data as written: it seldom has these marks, and the teacher outputs
+Arabic yeh and kaf are read as Persian's, and a text in capitals is read in title case (:func:`reading_forms`). The
+word's text and offsets stay as written. Training reads its data as written: it seldom has these marks, and the teacher outputs
 cached for a distillation run are keyed on the pieces of its text.
 """
 from __future__ import annotations
@@ -92,6 +92,12 @@ _TURKISH_LOWER = str.maketrans({"I": "ı", "İ": "i"})
 _ALNUM_RUN = re.compile(r"[^\W_]+")
 
 
+def lower_case(text: str, turkish: bool = False) -> str:
+    """``text`` in lower case; with ``turkish`` I and İ lower to ı and i (``str.lower`` gives i and i + a combining
+    dot)."""
+    return (text.translate(_TURKISH_LOWER) if turkish else text).lower()
+
+
 def title_case(word: str, turkish: bool = False) -> str:
     """``word`` with each run of letters and digits capital first, lower case after (DİYARBAKIR: Diyarbakır with
     ``turkish``, BADEN-WÜRTTEMBERG: Baden-Württemberg, ΟΔΟΣ: Οδος, 21ST: 21st). After an apostrophe inside a word a
@@ -100,8 +106,7 @@ def title_case(word: str, turkish: bool = False) -> str:
     out, last = [], 0
     for run in _ALNUM_RUN.finditer(word):
         start, text = run.start(), run.group()
-        rest = text[1:].translate(_TURKISH_LOWER) if turkish else text[1:]
-        rest = rest.lower().replace("i\u0307", "i")
+        rest = lower_case(text[1:], turkish).replace("i\u0307", "i")
         after_apostrophe = start >= 2 and word[start - 1] in "'’" and word[start - 2].isalnum()
         first = text[0].lower() if after_apostrophe and len(text) < 3 else text[0]
         out.append(word[last:start] + first + rest)
