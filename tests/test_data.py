@@ -1,6 +1,7 @@
 """Data layer: IOB2 reading, gold discovery, subword alignment and its cache, WikiAnn from a local copy."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -262,6 +263,24 @@ def test_cached_encode_sees_changed_file(tokenizer, gold_tree, tmp_path):
     path.write_text("Москва\tB-LOC\n\nКиев\tB-LOC\n", encoding="utf-8")
     after = cached_encode(tokenizer, [path], read_iob2, max_length=32, cache=cache)
     assert len(before) == 1 and len(after) == 2
+
+
+def test_cached_encode_keeps_entry_of_file_copied_again(tokenizer, gold_tree, tmp_path):
+    """../shared is copied anew each session: same bytes, new modification time, same cache entry."""
+    path = gold_tree / "src_b" / "ru" / "dev.iob2"
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    calls: list[Path] = []
+
+    def sentences_of(p):
+        calls.append(p)
+        return read_iob2(p)
+
+    cached_encode(tokenizer, [path], sentences_of, max_length=32, cache=cache)
+    path.write_bytes(path.read_bytes())
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    cached_encode(tokenizer, [path], sentences_of, max_length=32, cache=cache)
+    assert calls == [path] and len(list(cache.glob("*.npz"))) == 1
 
 
 # --- WikiAnn ---------------------------------------------------------------------------------------

@@ -120,17 +120,27 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return digest[:16]
 
 
+def file_digest(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def cached_encode(tokenizer, files: Sequence[Path], sentences_of, max_length: int = 64,
                   cache: Path | None = None, unspaced_runs: str = "words", variant: str = "") -> EncodedSet:
     """Encode the sentences of ``files`` once and keep the result in ``$POLYNER_HOME/cache/tokenized``.
 
     ``sentences_of(path)`` returns the sentences of one file; the cache key covers the files'
-    paths, sizes and modification times, the tokenizer vocabulary, ``max_length``, :data:`ALIGNMENT`,
+    paths and contents (a file copied again with the same bytes, as ``../shared`` is each session, keeps its entry),
+    the tokenizer vocabulary, ``max_length``, :data:`ALIGNMENT`,
     ``unspaced_runs`` (how the model reads runs of scripts without spaces) and ``variant`` (what ``sentences_of``
     does to them besides reading them, e.g. "lowercase"; empty: nothing).
     """
-    stat = [(str(Path(f).resolve()), Path(f).stat().st_size, Path(f).stat().st_mtime_ns) for f in files]
-    parts = [stat, tokenizer_fingerprint(tokenizer), max_length, ALIGNMENT, unspaced_runs]
+    contents = [(str(Path(f).resolve()), file_digest(Path(f))) for f in files]
+    parts = [contents, tokenizer_fingerprint(tokenizer), max_length, ALIGNMENT, unspaced_runs]
     key = hashlib.sha256(json.dumps(parts + ([variant] if variant else [])).encode()).hexdigest()[:24]
     folder = Path(cache) if cache else cache_dir("cache", "tokenized")
     folder.mkdir(parents=True, exist_ok=True)
