@@ -83,9 +83,10 @@ def gold_char_spans(words: Sequence[str], tags: Sequence[str], starts: Sequence[
     """Gold entities as character spans of the raw text, each ending where the tagger ends a name: without a Latin
     case ending joined to its last word (gold Ankara'da, the tagger's Ankara; :func:`name_end`)."""
     from polyner.labels import tags_to_spans
-    from polyner.tagging.word_punctuation import TURKISH_LETTERS, name_end
+    from polyner.languages import written_in_turkish
+    from polyner.tagging.word_punctuation import name_end
 
-    turkish = any(TURKISH_LETTERS.search(word) for word in words)
+    turkish = written_in_turkish(" ".join(words))
     return {(starts[span.start], starts[span.end - 1] + name_end(words[span.end - 1], turkish), span.label)
             for span in tags_to_spans(repair_iob2(tags))}
 

@@ -210,6 +210,20 @@ def test_a_case_ending_is_read_with_its_word_but_left_out_of_the_name(rule_tagge
         "İstanbul'daki", "Erdoğan’ın", "YK", "O'Brien", "Дар'я", "can't", "Merkel", "Sana'a"]
 
 
+@pytest.mark.parametrize("text, turkish", [
+    ("Dün Ankara'da Angela Merkel konuştu", True),  # ş alone, no Romanian letter
+    ("Erdoğan İzmir'de", True), ("Diyarbakır", True),
+    ("PRIMĂRIA MUNICIPIULUI BUCUREŞTI", False), ("Târgu Mureş", False),  # Romanian's cedilla ş
+    ("Sana'a and O'Brien", False), ("", False),
+])
+def test_one_turkish_detector_for_casing_and_case_endings(text, turkish):
+    """A Turkish text lowers I to ı (a headline in capitals) and ends names before an apostrophe's case ending; a
+    Romanian one writes ş too and does neither."""
+    from polyner.languages import written_in_turkish
+
+    assert written_in_turkish(text) is turkish
+
+
 @pytest.mark.parametrize("text", ["A." * 50_000, "a." * 50_000, "x@" * 50_000, "EU:n " * 20_000, "A'" * 50_000,
                                   "http://" + "a" * 100_000, "http://x" + ")" * 100_000])
 def test_inner_punctuation_rules_stay_linear(text):

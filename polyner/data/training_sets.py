@@ -15,6 +15,7 @@ import numpy as np
 
 from polyner.data.align import EncodedSet, cached_encode, concat_encoded
 from polyner.data.iob2 import GoldFile, Sentence, discover_gold, read_iob2
+from polyner.languages import TURKISH_CASING
 from polyner.tagging.pieces import lower_case
 
 
@@ -71,7 +72,6 @@ def group_of(file: GoldFile) -> str:
     return f"{file.kind}/{file.source}/{file.lang}"
 
 
-TURKISH_CASING = ("tr", "az")  # languages whose I and İ lower to ı and i
 
 
 def lowercased(sentences: list[Sentence]) -> list[Sentence]:

@@ -25,6 +25,7 @@ import re
 from bisect import bisect_right
 from typing import Any, Sequence
 
+from polyner.languages import written_in_turkish
 from polyner.tagging.words import run_groups
 
 UNSPACED_RUNS = ("words", "text")
@@ -80,14 +81,13 @@ def reading_forms(words: Sequence[str]) -> list[str]:
     forms = [reading_form(word) for word in words]
     text = "".join(forms)
     if in_capitals(text):
-        turkish = TURKISH_CAPITALS.search(text) is not None
+        turkish = written_in_turkish(text)
         forms = [title_case(form, turkish) for form in forms]
     if PERSIAN_ONLY.search(text) is not None and is_persian(text):
         forms = [form.translate(_TO_PERSIAN) for form in forms]
     return forms
 
 
-TURKISH_CAPITALS = re.compile("[İĞŞ]")  # a text in capitals with one of them is read with Turkish casing (I: ı)
 _TURKISH_LOWER = str.maketrans({"I": "ı", "İ": "i"})
 _ALNUM_RUN = re.compile(r"[^\W_]+")
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from polyner.tagging.decoding import Decoder, check_decoding
 from polyner.tagging.pieces import reading_forms, special_ids, word_pieces
-from polyner.tagging.word_punctuation import TURKISH_LETTERS, name_end
+from polyner.languages import written_in_turkish
+from polyner.tagging.word_punctuation import name_end
 from polyner.tagging.words import Span, is_symbol_word, recut_words, segment_words, tokenizer_run_splitter
 from polyner.labels import LABELS, tags_to_spans
 from polyner.models.classifier import TokenClassifier, as_token_classifier
@@ -301,7 +302,7 @@ class Tagger:
         out of it (France 🇫🇷 tagged as one place gives France), and an entity of symbols alone is none; a case
         ending joined to its last word is left out too (Ankara'da gives Ankara, EU:n gives EU)."""
         entities = []
-        turkish = TURKISH_LETTERS.search(text) is not None  # an apostrophe before a name's ending: a case ending
+        turkish = written_in_turkish(text)  # an apostrophe before a name's ending: a case ending
         for span in tags_to_spans([tag for tag, _ in tagged]):
             first, last = span.start, span.end - 1
             while first <= last and is_symbol_word(text[slice(*spans[first])]):

@@ -50,9 +50,6 @@ _INDIC = (0x0900, 0x09FF)
 # Erdoğan'ın): part of the word, not of the name; only Latin (a Ukrainian apostrophe is inside a name: Дар'я)
 _COLON_ENDING = re.compile(r"(?<=[0-9A-Za-z\u00C0-\u024F\u0300-\u036F]):[a-z\u00DF-\u00FF\u0100-\u024F]{1,7}$")
 _APOSTROPHE_ENDING = re.compile(r"(?<=[0-9A-Za-z\u00C0-\u024F\u0300-\u036F])['\u2019][a-z\u00DF-\u00FF\u0100-\u024F]{1,7}$")
-#: A text with one of these letters is Turkish enough that an apostrophe before a name's ending marks a case ending
-#: (Ankara'da); elsewhere it is part of the name (Sana'a, Hawai'i, Qur'an)
-TURKISH_LETTERS = re.compile("[ğşıİĞŞ]")
 
 
 def name_end(word: str, turkish: bool = False) -> int:
