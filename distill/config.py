@@ -99,6 +99,8 @@ class DistillConfig:
     seed: int = 13
     threads: int = 2
     bf16: bool = False  # bfloat16 autocast for the student's forward pass (fast on AMX / AVX-512 BF16 CPUs)
+    # draw this many batches together and cut them by length (less padding; the same sentences overall); 1: off
+    bucket: int = 1
     # teacher_cache of an earlier run (same teacher): the outputs of the sentences it holds are copied
     reuse_teacher_cache: str | None = None
 
@@ -129,6 +131,8 @@ class DistillConfig:
             if not isinstance(lang, str) or isinstance(factor, bool) or not isinstance(factor, (int, float)) \
                     or not factor > 0:
                 raise ValueError(f"language_text_scale maps a language code to a factor > 0, not {lang!r}: {factor!r}")
+        if isinstance(self.bucket, bool) or not isinstance(self.bucket, int) or self.bucket < 1:
+            raise ValueError(f"bucket must be a whole number >= 1, not {self.bucket!r}")
         if not 0.0 <= self.lowercase_share <= 1.0:
             raise ValueError(f"lowercase_share must be between 0 and 1, not {self.lowercase_share!r}")
         if self.silver_labels not in SILVER_LABELS:

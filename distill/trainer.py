@@ -287,6 +287,7 @@ class Distiller:
                              "max_length": config.max_length, "seed": config.seed,
                              "gold_logit_weight": config.gold_logit_weight,  # what the gold stages learn from
                              "silver_labels": config.silver_labels, "lowercase_share": config.lowercase_share,
+                             "bucket": config.bucket,  # which sentences make each batch
                              **{key: getattr(config, key) for key in data}},
                             paths=("teacher", "unlabeled", "gold", "silver"))
 
@@ -295,7 +296,7 @@ class Distiller:
         checkpoints written before them, at the value those runs had."""
         return CheckpointPlan(self.work / "checkpoint", self.run_identity(), scope=scope or {},
                               defaults={"language_text_scale": {}, "gold_logit_weight": 0.0, "silver_labels": "all",
-                                        "lowercase_share": 0.0})
+                                        "lowercase_share": 0.0, "bucket": 1})
 
     def dev_f1(self, model: DistillationModel, tokenizer, dev) -> tuple[float, dict[str, float]]:
         """The student's macro F1 on the selection dev, and its F1 per language (as ``train-teacher`` records)."""
@@ -364,7 +365,8 @@ class Distiller:
         order = rng.permutation(len(cache))
         n_heldout = max(1, int(len(order) * config.heldout_fraction))
         heldout, train_idx = sorted(order[:n_heldout].tolist()), order[n_heldout:]
-        transfer_sampler = MixedLanguageSampler([cache.langs[i] for i in train_idx], seed=config.seed)
+        transfer_sampler = MixedLanguageSampler([cache.langs[i] for i in train_idx], seed=config.seed,
+                                                lengths=np.diff(cache.offsets)[train_idx], bucket=config.bucket)
         label_files = (training_files(config.gold, config.silver, config.languages, config.exclude_sources)
                        if config.gold else [])
         if config.silver_labels == "no-gold":
@@ -438,7 +440,8 @@ class Distiller:
         scheduler = linear_schedule(optimizer, budget.steps, budget.steps // 20)
         stage_best_path = self.work / "stage_best.safetensors"
         gold_sampler = (MixedLanguageSampler(gold_groups, seed=config.seed,
-                                             weights=group_weights(label_files, config.silver_weight))
+                                             weights=group_weights(label_files, config.silver_weight),
+                                             lengths=np.diff(gold.offsets), bucket=config.bucket)
                         if gold is not None else None)
         representation = stage.loss == "representation"
 

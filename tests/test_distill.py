@@ -917,6 +917,35 @@ def test_a_bf16_run_trains_under_autocast(workspace, tmp_path, monkeypatch):
     assert all(text[e["start"]:e["end"]] == e["text"] and e["label"] in ("PER", "ORG", "LOC") for e in entities)
 
 
+def test_bucketed_batches_are_cut_by_length(workspace, tmp_path, monkeypatch):
+    """bucket: N consecutive batches come from one draw sorted by length (less padding), in transfer and gold
+    stages alike."""
+    from polyner.training import engine
+
+    lengths = {}
+    original = engine.train_loop
+
+    def spy(settings, model, optimizer, scheduler, step, *args, **kwargs):
+        lengths[settings.log_prefix] = [step.batch(k)["attention_mask"].sum(1).tolist() for k in range(4)]
+        return original(settings, model, optimizer, scheduler, step, *args, **kwargs)
+
+    monkeypatch.setattr("polyner.distill.trainer.train_loop", spy)
+    out = run_scripted(run_config(workspace, tmp_path / "bucketed", bucket=4, use_representation_stage=False),
+                       ScriptedDev())
+    assert {"2-logits", "4-gold"} <= set(lengths) and (out / "model.safetensors").exists()
+    for stage, batches in lengths.items():
+        ranges = sorted((min(b), max(b)) for b in batches)
+        assert all(high <= low for (_, high), (low, _) in zip(ranges, ranges[1:])), (stage, batches)
+        assert ranges[0][0] < ranges[-1][1], (stage, batches)  # the draw had sentences of several lengths
+
+
+def test_bucket_setting_is_checked():
+    assert _config().bucket == 1 and _config(bucket=16).bucket == 16
+    for bad in (0, True, 2.5):
+        with pytest.raises(ValueError, match="bucket must be a whole number >= 1"):
+            _config(bucket=bad)
+
+
 def test_anchored_gold_stages_train_on_gold_and_transfer_batches(workspace, tmp_path, monkeypatch):
     """gold_logit_weight: each gold-stage batch carries a transfer batch with the teacher's logits, and the run ends
     with a student as usual."""
@@ -1135,6 +1164,7 @@ def test_a_finished_run_without_its_selected_student_says_so(distilled, workspac
     ({"gold_logit_weight": 0.5}, "gold_logit_weight: 0.0 in the checkpoint, 0.5 now"),
     ({"silver_labels": "no-gold"}, "silver_labels: 'all' in the checkpoint, 'no-gold' now"),  # the gold stages' labels
     ({"lowercase_share": 0.2}, "lowercase_share: 0.0 in the checkpoint, 0.2 now"),
+    ({"bucket": 4}, "bucket: 1 in the checkpoint, 4 now"),  # other sentences in each batch
 ])
 def test_a_run_of_another_config_is_refused_before_anything_is_written(distilled, workspace, change, difference):
     from polyner.training.engine import ForeignCheckpointError
@@ -1156,7 +1186,8 @@ def test_a_checkpoint_from_before_a_setting_is_compared_at_its_old_value(distill
     shutil.copytree(distilled.out, out)
     state_path = out / "work" / "checkpoint" / "state.json"
     state = json.loads(state_path.read_text())
-    del state["fingerprint"]["gold_logit_weight"], state["fingerprint"]["lowercase_share"]
+    for added in ("gold_logit_weight", "lowercase_share", "bucket"):
+        del state["fingerprint"][added]
     state_path.write_text(json.dumps(state))
     with pytest.raises(ForeignCheckpointError, match="gold_logit_weight: 0.0 in the checkpoint, 0.5 now"):
         distill(run_config(workspace, out, gold_logit_weight=0.5))

@@ -97,6 +97,8 @@ def distill(
         seed: Optional[int] = typer.Option(None), threads: Optional[int] = typer.Option(None),
         bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help="bfloat16 autocast (fast on AMX / AVX-512 "
                                             "BF16 CPUs; default: the recipe's, else fp32)."),
+        bucket: Optional[int] = typer.Option(None, help="Draw this many batches together and cut them by length "
+                                             "(less padding; default: the recipe's, else 1)."),
         evaluate_test: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Closing table on gold test "
                                            "(also written to OUT/results.md)."),
         verbose: bool = verbose_option(True)) -> None:
@@ -112,7 +114,7 @@ def distill(
     overrides: dict = {"teacher": teacher, "out": str(out) if out else None, "preset": preset,
                        "gold": str(gold) if gold else None, "silver": str(silver) if silver else None,
                        "silver_labels": silver_labels, "lowercase_share": lowercase_share,
-                       "seed": seed, "threads": threads, "bf16": bf16,
+                       "seed": seed, "threads": threads, "bf16": bf16, "bucket": bucket,
                        "languages": parse_languages(languages) if languages else None,
                        "unlabeled": list(unlabeled) or None, "exclude_sources": list(exclude_source) or None,
                        "reuse_teacher_cache": str(reuse_cache) if reuse_cache else None,
