@@ -145,7 +145,7 @@ class Distiller:
                 words[sentence.lang].append(sentence.words)
         split_run = tokenizer_run_splitter(self.teacher_tokenizer)
         for lang, paths in unlabeled_files(self.config.unlabeled, self.config.languages).items():
-            for line in read_lines(paths, 10 ** 9, random.Random(0)):
+            for line in read_lines(paths, 10 ** 9, random.Random(0), lang):
                 if found := to_words(line, split_run):
                     words[lang].append(found)
         if self.config.gold:

@@ -58,12 +58,31 @@ def unlabeled_files(paths: Iterable[str | Path], languages: Sequence[str]) -> di
     return found
 
 
-def read_lines(paths: Sequence[Path], limit: int, rng: random.Random) -> list[str]:
-    """A sample of at most ``limit`` non-empty lines from ``paths``."""
+#: Letters that nearly every sentence of six or more words holds in these languages (Turkish: all but 1.0% of our
+#: gold sentences). A longer line with none of them was written with them stripped, as 73% of the lines of our
+#: unlabeled Turkish are ("Hi itirazm yok" for "Hiç itirazım yok"): text no one writes, not transfer text.
+EXPECTED_LETTERS: dict[str, frozenset[str]] = {"tr": frozenset("çğıöşüÇĞİÖŞÜ")}
+STRIPPED_MIN_WORDS = 6
+
+
+def letters_stripped(line: str, lang: str) -> bool:
+    """Whether ``line`` of language ``lang`` lost the letters every longer sentence of it has (see
+    :data:`EXPECTED_LETTERS`); False for other languages and short lines."""
+    letters = EXPECTED_LETTERS.get(lang)
+    return letters is not None and len(line.split()) >= STRIPPED_MIN_WORDS and letters.isdisjoint(line)
+
+
+def read_lines(paths: Sequence[Path], limit: int, rng: random.Random, lang: str = "") -> list[str]:
+    """A sample of at most ``limit`` non-empty lines from ``paths``, without lines of ``lang`` whose letters were
+    stripped (:func:`letters_stripped`)."""
     lines = [line.strip() for path in paths for line in path.read_text(encoding="utf-8").splitlines()]
     lines = [line for line in lines if line]
-    rng.shuffle(lines)
-    return lines[:limit]
+    kept = [line for line in lines if not letters_stripped(line, lang)]
+    if len(kept) < len(lines):
+        logger.info("%s: %d of %d unlabeled lines left out, written without the letters of the language",
+                    lang, len(lines) - len(kept), len(lines))
+    rng.shuffle(kept)
+    return kept[:limit]
 
 
 def to_words(text: str, split_run: Callable | None = None) -> list[str]:
@@ -132,7 +151,7 @@ def build_transfer_set(languages: Sequence[str], unlabeled: Sequence[str | Path]
     augment_sources: list[Sentence] = []
     for lang in languages:
         scale = (text_scale or {}).get(lang, 1.0)
-        raw = read_lines(files.get(lang, []), round(unlabeled_per_language * scale), rng)
+        raw = read_lines(files.get(lang, []), round(unlabeled_per_language * scale), rng, lang)
         raw_words = [w for w in (to_words(t, split_run) for t in raw) if w]
         transfer += [TransferSentence(words, lang, "unlabeled") for words in raw_words]
         golds = list(gold_train.get(lang, []))
