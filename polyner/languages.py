@@ -23,12 +23,13 @@ def parse_languages(spec: str | list[str] | None) -> list[str]:
 TURKISH_CASING: tuple[str, ...] = ("tr", "az")  # languages whose I and İ lower to ı and i
 _TURKISH_ONLY = re.compile("[ıİğĞ]")  # letters no other language we read writes
 _SH = re.compile("[şŞ]")
-_ROMANIAN = re.compile("[ăĂâÂîÎţŢșȘțȚ]")  # Romanian writes ş too (the cedilla form of ș); Turkish â, î are rare
+# Romanian writes ş too (the cedilla form of ș): its own letters (Turkish â, î are rare) or its "şi" (and) tell it
+_ROMANIAN = re.compile(r"[ăĂâÂîÎţŢșȘțȚ]|(?<!\w)[şŞ][iI](?!\w)")
 
 
 def written_in_turkish(text: str) -> bool:
     """Whether ``text`` reads as Turkish (or Azerbaijani): it has ı, İ, ğ or Ğ, or it has ş with none of Romanian's
-    own letters (Dün Ankara'da konuştu: Turkish; BUCUREŞTI, Târgu Mureş: Romanian). Such a text lowers I to ı, and an
+    own letters and no Romanian şi (Dün Ankara'da konuştu: Turkish; Târgu Mureş, BRAŞOV ŞI SIBIU: Romanian). Such a text lowers I to ı, and an
     apostrophe before a name's ending there marks a case ending (Ankara'da)."""
     if _TURKISH_ONLY.search(text):
         return True

@@ -277,10 +277,17 @@ def test_cached_encode_keeps_entry_of_file_copied_again(tokenizer, gold_tree, tm
         return read_iob2(p)
 
     cached_encode(tokenizer, [path], sentences_of, max_length=32, cache=cache)
+    stat = path.stat()
     path.write_bytes(path.read_bytes())
-    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     cached_encode(tokenizer, [path], sentences_of, max_length=32, cache=cache)
     assert calls == [path] and len(list(cache.glob("*.npz"))) == 1
+    # an edit that keeps the size and the modification time is still another entry
+    path.write_text(path.read_text(encoding="utf-8").replace("B-LOC", "B-ORG", 1), encoding="utf-8")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size
+    cached_encode(tokenizer, [path], sentences_of, max_length=32, cache=cache)
+    assert calls == [path, path] and len(list(cache.glob("*.npz"))) == 2
 
 
 # --- WikiAnn ---------------------------------------------------------------------------------------

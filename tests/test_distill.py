@@ -1208,6 +1208,8 @@ def test_a_checkpoint_from_before_a_setting_is_compared_at_its_old_value(distill
     state_path.write_text(json.dumps(state))
     with pytest.raises(ForeignCheckpointError, match="gold_logit_weight: 0.0 in the checkpoint, 0.5 now"):
         distill(run_config(workspace, out, gold_logit_weight=0.5))
+    with pytest.raises(ForeignCheckpointError, match="bucket: 1 in the checkpoint, 4 now"):  # its batches were unbucketed
+        distill(run_config(workspace, out, bucket=4))
     before = (out / "model.safetensors").read_bytes()
     run_scripted(run_config(workspace, out), ScriptedDev())  # the same run: finished, nothing trains again
     assert (out / "model.safetensors").read_bytes() == before

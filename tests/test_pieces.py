@@ -193,8 +193,10 @@ def test_arabic_and_uyghur_with_a_persian_letter_keep_their_yeh_and_kaf(words):
       "لتعمل", "على", "بيئة", "البرمجة", "الحديثة", "والقديمة", "معا"]),
     (["DİYARBAKIR", "VE", "İSTANBUL", "BELEDİYELERİ", "SEÇİMİ"], ["Diyarbakır", "Ve", "İstanbul", "Belediyeleri",
                                                                   "Seçimi"]),  # Turkish I and İ
-    (["BAŞBAKAN", "ŞAHIN", "KAYA", "DÜN", "TOPLANTIYA", "KATILDI"],  # ş and no Romanian letter: Turkish
-     ["Başbakan", "Şahın", "Kaya", "Dün", "Toplantıya", "Katıldı"]),
+    (["BAŞKAN", "YARDIMCISI", "DÜN", "TOPLANTIYA", "KATILDI"],  # ş and no Romanian letter: Turkish
+     ["Başkan", "Yardımcısı", "Dün", "Toplantıya", "Katıldı"]),
+    (["PREŞEDINTELE", "A", "VIZITAT", "BRAŞOV", "ŞI", "SIBIU", "DUMINICA"],  # Romanian's şi: I stays i
+     ["Preşedintele", "A", "Vizitat", "Braşov", "Şi", "Sibiu", "Duminica"]),
     (["PRIMĂRIA", "MUNICIPIULUI", "BUCUREŞTI", "ANUNŢĂ", "LUCRĂRI"],  # Romanian's cedilla ş: I stays i
      ["Primăria", "Municipiului", "Bucureşti", "Anunţă", "Lucrări"]),
     (["MCDONALD'S", "AND", "O'BRIEN", "OPEN", "THE", "21ST", "STORE"],

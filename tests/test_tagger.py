@@ -214,6 +214,8 @@ def test_a_case_ending_is_read_with_its_word_but_left_out_of_the_name(rule_tagge
     ("Dün Ankara'da Angela Merkel konuştu", True),  # ş alone, no Romanian letter
     ("Erdoğan İzmir'de", True), ("Diyarbakır", True),
     ("PRIMĂRIA MUNICIPIULUI BUCUREŞTI", False), ("Târgu Mureş", False),  # Romanian's cedilla ş
+    ("PREŞEDINTELE A VIZITAT BRAŞOV ŞI SIBIU", False), ("Braşov şi Sibiu", False),  # its şi (and)
+    ("Beşiktaş şimdi lider", True), ("Şişli", True),
     ("Sana'a and O'Brien", False), ("", False),
 ])
 def test_one_turkish_detector_for_casing_and_case_endings(text, turkish):

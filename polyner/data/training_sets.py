@@ -72,8 +72,6 @@ def group_of(file: GoldFile) -> str:
     return f"{file.kind}/{file.source}/{file.lang}"
 
 
-
-
 def lowercased(sentences: list[Sentence]) -> list[Sentence]:
     """The sentences with every word in lower case (labels unchanged)."""
     return [replace(s, words=[lower_case(w, s.lang in TURKISH_CASING) for w in s.words]) for s in sentences]

@@ -81,7 +81,7 @@ def reading_forms(words: Sequence[str]) -> list[str]:
     forms = [reading_form(word) for word in words]
     text = "".join(forms)
     if in_capitals(text):
-        turkish = written_in_turkish(text)
+        turkish = written_in_turkish(" ".join(forms))
         forms = [title_case(form, turkish) for form in forms]
     if PERSIAN_ONLY.search(text) is not None and is_persian(text):
         forms = [form.translate(_TO_PERSIAN) for form in forms]
