@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from polyner.data.iob2 import Sentence
-from polyner.home import cache_dir
+from polyner.home import cache_dir, hash_file
 from polyner.labels import IGNORE_INDEX, LABEL2ID
 from polyner.tagging.pieces import special_ids, word_pieces
 from polyner.tagging.words import recut_words, tokenizer_run_splitter
@@ -120,15 +120,6 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return digest[:16]
 
 
-def file_digest(path: Path) -> str:
-    """The sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cached_encode(tokenizer, files: Sequence[Path], sentences_of, max_length: int = 64,
                   cache: Path | None = None, unspaced_runs: str = "words", variant: str = "") -> EncodedSet:
     """Encode the sentences of ``files`` once and keep the result in ``$POLYNER_HOME/cache/tokenized``.
@@ -139,7 +130,7 @@ def cached_encode(tokenizer, files: Sequence[Path], sentences_of, max_length: in
     ``unspaced_runs`` (how the model reads runs of scripts without spaces) and ``variant`` (what ``sentences_of``
     does to them besides reading them, e.g. "lowercase"; empty: nothing).
     """
-    contents = [(str(Path(f).resolve()), file_digest(Path(f))) for f in files]
+    contents = [(str(Path(f).resolve()), hash_file(hashlib.sha256(), Path(f)).hexdigest()) for f in files]
     parts = [contents, tokenizer_fingerprint(tokenizer), max_length, ALIGNMENT, unspaced_runs]
     key = hashlib.sha256(json.dumps(parts + ([variant] if variant else [])).encode()).hexdigest()[:24]
     folder = Path(cache) if cache else cache_dir("cache", "tokenized")

@@ -21,7 +21,7 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from polyner.home import cache_dir
+from polyner.home import cache_dir, hash_file
 from polyner.models.io import ModelDirectoryError
 
 logger = logging.getLogger(__name__)
@@ -37,9 +37,7 @@ def fingerprint(source: Path, files: tuple[str, ...] = HASHED_FILES) -> str:
         if not path.exists():
             raise ModelDirectoryError(f"no {name} in {source}")
         digest.update(name.encode())
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        hash_file(digest, path)
     return digest.hexdigest()[:16]
 
 
