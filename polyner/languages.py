@@ -29,8 +29,8 @@ _ROMANIAN = re.compile(r"[ăĂâÂîÎţŢșȘțȚ]|(?<!\w)[şŞ][iI](?!\w)")
 
 def written_in_turkish(text: str) -> bool:
     """Whether ``text`` reads as Turkish (or Azerbaijani): it has ı, İ, ğ or Ğ, or it has ş with none of Romanian's
-    own letters and no Romanian şi (Dün Ankara'da konuştu: Turkish; Târgu Mureş, BRAŞOV ŞI SIBIU: Romanian). Such a text lowers I to ı, and an
-    apostrophe before a name's ending there marks a case ending (Ankara'da)."""
+    own letters and no Romanian şi (Dün Ankara'da konuştu: Turkish; Târgu Mureş, BRAŞOV ŞI SIBIU: Romanian). Such a
+    text lowers I to ı, and an apostrophe before a name's ending there marks a case ending (Ankara'da)."""
     if _TURKISH_ONLY.search(text):
         return True
     return _SH.search(text) is not None and _ROMANIAN.search(text) is None
