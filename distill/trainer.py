@@ -307,12 +307,15 @@ class Distiller:
 
     @torch.no_grad()
     def heldout_loss(self, model: DistillationModel, cache, heldout: list[int], stage: Stage, pad: int) -> float:
+        """The stage's loss per position over the held-out transfer sentences, in batches of similar length."""
         model.eval()
+        ordered = sorted(heldout, key=lambda i: cache.span(i)[1] - cache.span(i)[0])
         total, n = 0.0, 0
-        for i in range(0, len(heldout), self.config.batch_size):
-            batch = self.parallel.to_device(cache.batch(heldout[i:i + self.config.batch_size], pad, with_hidden=True))
-            total += LOSSES[stage.loss](model, batch).item() * len(batch["input_ids"])
-            n += len(batch["input_ids"])
+        for i in range(0, len(ordered), self.config.batch_size):
+            batch = self.parallel.to_device(cache.batch(ordered[i:i + self.config.batch_size], pad, with_hidden=True))
+            positions = int(batch["attention_mask"].sum())
+            total += LOSSES[stage.loss](model, batch).item() * positions
+            n += positions
         model.train()
         return total / max(n, 1)
 

@@ -1484,3 +1484,37 @@ def test_a_student_reads_runs_without_spaces_as_its_teacher_does(workspace, tmp_
     import polyner
 
     assert polyner.load(out).unspaced_runs == "text"
+
+
+def test_heldout_loss_is_the_mean_per_position_whatever_the_order(monkeypatch):
+    """Stage 1 keeps its checkpoint on this figure: batching the held-out sentences by length must not change it."""
+    import polyner.distill.trainer as trainer
+
+    lengths = [3, 9, 1, 5, 7, 2, 8]
+    values = [np.arange(n, dtype=np.float32) + 10 * i for i, n in enumerate(lengths)]
+
+    class Cache:
+        def span(self, i):
+            return 0, lengths[i]
+
+        def batch(self, indices, pad, with_hidden):
+            width = max(lengths[i] for i in indices)
+            mask = torch.zeros(len(indices), width, dtype=torch.long)
+            value = torch.zeros(len(indices), width)
+            for row, i in enumerate(indices):
+                mask[row, :lengths[i]] = 1
+                value[row, :lengths[i]] = torch.from_numpy(values[i])
+            return {"input_ids": mask.clone(), "attention_mask": mask, "value": value}
+
+    def mean_over_positions(model, batch):
+        return (batch["value"] * batch["attention_mask"]).sum() / batch["attention_mask"].sum()
+
+    monkeypatch.setitem(trainer.LOSSES, "probe", mean_over_positions)
+    stage = SimpleNamespace(loss="probe")
+    model = torch.nn.Linear(1, 1)
+    expected = float(np.concatenate(values).mean())
+    for batch_size, order in ((3, [0, 1, 2, 3, 4, 5, 6]), (2, [6, 2, 4, 0, 5, 1, 3]), (7, [3, 1, 0, 6, 5, 4, 2])):
+        owner = SimpleNamespace(config=SimpleNamespace(batch_size=batch_size),
+                                parallel=SimpleNamespace(to_device=lambda batch: batch))
+        assert Distiller.heldout_loss(owner, model, Cache(), order, stage, 0) == pytest.approx(expected)
+    assert model.training
