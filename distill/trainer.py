@@ -8,7 +8,6 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import random
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -26,7 +25,7 @@ from polyner.distill.stages import (ANCHOR, LOSSES, DistillationModel, Stage, an
 from polyner.distill.student_init import (copy_teacher_classifier, copy_teacher_layers, init_embeddings,
                                           rank_ffn_neurons, student_config, teacher_layer_picks)
 from polyner.distill.teacher_cache import build_teacher_cache
-from polyner.distill.transfer import TransferSentence, build_transfer_set, read_lines, to_words, unlabeled_files
+from polyner.distill.transfer import TransferSentence, build_transfer_set, to_words, unlabeled_files, usable_lines
 from polyner.evaluate import evaluate_by_language, macro
 from polyner.loading import locate_model
 from polyner.models.io import load_token_classifier
@@ -145,7 +144,7 @@ class Distiller:
                 words[sentence.lang].append(sentence.words)
         split_run = tokenizer_run_splitter(self.teacher_tokenizer)
         for lang, paths in unlabeled_files(self.config.unlabeled, self.config.languages).items():
-            for line in read_lines(paths, 10 ** 9, random.Random(0), lang):
+            for line in usable_lines(paths, lang):  # every line, counted in any order
                 if found := to_words(line, split_run):
                     words[lang].append(found)
         if self.config.gold:

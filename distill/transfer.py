@@ -72,15 +72,21 @@ def letters_stripped(line: str, lang: str) -> bool:
     return letters is not None and len(line.split()) >= STRIPPED_MIN_WORDS and letters.isdisjoint(line)
 
 
-def read_lines(paths: Sequence[Path], limit: int, rng: random.Random, lang: str = "") -> list[str]:
-    """A sample of at most ``limit`` non-empty lines from ``paths``, without lines of ``lang`` whose letters were
-    stripped (:func:`letters_stripped`)."""
+def usable_lines(paths: Sequence[Path], lang: str = "") -> list[str]:
+    """The non-empty lines of ``paths`` in file order, without lines of ``lang`` whose letters were stripped
+    (:func:`letters_stripped`)."""
     lines = [line.strip() for path in paths for line in path.read_text(encoding="utf-8").splitlines()]
     lines = [line for line in lines if line]
     kept = [line for line in lines if not letters_stripped(line, lang)]
     if len(kept) < len(lines):
         logger.info("%s: %d of %d unlabeled lines left out, written without the letters of the language",
                     lang, len(lines) - len(kept), len(lines))
+    return kept
+
+
+def read_lines(paths: Sequence[Path], limit: int, rng: random.Random, lang: str = "") -> list[str]:
+    """A sample of at most ``limit`` of the :func:`usable_lines` of ``paths``."""
+    kept = usable_lines(paths, lang)
     rng.shuffle(kept)
     return kept[:limit]
 
