@@ -90,7 +90,9 @@ class DistillConfig:
     representation: StageBudget = field(default_factory=lambda: StageBudget(steps=3000, eval_every=300, lr=5e-4))
     logits: StageBudget = field(default_factory=lambda: StageBudget(steps=600, eval_every=200, lr=3e-4))
     gold_labels: StageBudget = field(default_factory=lambda: StageBudget(steps=400, eval_every=200, lr=1e-4))
-    gold_unfreeze: int | None = None  # groups the gold-label stages unfreeze, top layer first (None: all of them)
+    # groups the logit stages (3) and the gold-label stages (4) unfreeze, top layer first (None: all of them)
+    logits_unfreeze: int | None = None
+    gold_unfreeze: int | None = None
     # the gold-label stages also match the teacher's logits on a transfer batch each step, at this weight against
     # the cross-entropy (0: cross-entropy only), so that what the logit stages taught is kept where labels are few
     gold_logit_weight: float = 0.0
@@ -116,9 +118,10 @@ class DistillConfig:
             StudentGeometry(**self.geometry)  # fails early on sizes that do not fit together
         elif self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
-        if self.gold_unfreeze is not None and (isinstance(self.gold_unfreeze, bool)
-                                               or not isinstance(self.gold_unfreeze, int) or self.gold_unfreeze < 0):
-            raise ValueError(f"gold_unfreeze must be a whole number >= 0 or None, not {self.gold_unfreeze!r}")
+        for name in ("logits_unfreeze", "gold_unfreeze"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be a whole number >= 0 or None, not {value!r}")
         if isinstance(self.gold_logit_weight, bool) or not isinstance(self.gold_logit_weight, (int, float)) \
                 or not 0 <= self.gold_logit_weight < math.inf:
             raise ValueError(f"gold_logit_weight must be a finite number >= 0, not {self.gold_logit_weight!r}")

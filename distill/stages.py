@@ -3,8 +3,9 @@
 Stage 1 matches every student hidden state (embeddings and each layer) to the teacher's topmost
 hidden states through learned per-layer projections (MSE). Stage 2 matches the teacher's logits
 with the encoder frozen; stage 3 goes on with logits while unfreezing one layer per sub-stage,
-top first; stage 4 trains on gold labels with cross-entropy, unfreezing again (all groups, or the top
-``gold_unfreeze`` of them), optionally anchored to the teacher's logits on transfer text (``gold_logit_weight``).
+top first (all groups, or the top ``logits_unfreeze`` of them); stage 4 trains on gold labels with
+cross-entropy, unfreezing again (all groups, or the top ``gold_unfreeze``), optionally anchored to the
+teacher's logits on transfer text (``gold_logit_weight``).
 """
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ def parameter_groups(num_layers: int) -> list[str]:
     return [f"layer{i}" for i in reversed(range(num_layers))] + ["embeddings"]
 
 
+def _unfrozen(limit: int | None, groups: list[str]) -> int:
+    """How many groups a run of unfreezing sub-stages reaches (None: all of them)."""
+    return len(groups) if limit is None else min(limit, len(groups))
+
+
 def plan_stages(config: DistillConfig) -> list[Stage]:
     """The full schedule for a config (stage 1 is left out for the no-stage-1 ablation)."""
     groups = parameter_groups(config.student.layers)
@@ -42,11 +48,10 @@ def plan_stages(config: DistillConfig) -> list[Stage]:
         stages.append(Stage("1-representation", "representation", tuple(groups) + ("projections",),
                             config.representation))
     stages.append(Stage("2-logits", "logits", ("classifier",), config.logits))
-    for j in range(1, len(groups) + 1):
+    for j in range(1, _unfrozen(config.logits_unfreeze, groups) + 1):
         stages.append(Stage(f"3-logits-unfreeze-{j}", "logits", ("classifier",) + tuple(groups[:j]), config.logits))
     stages.append(Stage("4-gold", "gold", ("classifier",), config.gold_labels))
-    gold_groups = len(groups) if config.gold_unfreeze is None else min(config.gold_unfreeze, len(groups))
-    for j in range(1, gold_groups + 1):
+    for j in range(1, _unfrozen(config.gold_unfreeze, groups) + 1):
         stages.append(Stage(f"4-gold-unfreeze-{j}", "gold", ("classifier",) + tuple(groups[:j]), config.gold_labels))
     return stages
 

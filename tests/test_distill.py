@@ -237,6 +237,18 @@ def test_gold_stages_unfreeze_only_the_top_groups_asked_for():
             _config(gold_unfreeze=bad)
 
 
+def test_logit_stages_unfreeze_only_the_top_groups_asked_for():
+    full = plan_stages(_config())
+    three = plan_stages(_config(logits_unfreeze=3))
+    assert [s.name for s in three] == [s.name for s in full
+                                       if not s.name.startswith("3-logits-unfreeze-") or int(s.name[-1]) <= 3]
+    assert [s for s in three if s.loss == "gold"] == [s for s in full if s.loss == "gold"]
+    assert plan_stages(_config(logits_unfreeze=9)) == full
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="logits_unfreeze must be a whole number >= 0 or None"):
+            _config(logits_unfreeze=bad)
+
+
 def test_plan_without_representation_stage():
     stages = plan_stages(_config(use_representation_stage=False))
     assert all(s.loss != "representation" for s in stages)
